@@ -1,0 +1,220 @@
+//! The native agent interface: the [`Agent`] trait and the [`Context`] a
+//! handler uses to send, reply and call.
+//!
+//! Handlers are synchronous and never block: a `call` returns at once with the
+//! call's id, and the answer arrives later through [`Agent::on_reply`]. This is
+//! the same model the WebAssembly host offers, so native and wasm agents
+//! behave alike, and a shard's dispatcher never waits on an agent.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::agent_id::{AgentId, ShardId};
+use crate::core::ShardCore;
+use crate::envelope::{Address, ConversationId, Envelope, Kind, MessageId, Priority};
+use crate::error::{CallError, Rejection};
+
+/// An in-process agent. It lives on the shard that owns its name and is only
+/// ever touched by that shard's thread, so it need not be `Send` or `Sync`.
+///
+/// ```
+/// use quire_shards::{Agent, Context, Envelope};
+///
+/// /// Answers every call with the request's own payload.
+/// struct Echo;
+///
+/// impl Agent for Echo {
+///     fn handle(&mut self, ctx: &mut Context<'_>, msg: Envelope) {
+///         let _ = ctx.reply(msg.payload);
+///     }
+/// }
+/// ```
+pub trait Agent: 'static {
+    /// Handles one ordinary message (a send or a call).
+    fn handle(&mut self, ctx: &mut Context<'_>, msg: Envelope);
+
+    /// The call `call` this agent made has ended: with the reply, or with why
+    /// there is none. Every successful `ctx.call` ends here exactly once.
+    fn on_reply(&mut self, ctx: &mut Context<'_>, call: MessageId, reply: Result<Envelope, CallError>) {
+        let _ = (ctx, call, reply);
+    }
+
+    /// A one-way message this agent sent could not be delivered; it comes back
+    /// with its payload and the reason.
+    fn on_undelivered(&mut self, ctx: &mut Context<'_>, msg: Envelope, reason: Rejection) {
+        let _ = (ctx, msg, reason);
+    }
+}
+
+/// Per-message options for [`Context::send_with`] and [`Context::call_with`].
+///
+/// ```
+/// use std::time::Duration;
+/// use quire_shards::{Priority, SendOptions};
+/// let opts = SendOptions::default().priority(Priority::High).ttl(Duration::from_millis(5));
+/// assert_eq!(opts.priority, Priority::High);
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SendOptions {
+    /// Scheduling class at the receiver.
+    pub priority: Priority,
+    /// Time to live: after it the message is a dead letter.
+    pub ttl: Option<Duration>,
+    /// The conversation to file the message under (default: the current
+    /// message's, or a new one).
+    pub conversation: Option<ConversationId>,
+}
+
+impl SendOptions {
+    /// Sets the priority.
+    pub fn priority(mut self, priority: Priority) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    /// Sets the time to live.
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// Sets the conversation id.
+    pub fn conversation(mut self, id: ConversationId) -> Self {
+        self.conversation = Some(id);
+        self
+    }
+}
+
+/// What a handler knows of the message it is handling.
+#[derive(Debug, Clone)]
+pub(crate) struct Current {
+    pub id: MessageId,
+    pub from: Address,
+    pub kind: Kind,
+    pub conversation: Option<ConversationId>,
+    pub priority: Priority,
+    pub replied: bool,
+}
+
+/// A handler's view of its shard: who it is, and how to talk to others.
+pub struct Context<'a> {
+    pub(crate) core: &'a mut ShardCore,
+    pub(crate) me: &'a AgentId,
+    pub(crate) current: Option<Current>,
+}
+
+impl Context<'_> {
+    /// This agent's name.
+    pub fn id(&self) -> &AgentId {
+        self.me
+    }
+
+    /// The shard this agent lives on.
+    pub fn shard(&self) -> ShardId {
+        self.core.shard()
+    }
+
+    /// The clock the shard uses for deadlines and timeouts.
+    pub fn now(&self) -> Instant {
+        Instant::now()
+    }
+
+    /// Sends a one-way message at normal priority. An error means the message
+    /// was refused at once (the receiver's queue or the route to its shard is
+    /// full, or a local receiver does not exist); a refusal found later comes
+    /// back through [`Agent::on_undelivered`].
+    pub fn send(&mut self, to: impl Into<AgentId>, payload: impl Into<Bytes>) -> Result<MessageId, Rejection> {
+        self.send_with(to, payload, SendOptions::default())
+    }
+
+    /// Sends a one-way message with options.
+    pub fn send_with(
+        &mut self,
+        to: impl Into<AgentId>,
+        payload: impl Into<Bytes>,
+        opts: SendOptions,
+    ) -> Result<MessageId, Rejection> {
+        let env = self.envelope(to.into(), payload.into(), Kind::Send, opts);
+        let id = env.id;
+        self.core.send_from_agent(env, None)?;
+        Ok(id)
+    }
+
+    /// Calls another agent: the reply, a rejection or a timeout arrives later
+    /// through [`Agent::on_reply`] with the returned call id.
+    pub fn call(
+        &mut self,
+        to: impl Into<AgentId>,
+        payload: impl Into<Bytes>,
+        timeout: Duration,
+    ) -> Result<MessageId, Rejection> {
+        self.call_with(to, payload, timeout, SendOptions::default())
+    }
+
+    /// Calls with options.
+    pub fn call_with(
+        &mut self,
+        to: impl Into<AgentId>,
+        payload: impl Into<Bytes>,
+        timeout: Duration,
+        opts: SendOptions,
+    ) -> Result<MessageId, Rejection> {
+        let env = self.envelope(to.into(), payload.into(), Kind::Call, opts);
+        let id = env.id;
+        self.core.send_from_agent(env, Some((self.me.clone(), timeout)))?;
+        Ok(id)
+    }
+
+    /// Replies to the call being handled. Only calls take a reply, and only one.
+    pub fn reply(&mut self, payload: impl Into<Bytes>) -> Result<(), Rejection> {
+        let cur = match &mut self.current {
+            Some(cur) if cur.kind == Kind::Call && !cur.replied => cur,
+            _ => return Err(Rejection::Invalid),
+        };
+        cur.replied = true;
+        let env = Envelope {
+            id: 0,
+            from: Address::Agent(self.me.clone()),
+            to: cur.from.clone(),
+            conversation: cur.conversation,
+            in_reply_to: Some(cur.id),
+            priority: cur.priority,
+            deadline: None,
+            kind: Kind::Reply,
+            payload: payload.into(),
+        };
+        self.core.send_control(env);
+        Ok(())
+    }
+
+    /// Sends `payload` to this agent itself after `delay` (a timer).
+    pub fn send_after(&mut self, delay: Duration, payload: impl Into<Bytes>) {
+        let env = self.envelope(self.me.clone(), payload.into(), Kind::Send, SendOptions::default());
+        self.core.schedule(Instant::now() + delay, env);
+    }
+
+    /// The sender of the message being handled.
+    pub fn sender(&self) -> Option<&Address> {
+        self.current.as_ref().map(|c| &c.from)
+    }
+
+    fn envelope(&mut self, to: AgentId, payload: Bytes, kind: Kind, opts: SendOptions) -> Envelope {
+        let id = self.core.next_message_id();
+        let conversation = opts
+            .conversation
+            .or_else(|| self.current.as_ref().and_then(|c| c.conversation))
+            .or(Some(id));
+        Envelope {
+            id,
+            from: Address::Agent(self.me.clone()),
+            to: Address::Agent(to),
+            conversation,
+            in_reply_to: None,
+            priority: opts.priority,
+            deadline: opts.ttl.map(|ttl| Instant::now() + ttl),
+            kind,
+            payload,
+        }
+    }
+}

@@ -1,0 +1,772 @@
+//! The shard state machine: registry, mailboxes, scheduling, routing decisions,
+//! pending calls and timers, with no I/O and no threads.
+//!
+//! A runtime drives a [`ShardCore`] by feeding it messages (from agents, from
+//! clients, from peer shards), calling [`ShardCore::run`] to let agents handle
+//! what is queued, taking each peer's outbox to put on the mesh, and firing
+//! timers when they fall due. Everything here is deterministic and tested
+//! without executors or sockets (in the manner of quinn's `quinn-proto`).
+//!
+//! Accounting rule: every ordinary message (send or call) is counted once as
+//! `sent` on the shard where it was emitted, and once as either `handled` or
+//! `rejected[reason]` on the shard where its fate was decided.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::{Duration, Instant};
+
+use ahash::RandomState;
+use bytes::Bytes;
+
+use crate::agent::{Agent, Context, Current, SendOptions};
+use crate::agent_id::{AgentId, ShardId};
+use crate::envelope::{Address, ClientTicket, Envelope, Kind, MessageId};
+use crate::error::{CallError, Rejection};
+use crate::mailbox::Mailbox;
+use crate::stats::ShardStats;
+
+/// Sizes and bounds of one shard.
+///
+/// ```
+/// use quire_shards::ShardConfig;
+/// let cfg = ShardConfig { mailbox_capacity: 64, ..ShardConfig::new(0, 2) };
+/// assert_eq!(cfg.shard_count, 2);
+/// ```
+#[derive(Debug, Clone)]
+pub struct ShardConfig {
+    /// This shard's index.
+    pub shard: ShardId,
+    /// Shards on the node (ownership depends on it).
+    pub shard_count: usize,
+    /// Ordinary messages one agent's mailbox holds.
+    pub mailbox_capacity: usize,
+    /// Envelopes waiting for the mesh towards one peer shard.
+    pub outbox_capacity: usize,
+    /// Calls (agents' and clients') waiting for replies on this shard.
+    pub max_pending_calls: usize,
+    /// Messages an agent handles in one turn before others get theirs.
+    pub agent_batch: usize,
+}
+
+impl ShardConfig {
+    /// Defaults for shard `shard` of `shard_count`.
+    pub fn new(shard: ShardId, shard_count: usize) -> Self {
+        Self {
+            shard,
+            shard_count,
+            mailbox_capacity: 1024,
+            outbox_capacity: 16 * 1024,
+            max_pending_calls: 64 * 1024,
+            agent_batch: 32,
+        }
+    }
+}
+
+/// Why an agent could not be registered or removed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegisterError {
+    /// The name hashes to another shard.
+    #[error("agent {id} belongs to shard {owner}, not shard {this}")]
+    WrongShard {
+        /// The name.
+        id: AgentId,
+        /// Its owner.
+        owner: ShardId,
+        /// The shard asked.
+        this: ShardId,
+    },
+    /// The name is taken.
+    #[error("an agent named {0} is already registered")]
+    AlreadyRegistered(AgentId),
+    /// There is no such agent.
+    #[error("no agent named {0} is registered")]
+    NotRegistered(AgentId),
+    /// The shard is stopping.
+    #[error("the node is shutting down")]
+    ShuttingDown,
+}
+
+/// Completes a client's call on the client's side (a channel send, usually).
+pub type ClientWaiter = Box<dyn FnOnce(Result<Envelope, CallError>) + Send>;
+
+type TimerKey = (Instant, u64);
+
+enum Timer {
+    CallTimeout(MessageId),
+    ClientTimeout(u64),
+    Delayed(Envelope),
+}
+
+struct PendingCall {
+    caller: AgentId,
+    started: Instant,
+    timer: TimerKey,
+}
+
+struct ClientCall {
+    waiter: ClientWaiter,
+    started: Instant,
+    timer: TimerKey,
+}
+
+struct Slot {
+    id: AgentId,
+    /// `None` while the agent is handling a message, or once it is removed.
+    agent: Option<Box<dyn Agent>>,
+    mailbox: Mailbox,
+    /// In the ready queue (or being run) right now.
+    scheduled: bool,
+    live: bool,
+}
+
+/// One shard's agents, queues, pending calls and timers.
+///
+/// ```
+/// use std::time::Duration;
+/// use quire_shards::{Agent, AgentId, Context, Envelope, SendOptions, ShardConfig, ShardCore};
+///
+/// struct Echo;
+/// impl Agent for Echo {
+///     fn handle(&mut self, ctx: &mut Context<'_>, msg: Envelope) {
+///         let _ = ctx.reply(msg.payload);
+///     }
+/// }
+///
+/// let mut shard = ShardCore::new(ShardConfig::new(0, 1));
+/// shard.register(AgentId::from("echo"), Box::new(Echo)).unwrap();
+/// let (tx, rx) = std::sync::mpsc::channel();
+/// let waiter = Box::new(move |r| tx.send(r).unwrap());
+/// shard
+///     .admit_client_call("echo".into(), "hi".into(), SendOptions::default(), Duration::from_secs(1), waiter)
+///     .unwrap();
+/// shard.run(usize::MAX);
+/// assert_eq!(&rx.recv().unwrap().unwrap().payload[..], b"hi");
+/// ```
+pub struct ShardCore {
+    cfg: ShardConfig,
+    slots: Vec<Slot>,
+    free_slots: Vec<usize>,
+    by_name: HashMap<AgentId, usize, RandomState>,
+    ready: VecDeque<usize>,
+    outboxes: Vec<Vec<Envelope>>,
+    pending_calls: HashMap<MessageId, PendingCall, RandomState>,
+    client_calls: HashMap<u64, ClientCall, RandomState>,
+    timers: BTreeMap<TimerKey, Timer>,
+    timer_seq: u64,
+    timer_rearm: bool,
+    message_seq: u64,
+    ticket_seq: u64,
+    stats: ShardStats,
+    stopping: bool,
+}
+
+impl ShardCore {
+    /// An empty shard.
+    pub fn new(cfg: ShardConfig) -> Self {
+        assert!(cfg.shard_count > 0 && (cfg.shard as usize) < cfg.shard_count);
+        Self {
+            outboxes: (0..cfg.shard_count).map(|_| Vec::new()).collect(),
+            stats: ShardStats::new(cfg.shard),
+            cfg,
+            slots: Vec::new(),
+            free_slots: Vec::new(),
+            by_name: HashMap::default(),
+            ready: VecDeque::new(),
+            pending_calls: HashMap::default(),
+            client_calls: HashMap::default(),
+            timers: BTreeMap::new(),
+            timer_seq: 0,
+            timer_rearm: false,
+            message_seq: 0,
+            ticket_seq: 0,
+            stopping: false,
+        }
+    }
+
+    /// This shard's index.
+    pub fn shard(&self) -> ShardId {
+        self.cfg.shard
+    }
+
+    /// The configuration it runs with.
+    pub fn config(&self) -> &ShardConfig {
+        &self.cfg
+    }
+
+    pub(crate) fn next_message_id(&mut self) -> MessageId {
+        self.message_seq += 1;
+        (u64::from(self.cfg.shard) << 48) | (self.message_seq & ((1 << 48) - 1))
+    }
+
+    // ---- registry ----
+
+    /// Registers a native agent under `id`, which must hash to this shard.
+    pub fn register(&mut self, id: AgentId, agent: Box<dyn Agent>) -> Result<(), RegisterError> {
+        if self.stopping {
+            return Err(RegisterError::ShuttingDown);
+        }
+        let owner = id.owning_shard(self.cfg.shard_count);
+        if owner != self.cfg.shard {
+            return Err(RegisterError::WrongShard { id, owner, this: self.cfg.shard });
+        }
+        if self.by_name.contains_key(&id) {
+            return Err(RegisterError::AlreadyRegistered(id));
+        }
+        let slot = Slot {
+            id: id.clone(),
+            agent: Some(agent),
+            mailbox: Mailbox::new(self.cfg.mailbox_capacity),
+            scheduled: false,
+            live: true,
+        };
+        let idx = match self.free_slots.pop() {
+            Some(idx) => {
+                self.slots[idx] = slot;
+                idx
+            }
+            None => {
+                self.slots.push(slot);
+                self.slots.len() - 1
+            }
+        };
+        self.by_name.insert(id, idx);
+        Ok(())
+    }
+
+    /// Removes an agent; what waited in its mailbox goes back to its senders
+    /// as `NoSuchAgent`. Returns how many ordinary messages were rejected.
+    pub fn unregister(&mut self, id: &AgentId) -> Result<usize, RegisterError> {
+        let idx = self
+            .by_name
+            .remove(id)
+            .ok_or_else(|| RegisterError::NotRegistered(id.clone()))?;
+        let slot = &mut self.slots[idx];
+        slot.live = false;
+        slot.agent = None;
+        let waiting: Vec<Envelope> = slot.mailbox.drain().collect();
+        if !slot.scheduled {
+            self.free_slots.push(idx);
+        }
+        let mut rejected = 0;
+        for env in waiting {
+            if env.kind.is_control() {
+                self.stats.control_dropped += 1;
+            } else {
+                rejected += 1;
+                self.stats.reject(Rejection::NoSuchAgent);
+                self.bounce(env, Rejection::NoSuchAgent);
+            }
+        }
+        Ok(rejected)
+    }
+
+    /// True when `id` is registered here.
+    pub fn is_registered(&self, id: &AgentId) -> bool {
+        self.by_name.contains_key(id)
+    }
+
+    /// Agents registered here.
+    pub fn agent_count(&self) -> usize {
+        self.by_name.len()
+    }
+
+    // ---- entry points ----
+
+    /// A one-way message from outside the shards (a client). `Ok` means it is
+    /// queued at its receiver or on its way there; an error means it was
+    /// refused and is counted.
+    pub fn admit_client(&mut self, to: AgentId, payload: Bytes, opts: SendOptions) -> Result<MessageId, Rejection> {
+        let env = self.outside_envelope(to, payload, Kind::Send, Address::Nobody, opts);
+        let id = env.id;
+        self.route_ordinary(env).map_err(|(r, _)| r)?;
+        Ok(id)
+    }
+
+    /// A call from outside the shards. `waiter` is completed exactly once:
+    /// with the reply, a rejection (also when refused at once, which the
+    /// returned error repeats) or a timeout.
+    pub fn admit_client_call(
+        &mut self,
+        to: AgentId,
+        payload: Bytes,
+        opts: SendOptions,
+        timeout: Duration,
+        waiter: ClientWaiter,
+    ) -> Result<MessageId, Rejection> {
+        self.ticket_seq += 1;
+        let ticket = self.ticket_seq;
+        let from = Address::Client(ClientTicket { shard: self.cfg.shard, ticket });
+        let env = self.outside_envelope(to, payload, Kind::Call, from, opts);
+        let id = env.id;
+        if let Err(reason) = self.check_pending_room() {
+            waiter(Err(reason.into()));
+            return Err(reason);
+        }
+        if let Err((reason, _)) = self.route_ordinary(env) {
+            waiter(Err(reason.into()));
+            return Err(reason);
+        }
+        let started = Instant::now();
+        let timer = self.add_timer(started + timeout, Timer::ClientTimeout(ticket));
+        self.client_calls.insert(ticket, ClientCall { waiter, started, timer });
+        Ok(id)
+    }
+
+    /// Envelopes another shard of this node put on the mesh for this one.
+    pub fn deliver_from_peer(&mut self, env: Envelope) {
+        self.stats.cross_shard_in += 1;
+        if self.stopping {
+            if !env.kind.is_control() {
+                self.stats.reject(Rejection::ShuttingDown);
+            }
+            return;
+        }
+        if env.kind.is_control() {
+            self.route_control(env);
+        } else if let Err((reason, env)) = self.deliver_local(env) {
+            self.stats.reject(reason);
+            self.bounce(env, reason);
+        }
+    }
+
+    pub(crate) fn send_from_agent(&mut self, env: Envelope, call: Option<(AgentId, Duration)>) -> Result<(), Rejection> {
+        let Some((caller, timeout)) = call else {
+            return self.route_ordinary(env).map_err(|(r, _)| r);
+        };
+        self.check_pending_room()?;
+        let id = env.id;
+        self.route_ordinary(env).map_err(|(r, _)| r)?;
+        let started = Instant::now();
+        let timer = self.add_timer(started + timeout, Timer::CallTimeout(id));
+        self.pending_calls.insert(id, PendingCall { caller, started, timer });
+        Ok(())
+    }
+
+    pub(crate) fn send_control(&mut self, env: Envelope) {
+        self.route_control(env);
+    }
+
+    pub(crate) fn schedule(&mut self, at: Instant, env: Envelope) {
+        self.add_timer(at, Timer::Delayed(env));
+    }
+
+    // ---- driving ----
+
+    /// Lets ready agents handle up to about `budget` messages (an agent's turn
+    /// is not cut short). Returns how many were handled or rejected.
+    pub fn run(&mut self, budget: usize) -> usize {
+        let mut done = 0;
+        while done < budget {
+            let Some(idx) = self.ready.pop_front() else { break };
+            let slot = &mut self.slots[idx];
+            if !slot.live {
+                slot.scheduled = false;
+                self.free_slots.push(idx);
+                continue;
+            }
+            let (Some(mut agent), me) = (slot.agent.take(), slot.id.clone()) else {
+                continue;
+            };
+            // One clock read per turn: deadlines are checked at turn granularity.
+            let now = Instant::now();
+            let mut turn = 0;
+            while turn < self.cfg.agent_batch {
+                let Some(env) = self.slots[idx].mailbox.pop() else { break };
+                turn += 1;
+                self.dispatch(agent.as_mut(), &me, env, now);
+            }
+            done += turn;
+            let slot = &mut self.slots[idx];
+            if slot.live {
+                slot.agent = Some(agent);
+            }
+            if slot.live && !slot.mailbox.is_empty() {
+                self.ready.push_back(idx);
+            } else {
+                slot.scheduled = false;
+                if !slot.live {
+                    self.free_slots.push(idx);
+                }
+            }
+        }
+        done
+    }
+
+    /// True when some agent has messages waiting.
+    pub fn has_ready(&self) -> bool {
+        !self.ready.is_empty()
+    }
+
+    /// Envelopes waiting for the mesh towards `peer`.
+    pub fn outbox_len(&self, peer: ShardId) -> usize {
+        self.outboxes[peer as usize].len()
+    }
+
+    /// Takes everything waiting for `peer`, in order, as one batch.
+    pub fn take_outbox(&mut self, peer: ShardId) -> Vec<Envelope> {
+        let batch = std::mem::take(&mut self.outboxes[peer as usize]);
+        if !batch.is_empty() {
+            self.stats.cross_shard_out += batch.len() as u64;
+            self.stats.batches_out += 1;
+        }
+        batch
+    }
+
+    /// When the earliest timer falls due.
+    pub fn next_timer(&self) -> Option<Instant> {
+        self.timers.first_key_value().map(|(k, _)| k.0)
+    }
+
+    /// True (once) when a timer earlier than every previous one was added, so
+    /// the driver must re-arm its wake-up.
+    pub fn take_timer_rearm(&mut self) -> bool {
+        std::mem::take(&mut self.timer_rearm)
+    }
+
+    /// Fires every timer due at `now`; returns how many fired.
+    pub fn fire_timers(&mut self, now: Instant) -> usize {
+        let mut fired = 0;
+        while let Some(entry) = self.timers.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            fired += 1;
+            match entry.remove() {
+                Timer::CallTimeout(call) => {
+                    if let Some(p) = self.pending_calls.remove(&call) {
+                        self.stats.call_timeouts += 1;
+                        let env = Envelope {
+                            id: 0,
+                            from: Address::Nobody,
+                            to: Address::Agent(p.caller),
+                            conversation: None,
+                            in_reply_to: Some(call),
+                            priority: crate::Priority::Normal,
+                            deadline: None,
+                            kind: Kind::CallFailed(CallError::Timeout),
+                            payload: Bytes::new(),
+                        };
+                        if self.deliver_local(env).is_err() {
+                            self.stats.control_dropped += 1;
+                        }
+                    }
+                }
+                Timer::ClientTimeout(ticket) => {
+                    if let Some(call) = self.client_calls.remove(&ticket) {
+                        self.stats.call_timeouts += 1;
+                        (call.waiter)(Err(CallError::Timeout));
+                    }
+                }
+                Timer::Delayed(env) => {
+                    if let Err((reason, env)) = self.route_ordinary(env) {
+                        self.bounce(env, reason);
+                    }
+                }
+            }
+        }
+        fired
+    }
+
+    /// Nothing to run and nothing waiting for the mesh.
+    pub fn is_idle(&self) -> bool {
+        self.ready.is_empty() && self.outboxes.iter().all(Vec::is_empty)
+    }
+
+    /// A copy of this shard's figures.
+    pub fn stats(&self) -> ShardStats {
+        let mut s = self.stats.clone();
+        s.agents = self.by_name.len() as u64;
+        s.queued = self
+            .by_name
+            .values()
+            .map(|&i| self.slots[i].mailbox.len() as u64)
+            .sum();
+        s
+    }
+
+    /// Calls waiting for replies (agents' and clients').
+    pub fn pending_calls(&self) -> usize {
+        self.pending_calls.len() + self.client_calls.len()
+    }
+
+    /// True once [`Self::abort_all`] ran.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping
+    }
+
+    /// Stops the shard: everything still queued or on its way out is rejected
+    /// as `ShuttingDown` (and counted), waiting clients are told so, pending
+    /// timers are dropped, and later arrivals are refused. Returns the number
+    /// of ordinary messages rejected.
+    pub fn abort_all(&mut self) -> u64 {
+        self.stopping = true;
+        let before = self.stats.rejected_for(Rejection::ShuttingDown);
+        for slot in &mut self.slots {
+            for env in slot.mailbox.drain() {
+                if !env.kind.is_control() {
+                    self.stats.rejected[Rejection::ShuttingDown.index()] += 1;
+                }
+            }
+        }
+        for outbox in &mut self.outboxes {
+            for env in outbox.drain(..) {
+                if !env.kind.is_control() {
+                    self.stats.rejected[Rejection::ShuttingDown.index()] += 1;
+                }
+            }
+        }
+        for (_, call) in self.client_calls.drain() {
+            (call.waiter)(Err(CallError::Rejected(Rejection::ShuttingDown)));
+        }
+        self.pending_calls.clear();
+        self.timers.clear();
+        self.ready.clear();
+        self.stats.rejected_for(Rejection::ShuttingDown) - before
+    }
+
+    // ---- internals ----
+
+    fn outside_envelope(&mut self, to: AgentId, payload: Bytes, kind: Kind, from: Address, opts: SendOptions) -> Envelope {
+        let id = self.next_message_id();
+        Envelope {
+            id,
+            from,
+            to: Address::Agent(to),
+            conversation: opts.conversation.or(Some(id)),
+            in_reply_to: None,
+            priority: opts.priority,
+            deadline: opts.ttl.map(|ttl| Instant::now() + ttl),
+            kind,
+            payload,
+        }
+    }
+
+    fn check_pending_room(&mut self) -> Result<(), Rejection> {
+        if self.pending_calls() >= self.cfg.max_pending_calls {
+            self.stats.sent += 1;
+            self.stats.reject(Rejection::TooManyPendingCalls);
+            return Err(Rejection::TooManyPendingCalls);
+        }
+        Ok(())
+    }
+
+    fn add_timer(&mut self, at: Instant, timer: Timer) -> TimerKey {
+        self.timer_seq += 1;
+        let key = (at, self.timer_seq);
+        if self.timers.first_key_value().is_none_or(|(first, _)| key < *first) {
+            self.timer_rearm = true;
+        }
+        self.timers.insert(key, timer);
+        key
+    }
+
+    /// Routes an ordinary message emitted on this shard; counts it as sent,
+    /// and as rejected when refused at once.
+    #[allow(clippy::result_large_err)] // the message itself comes back, unboxed
+    fn route_ordinary(&mut self, env: Envelope) -> Result<(), (Rejection, Envelope)> {
+        self.stats.sent += 1;
+        let result = if self.stopping {
+            Err((Rejection::ShuttingDown, env))
+        } else {
+            match &env.to {
+                Address::Agent(to) => {
+                    let owner = to.owning_shard(self.cfg.shard_count);
+                    if owner == self.cfg.shard {
+                        self.deliver_local(env)
+                    } else {
+                        let outbox = &mut self.outboxes[owner as usize];
+                        if outbox.len() >= self.cfg.outbox_capacity {
+                            Err((Rejection::QueueFull, env))
+                        } else {
+                            outbox.push(env);
+                            Ok(())
+                        }
+                    }
+                }
+                _ => Err((Rejection::Invalid, env)),
+            }
+        };
+        if let Err((reason, _)) = &result {
+            self.stats.reject(*reason);
+        }
+        result
+    }
+
+    /// Routes a reply or a bounce. These are never refused for room (see
+    /// [`Kind`]); one whose receiver is gone is counted and dropped.
+    fn route_control(&mut self, env: Envelope) {
+        let owner = match &env.to {
+            Address::Agent(id) => id.owning_shard(self.cfg.shard_count),
+            Address::Client(t) => t.shard,
+            Address::Nobody => {
+                self.stats.control_dropped += 1;
+                return;
+            }
+        };
+        if owner == self.cfg.shard {
+            if self.deliver_local(env).is_err() {
+                self.stats.control_dropped += 1;
+            }
+        } else {
+            self.outboxes[owner as usize].push(env);
+        }
+    }
+
+    /// Puts a message for an agent (or a client) of this shard where it goes.
+    #[allow(clippy::result_large_err)] // the message itself comes back, unboxed
+    fn deliver_local(&mut self, mut env: Envelope) -> Result<(), (Rejection, Envelope)> {
+        let idx = match &env.to {
+            Address::Agent(id) => match self.by_name.get(id) {
+                Some(&idx) => idx,
+                None => return Err((Rejection::NoSuchAgent, env)),
+            },
+            Address::Client(ticket) => {
+                self.complete_client_call(ticket.ticket, env);
+                return Ok(());
+            }
+            Address::Nobody => return Err((Rejection::Invalid, env)),
+        };
+        match env.kind {
+            Kind::Reply | Kind::CallRejected(_) => {
+                match env.in_reply_to.and_then(|call| self.pending_calls.remove(&call)) {
+                    Some(pending) => {
+                        self.timers.remove(&pending.timer);
+                        if let Kind::CallRejected(reason) = env.kind {
+                            env.kind = Kind::CallFailed(CallError::Rejected(reason));
+                        } else {
+                            self.record_round_trip(pending.started);
+                        }
+                    }
+                    None => {
+                        // The call already timed out: its caller has its answer.
+                        self.stats.late_replies += 1;
+                        return Ok(());
+                    }
+                }
+            }
+            Kind::Send | Kind::Call | Kind::Bounce(_) | Kind::CallFailed(_) => {}
+        }
+        let slot = &mut self.slots[idx];
+        match slot.mailbox.push(env) {
+            Ok(()) => {
+                if !slot.scheduled {
+                    slot.scheduled = true;
+                    self.ready.push_back(idx);
+                }
+                Ok(())
+            }
+            Err(env) => Err((Rejection::QueueFull, env)),
+        }
+    }
+
+    fn complete_client_call(&mut self, ticket: u64, env: Envelope) {
+        let Some(call) = self.client_calls.remove(&ticket) else {
+            self.stats.late_replies += 1;
+            return;
+        };
+        self.timers.remove(&call.timer);
+        let result = match env.kind {
+            Kind::Reply => {
+                self.record_round_trip(call.started);
+                Ok(env)
+            }
+            Kind::CallRejected(reason) | Kind::Bounce(reason) => Err(CallError::Rejected(reason)),
+            Kind::CallFailed(e) => Err(e),
+            Kind::Send | Kind::Call => Err(CallError::Rejected(Rejection::Invalid)),
+        };
+        (call.waiter)(result);
+    }
+
+    fn record_round_trip(&mut self, started: Instant) {
+        self.stats.replies += 1;
+        let ns = started.elapsed().as_nanos().min(u128::from(crate::stats::MAX_TRACKED_NS)) as u64;
+        self.stats.call_latency_ns.saturating_record(ns.max(1));
+    }
+
+    /// Sends a refused ordinary message back to its sender.
+    fn bounce(&mut self, env: Envelope, reason: Rejection) {
+        let kind = match env.kind {
+            Kind::Send => Kind::Bounce(reason),
+            Kind::Call => Kind::CallRejected(reason),
+            _ => {
+                self.stats.control_dropped += 1;
+                return;
+            }
+        };
+        self.route_control(Envelope {
+            id: 0,
+            from: env.to,
+            to: env.from,
+            conversation: env.conversation,
+            in_reply_to: Some(env.id),
+            priority: env.priority,
+            deadline: None,
+            kind,
+            payload: env.payload,
+        });
+    }
+
+    fn dispatch(&mut self, agent: &mut dyn Agent, me: &AgentId, env: Envelope, now: Instant) {
+        match env.kind {
+            Kind::Send | Kind::Call => {
+                if env.is_expired(now) {
+                    self.stats.reject(Rejection::Expired);
+                    self.bounce(env, Rejection::Expired);
+                    return;
+                }
+                let current = Current {
+                    id: env.id,
+                    from: env.from.clone(),
+                    kind: env.kind.clone(),
+                    conversation: env.conversation,
+                    priority: env.priority,
+                    replied: false,
+                };
+                let mut ctx = Context { core: self, me, current: Some(current) };
+                let panicked = catch_unwind(AssertUnwindSafe(|| agent.handle(&mut ctx, env))).is_err();
+                let current = ctx.current.take().expect("current message is kept");
+                if !panicked {
+                    self.stats.handled += 1;
+                    return;
+                }
+                self.stats.agent_panics += 1;
+                self.stats.reject(Rejection::AgentFailed);
+                let answered = current.kind == Kind::Call && current.replied;
+                if !answered {
+                    // The payload went to the handler; the sender gets the reason.
+                    let failed = Envelope {
+                        id: current.id,
+                        from: current.from,
+                        to: Address::Agent(me.clone()),
+                        conversation: current.conversation,
+                        in_reply_to: None,
+                        priority: current.priority,
+                        deadline: None,
+                        kind: current.kind,
+                        payload: Bytes::new(),
+                    };
+                    self.bounce(failed, Rejection::AgentFailed);
+                }
+            }
+            Kind::Reply | Kind::CallFailed(_) | Kind::Bounce(_) | Kind::CallRejected(_) => {
+                let mut ctx = Context { core: self, me, current: None };
+                let outcome = catch_unwind(AssertUnwindSafe(|| match env.kind.clone() {
+                    Kind::Reply => {
+                        let call = env.in_reply_to.unwrap_or_default();
+                        agent.on_reply(&mut ctx, call, Ok(env));
+                    }
+                    Kind::CallFailed(e) => {
+                        agent.on_reply(&mut ctx, env.in_reply_to.unwrap_or_default(), Err(e));
+                    }
+                    Kind::Bounce(reason) | Kind::CallRejected(reason) => {
+                        agent.on_undelivered(&mut ctx, env, reason);
+                    }
+                    Kind::Send | Kind::Call => unreachable!("ordinary kinds are handled above"),
+                }));
+                if outcome.is_err() {
+                    self.stats.agent_panics += 1;
+                }
+            }
+        }
+    }
+}

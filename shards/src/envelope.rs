@@ -1,0 +1,142 @@
+//! The message envelope: what every message carries besides its payload.
+//!
+//! Inside a node an [`Envelope`] moves between shards by value (the payload is a
+//! reference-counted [`Bytes`]), never re-encoded. At node edges it is encoded
+//! as MessagePack by [`crate::wire`].
+
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::agent_id::{AgentId, ShardId};
+use crate::error::{CallError, Rejection};
+
+/// Node-unique message id: the sending shard in the top 16 bits, a per-shard
+/// sequence number below. Also the id of a call, which its reply refers to.
+pub type MessageId = u64;
+
+/// Groups the messages of one exchange; chosen by the first sender, copied by
+/// `reply` and by `send_in` so that a conversation can be followed across agents.
+pub type ConversationId = u64;
+
+/// Strict priority classes: a mailbox always hands out the highest class
+/// first; within a class it is FIFO.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    /// Control traffic that must overtake everything else.
+    Critical = 0,
+    /// Latency-sensitive requests.
+    High = 1,
+    /// The default.
+    #[default]
+    Normal = 2,
+    /// Background work, handled when nothing else waits.
+    Low = 3,
+}
+
+impl Priority {
+    /// All classes, highest first.
+    pub const ALL: [Priority; 4] = [Self::Critical, Self::High, Self::Normal, Self::Low];
+
+    /// Index into per-class arrays (0 = critical).
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Who a message is from, and so where a reply or a rejection goes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Address {
+    /// An agent, wherever it lives.
+    Agent(AgentId),
+    /// A client that entered the node through a [`ClientTicket`]; replies go
+    /// back to the shard that holds the ticket.
+    Client(ClientTicket),
+    /// Nobody: replies and rejections for this message are counted and dropped.
+    Nobody,
+}
+
+impl Address {
+    /// The agent behind this address, if it is one.
+    pub fn agent(&self) -> Option<&AgentId> {
+        match self {
+            Address::Agent(id) => Some(id),
+            _ => None,
+        }
+    }
+}
+
+/// A client's waiting call, parked on the shard that admitted it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClientTicket {
+    /// The shard holding the waiter.
+    pub shard: ShardId,
+    /// The waiter's key on that shard.
+    pub ticket: u64,
+}
+
+/// What an envelope is for. Replies and bounces are *control* messages: each
+/// answers exactly one message its receiver sent, so they are bounded by the
+/// receiver's own traffic and are never refused for a full mailbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    /// A one-way message.
+    Send,
+    /// A request; its id is the call id the reply refers to.
+    Call,
+    /// The answer to the call `in_reply_to`.
+    Reply,
+    /// The one-way message `in_reply_to` could not be delivered; it comes back
+    /// to its sender with its payload.
+    Bounce(Rejection),
+    /// The call `in_reply_to` could not be delivered or handled; it comes back
+    /// to its caller with its payload.
+    CallRejected(Rejection),
+    /// Local only, never on the mesh or the wire: the caller's shard turns a
+    /// bounced call or a timeout into this before the caller sees it.
+    CallFailed(CallError),
+}
+
+impl Kind {
+    /// Control messages bypass mailbox bounds (see [`Kind`]).
+    pub fn is_control(&self) -> bool {
+        !matches!(self, Kind::Send | Kind::Call)
+    }
+}
+
+/// A message and everything the runtime needs to route it.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    /// Node-unique id.
+    pub id: MessageId,
+    /// Sender; replies and bounces go here.
+    pub from: Address,
+    /// Receiver.
+    pub to: Address,
+    /// The exchange this message belongs to.
+    pub conversation: Option<ConversationId>,
+    /// For replies and bounces: the message answered.
+    pub in_reply_to: Option<MessageId>,
+    /// Scheduling class.
+    pub priority: Priority,
+    /// After this instant the message is a dead letter (TTL expired).
+    pub deadline: Option<Instant>,
+    /// What the envelope is for.
+    pub kind: Kind,
+    /// Opaque bytes; MessagePack by convention.
+    pub payload: Bytes,
+}
+
+impl Envelope {
+    /// True when the deadline has passed at `now`.
+    pub fn is_expired(&self, now: Instant) -> bool {
+        self.deadline.is_some_and(|d| now >= d)
+    }
+
+    /// The receiver's name, when the receiver is an agent.
+    pub fn to_agent(&self) -> Option<&AgentId> {
+        self.to.agent()
+    }
+}

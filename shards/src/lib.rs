@@ -1,0 +1,24 @@
+//! A Quire shard: agents, mailboxes, priorities and routing.
+//!
+//! This crate is the part of a shard that has no I/O: the [`ShardCore`] state
+//! machine, the [`Agent`] interface, the [`Envelope`] and its MessagePack
+//! [`wire`] form. The runtime crate drives one `ShardCore` per pinned core and
+//! moves envelopes between them over glommio's SPSC channels.
+
+mod agent;
+mod agent_id;
+mod core;
+mod envelope;
+mod error;
+mod mailbox;
+mod stats;
+pub mod testing;
+pub mod wire;
+
+pub use agent::{Agent, Context, SendOptions};
+pub use agent_id::{fnv1a64, jump_consistent_hash, owning_shard, AgentId, InvalidAgentId, ShardId};
+pub use core::{ClientWaiter, RegisterError, ShardConfig, ShardCore};
+pub use envelope::{Address, ClientTicket, ConversationId, Envelope, Kind, MessageId, Priority};
+pub use error::{CallError, Rejection};
+pub use mailbox::Mailbox;
+pub use stats::{new_latency_histogram, ShardStats, MAX_TRACKED_NS};

@@ -1,0 +1,156 @@
+//! A bounded, strictly prioritised per-agent mailbox.
+//!
+//! Four FIFO queues, one per [`Priority`]; `pop` always serves the highest
+//! non-empty class. The bound counts ordinary messages only: control messages
+//! (replies, bounces) answer a message the agent itself sent, so their number
+//! is already bounded by the agent's own traffic, and refusing them would lose
+//! the answer to something that was acknowledged.
+
+use std::collections::VecDeque;
+
+use crate::envelope::{Envelope, Priority};
+
+/// The per-agent queue. Pure data: no clocks, no I/O.
+///
+/// ```
+/// use quire_shards::{Mailbox, Priority};
+/// # use quire_shards::testing::envelope_to;
+/// let mut mb = Mailbox::new(2);
+/// mb.push(envelope_to("a", Priority::Low)).unwrap();
+/// mb.push(envelope_to("a", Priority::Critical)).unwrap();
+/// assert!(mb.push(envelope_to("a", Priority::Normal)).is_err()); // full
+/// assert_eq!(mb.pop().unwrap().priority, Priority::Critical);
+/// ```
+#[derive(Debug)]
+pub struct Mailbox {
+    classes: [VecDeque<Envelope>; 4],
+    bounded_len: usize,
+    capacity: usize,
+}
+
+impl Mailbox {
+    /// A mailbox holding at most `capacity` ordinary messages.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            classes: Default::default(),
+            bounded_len: 0,
+            capacity,
+        }
+    }
+
+    /// Queues a message; a full mailbox hands it back untouched so that the
+    /// caller can reject it to its sender. Control messages always fit.
+    // The Err variant is the caller's own message handed back, not an error
+    // value: boxing it would cost an allocation on the hot path.
+    #[allow(clippy::result_large_err)]
+    pub fn push(&mut self, env: Envelope) -> Result<(), Envelope> {
+        if !env.kind.is_control() {
+            if self.bounded_len >= self.capacity {
+                return Err(env);
+            }
+            self.bounded_len += 1;
+        }
+        self.classes[env.priority.index()].push_back(env);
+        Ok(())
+    }
+
+    /// The next message: highest class first, FIFO within a class.
+    pub fn pop(&mut self) -> Option<Envelope> {
+        let env = self.classes.iter_mut().find_map(VecDeque::pop_front)?;
+        if !env.kind.is_control() {
+            self.bounded_len -= 1;
+        }
+        Some(env)
+    }
+
+    /// Messages waiting, control ones included.
+    pub fn len(&self) -> usize {
+        self.classes.iter().map(VecDeque::len).sum()
+    }
+
+    /// True when nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.classes.iter().all(VecDeque::is_empty)
+    }
+
+    /// The bound on ordinary messages.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Waiting messages of one class.
+    pub fn len_of(&self, priority: Priority) -> usize {
+        self.classes[priority.index()].len()
+    }
+
+    /// Empties the mailbox (for shutdown or removal), highest class first.
+    pub fn drain(&mut self) -> impl Iterator<Item = Envelope> + '_ {
+        self.bounded_len = 0;
+        self.classes.iter_mut().flat_map(|q| q.drain(..))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::Kind;
+    use crate::testing::envelope_to;
+
+    #[test]
+    fn strict_priority_then_fifo() {
+        let mut mb = Mailbox::new(100);
+        let order = [
+            Priority::Low,
+            Priority::Normal,
+            Priority::Critical,
+            Priority::High,
+            Priority::Normal,
+            Priority::Critical,
+        ];
+        for (i, p) in order.iter().enumerate() {
+            let mut e = envelope_to("x", *p);
+            e.id = i as u64;
+            mb.push(e).unwrap();
+        }
+        let got: Vec<_> = std::iter::from_fn(|| mb.pop())
+            .map(|e| (e.priority, e.id))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (Priority::Critical, 2),
+                (Priority::Critical, 5),
+                (Priority::High, 3),
+                (Priority::Normal, 1),
+                (Priority::Normal, 4),
+                (Priority::Low, 0),
+            ]
+        );
+    }
+
+    #[test]
+    fn bound_refuses_and_frees_on_pop() {
+        let mut mb = Mailbox::new(3);
+        for _ in 0..3 {
+            mb.push(envelope_to("x", Priority::Normal)).unwrap();
+        }
+        let back = mb.push(envelope_to("x", Priority::Critical)).unwrap_err();
+        assert_eq!(back.priority, Priority::Critical);
+        mb.pop().unwrap();
+        mb.push(envelope_to("x", Priority::Normal)).unwrap();
+        assert_eq!(mb.len(), 3);
+    }
+
+    #[test]
+    fn control_messages_bypass_the_bound() {
+        let mut mb = Mailbox::new(1);
+        mb.push(envelope_to("x", Priority::Normal)).unwrap();
+        let mut reply = envelope_to("x", Priority::Normal);
+        reply.kind = Kind::Reply;
+        mb.push(reply).unwrap();
+        assert_eq!(mb.len(), 2);
+        assert!(mb.push(envelope_to("x", Priority::Normal)).is_err());
+        mb.pop().unwrap(); // the ordinary one (FIFO)
+        mb.push(envelope_to("x", Priority::Normal)).unwrap();
+    }
+}

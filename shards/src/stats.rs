@@ -1,0 +1,131 @@
+//! Per-shard counters and latency histograms.
+//!
+//! Each shard records into its own [`ShardStats`] with plain integer adds and
+//! one histogram record per completed call: no atomics, no locks, no
+//! cross-shard traffic. A reader asks the shard for a copy and merges copies.
+
+use hdrhistogram::Histogram;
+
+use crate::error::Rejection;
+
+/// Highest latency a histogram tracks (60 s in ns); larger values are clamped.
+pub const MAX_TRACKED_NS: u64 = 60_000_000_000;
+
+/// A latency histogram in nanoseconds, 3 significant digits.
+pub fn new_latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_TRACKED_NS, 3).expect("static histogram bounds are valid")
+}
+
+/// What one shard has counted since it started.
+///
+/// The accounting identity, summed over every shard of a quiescent node:
+/// `sent == handled + rejected_total()`. Every ordinary message is either
+/// handled by an agent or rejected back to its sender with a reason.
+#[derive(Debug, Clone)]
+pub struct ShardStats {
+    /// The shard these figures belong to.
+    pub shard: u16,
+    /// Ordinary messages (sends and calls) emitted on this shard by agents,
+    /// clients and timers, accepted or not.
+    pub sent: u64,
+    /// Ordinary messages handed to an agent's handler on this shard.
+    pub handled: u64,
+    /// Ordinary messages rejected on this shard, by reason ([`Rejection::index`]).
+    pub rejected: [u64; Rejection::ALL.len()],
+    /// Replies delivered to a waiting caller.
+    pub replies: u64,
+    /// Replies or bounces that arrived after their call had timed out.
+    pub late_replies: u64,
+    /// Calls that ended in a timeout.
+    pub call_timeouts: u64,
+    /// Control messages whose receiver no longer existed.
+    pub control_dropped: u64,
+    /// Handler panics caught (the message is rejected as `AgentFailed`).
+    pub agent_panics: u64,
+    /// Envelopes put on the mesh towards other shards.
+    pub cross_shard_out: u64,
+    /// Envelopes received from other shards.
+    pub cross_shard_in: u64,
+    /// Batches put on the mesh (`cross_shard_out / batches_out` is the mean batch).
+    pub batches_out: u64,
+    /// Agents registered now.
+    pub agents: u64,
+    /// Messages waiting in this shard's mailboxes now.
+    pub queued: u64,
+    /// Call round trips completed on this shard (call to reply), in ns.
+    pub call_latency_ns: Histogram<u64>,
+}
+
+impl ShardStats {
+    /// Empty figures for `shard`.
+    pub fn new(shard: u16) -> Self {
+        Self {
+            shard,
+            sent: 0,
+            handled: 0,
+            rejected: [0; Rejection::ALL.len()],
+            replies: 0,
+            late_replies: 0,
+            call_timeouts: 0,
+            control_dropped: 0,
+            agent_panics: 0,
+            cross_shard_out: 0,
+            cross_shard_in: 0,
+            batches_out: 0,
+            agents: 0,
+            queued: 0,
+            call_latency_ns: new_latency_histogram(),
+        }
+    }
+
+    /// Messages rejected for `reason`.
+    pub fn rejected_for(&self, reason: Rejection) -> u64 {
+        self.rejected[reason.index()]
+    }
+
+    /// All rejections, whatever the reason.
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.iter().sum()
+    }
+
+    /// Dead letters: messages whose deadline passed before they were handled.
+    pub fn dead_letters(&self) -> u64 {
+        self.rejected_for(Rejection::Expired)
+    }
+
+    pub(crate) fn reject(&mut self, reason: Rejection) {
+        self.rejected[reason.index()] += 1;
+    }
+
+    /// Adds `other` into `self` (for node-wide totals; `shard` keeps its value).
+    ///
+    /// ```
+    /// use quire_shards::ShardStats;
+    /// let mut total = ShardStats::new(0);
+    /// let mut one = ShardStats::new(1);
+    /// one.sent = 3;
+    /// one.call_latency_ns.record(1_000).unwrap();
+    /// total.merge(&one);
+    /// assert_eq!(total.sent, 3);
+    /// assert_eq!(total.call_latency_ns.len(), 1);
+    /// ```
+    pub fn merge(&mut self, other: &ShardStats) {
+        self.sent += other.sent;
+        self.handled += other.handled;
+        for (a, b) in self.rejected.iter_mut().zip(other.rejected) {
+            *a += b;
+        }
+        self.replies += other.replies;
+        self.late_replies += other.late_replies;
+        self.call_timeouts += other.call_timeouts;
+        self.control_dropped += other.control_dropped;
+        self.agent_panics += other.agent_panics;
+        self.cross_shard_out += other.cross_shard_out;
+        self.cross_shard_in += other.cross_shard_in;
+        self.batches_out += other.batches_out;
+        self.agents += other.agents;
+        self.queued += other.queued;
+        // Same bounds on both sides, so `add` cannot fail.
+        let _ = self.call_latency_ns.add(&other.call_latency_ns);
+    }
+}
