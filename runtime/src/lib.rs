@@ -1,1 +1,38 @@
-//! placeholder
+//! A Quire node: topology, placement, pinned glommio executors, the SPSC
+//! mesh between shards, configuration, and client handles.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use quire_runtime::Node;
+//! use quire_shards::{Agent, Context, Envelope};
+//!
+//! struct Echo;
+//! impl Agent for Echo {
+//!     fn handle(&mut self, ctx: &mut Context<'_>, msg: Envelope) {
+//!         let _ = ctx.reply(msg.payload);
+//!     }
+//! }
+//!
+//! let node = Node::builder().start().unwrap();
+//! print!("{}", node.placement());
+//! let client = node.client();
+//! client.register_blocking("echo", || Echo).unwrap();
+//! let reply = client.call_blocking("echo", "ping", Duration::from_secs(1)).unwrap();
+//! assert_eq!(&reply.payload[..], b"ping");
+//! println!("{}", node.shutdown());
+//! ```
+
+pub mod client;
+pub mod config;
+pub mod cpuset;
+pub mod demo;
+mod node;
+pub mod placement;
+pub mod preflight;
+mod shard_runtime;
+mod signal;
+pub mod topology;
+
+pub use client::Client;
+pub use node::{Node, NodeBuilder, ShutdownReport, StartError};
+pub use shard_runtime::AgentFactory;

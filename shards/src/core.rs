@@ -157,6 +157,7 @@ pub struct ShardCore {
     message_seq: u64,
     ticket_seq: u64,
     stats: ShardStats,
+    draining: bool,
     stopping: bool,
 }
 
@@ -179,6 +180,7 @@ impl ShardCore {
             timer_rearm: false,
             message_seq: 0,
             ticket_seq: 0,
+            draining: false,
             stopping: false,
         }
     }
@@ -202,7 +204,7 @@ impl ShardCore {
 
     /// Registers a native agent under `id`, which must hash to this shard.
     pub fn register(&mut self, id: AgentId, agent: Box<dyn Agent>) -> Result<(), RegisterError> {
-        if self.stopping {
+        if self.stopping || self.draining {
             return Err(RegisterError::ShuttingDown);
         }
         let owner = id.owning_shard(self.cfg.shard_count);
@@ -278,6 +280,7 @@ impl ShardCore {
     pub fn admit_client(&mut self, to: AgentId, payload: Bytes, opts: SendOptions) -> Result<MessageId, Rejection> {
         let env = self.outside_envelope(to, payload, Kind::Send, Address::Nobody, opts);
         let id = env.id;
+        self.refuse_while_draining()?;
         self.route_ordinary(env).map_err(|(r, _)| r)?;
         Ok(id)
     }
@@ -298,7 +301,7 @@ impl ShardCore {
         let from = Address::Client(ClientTicket { shard: self.cfg.shard, ticket });
         let env = self.outside_envelope(to, payload, Kind::Call, from, opts);
         let id = env.id;
-        if let Err(reason) = self.check_pending_room() {
+        if let Err(reason) = self.refuse_while_draining().and_then(|()| self.check_pending_room()) {
             waiter(Err(reason.into()));
             return Err(reason);
         }
@@ -472,6 +475,12 @@ impl ShardCore {
         self.ready.is_empty() && self.outboxes.iter().all(Vec::is_empty)
     }
 
+    /// This shard's counters as they stand, without copying the histogram.
+    /// (`agents` and `queued` are filled in by [`Self::stats`] only.)
+    pub fn counters(&self) -> &ShardStats {
+        &self.stats
+    }
+
     /// A copy of this shard's figures.
     pub fn stats(&self) -> ShardStats {
         let mut s = self.stats.clone();
@@ -487,6 +496,25 @@ impl ShardCore {
     /// Calls waiting for replies (agents' and clients').
     pub fn pending_calls(&self) -> usize {
         self.pending_calls.len() + self.client_calls.len()
+    }
+
+    /// Starts a shutdown: from now on clients' messages and new registrations
+    /// are refused as `ShuttingDown`, while agents finish what is queued.
+    pub fn begin_drain(&mut self) {
+        self.draining = true;
+    }
+
+    /// Envelopes taken from an outbox that could not be put on the mesh (the
+    /// peer shard is gone): ordinary ones are rejected for `reason` and
+    /// counted, control ones are counted as dropped.
+    pub fn reject_undeliverable(&mut self, batch: Vec<Envelope>, reason: Rejection) {
+        for env in batch {
+            if env.kind.is_control() {
+                self.stats.control_dropped += 1;
+            } else {
+                self.stats.reject(reason);
+            }
+        }
     }
 
     /// True once [`Self::abort_all`] ran.
@@ -539,6 +567,15 @@ impl ShardCore {
             kind,
             payload,
         }
+    }
+
+    fn refuse_while_draining(&mut self) -> Result<(), Rejection> {
+        if self.draining {
+            self.stats.sent += 1;
+            self.stats.reject(Rejection::ShuttingDown);
+            return Err(Rejection::ShuttingDown);
+        }
+        Ok(())
     }
 
     fn check_pending_room(&mut self) -> Result<(), Rejection> {

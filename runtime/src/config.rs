@@ -1,0 +1,216 @@
+//! Node configuration: a TOML file with an embedded default.
+//!
+//! Unknown keys are errors (a typo must not silently fall back to a
+//! default), and every bound is checked with the key named in the message.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The configuration `quire node` runs with when given no file.
+pub const DEFAULT_CONFIG_TOML: &str = include_str!("../default-config.toml");
+
+/// Everything a node reads at start-up.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    /// Placement and reactor behaviour.
+    pub node: NodeSection,
+    /// Bounds of every queue.
+    pub queues: QueueSection,
+    /// The demo workload of `quire node`.
+    pub demo: DemoSection,
+}
+
+/// `[node]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeSection {
+    /// Shard count (default: one per usable CPU).
+    pub shards: Option<usize>,
+    /// CPU list to pin to.
+    pub cpuset: Option<String>,
+    /// Spin before parking, µs.
+    pub spin_before_park_us: u64,
+    /// Drain time on shutdown, ms.
+    pub shutdown_grace_ms: u64,
+}
+
+/// `[queues]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueSection {
+    /// Per-agent mailbox bound.
+    pub mailbox_capacity: usize,
+    /// Per-peer outbox bound.
+    pub outbox_capacity: usize,
+    /// SPSC channel capacity, in batches.
+    pub mesh_channel_capacity: usize,
+    /// Client command channel capacity.
+    pub client_channel_capacity: usize,
+    /// Pending calls per shard.
+    pub max_pending_calls: usize,
+    /// Messages per agent turn.
+    pub agent_batch: usize,
+    /// Messages per dispatcher turn.
+    pub dispatch_budget: usize,
+}
+
+/// `[demo]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DemoSection {
+    /// Calling agents per shard.
+    pub pingers_per_shard: usize,
+    /// Answering agents per shard.
+    pub pongers_per_shard: usize,
+    /// Call interval per pinger, µs.
+    pub call_interval_us: u64,
+    /// Summary interval, ms.
+    pub report_interval_ms: u64,
+}
+
+// The section defaults below are what the embedded file says; a test checks
+// that the two agree, so the file stays the documentation.
+impl Default for NodeSection {
+    fn default() -> Self {
+        Self { shards: None, cpuset: None, spin_before_park_us: 0, shutdown_grace_ms: 2000 }
+    }
+}
+
+impl Default for QueueSection {
+    fn default() -> Self {
+        Self {
+            mailbox_capacity: 1024,
+            outbox_capacity: 16384,
+            mesh_channel_capacity: 256,
+            client_channel_capacity: 4096,
+            max_pending_calls: 65536,
+            agent_batch: 32,
+            dispatch_budget: 512,
+        }
+    }
+}
+
+impl Default for DemoSection {
+    fn default() -> Self {
+        Self { pingers_per_shard: 2, pongers_per_shard: 2, call_interval_us: 500, report_interval_ms: 2000 }
+    }
+}
+
+/// A configuration that cannot be used, with the key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Not TOML, or an unknown key or a wrong type.
+    #[error("invalid config: {0}")]
+    Parse(String),
+    /// A value out of range.
+    #[error("invalid config: {key} {problem}")]
+    Invalid {
+        /// Dotted key, e.g. `queues.mailbox_capacity`.
+        key: &'static str,
+        /// What is wrong with it.
+        problem: String,
+    },
+}
+
+impl NodeConfig {
+    /// Parses and validates TOML text.
+    ///
+    /// ```
+    /// use quire_runtime::config::NodeConfig;
+    /// let cfg = NodeConfig::from_toml("[queues]\nmailbox_capacity = 64").unwrap();
+    /// assert_eq!(cfg.queues.mailbox_capacity, 64);
+    /// assert!(NodeConfig::from_toml("[queues]\nmailbox_capacty = 64").is_err());
+    /// ```
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let cfg: Self = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Reads, parses and validates a file.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_toml(&text)
+    }
+
+    /// Checks every bound.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let positive = [
+            ("queues.mailbox_capacity", self.queues.mailbox_capacity),
+            ("queues.outbox_capacity", self.queues.outbox_capacity),
+            ("queues.mesh_channel_capacity", self.queues.mesh_channel_capacity),
+            ("queues.client_channel_capacity", self.queues.client_channel_capacity),
+            ("queues.max_pending_calls", self.queues.max_pending_calls),
+            ("queues.agent_batch", self.queues.agent_batch),
+            ("queues.dispatch_budget", self.queues.dispatch_budget),
+            ("demo.report_interval_ms", self.demo.report_interval_ms as usize),
+            ("demo.call_interval_us", self.demo.call_interval_us as usize),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err(ConfigError::Invalid { key, problem: "must be at least 1".into() });
+            }
+        }
+        if self.node.shards == Some(0) {
+            return Err(ConfigError::Invalid { key: "node.shards", problem: "must be at least 1".into() });
+        }
+        if self.node.spin_before_park_us > 1_000_000 {
+            return Err(ConfigError::Invalid {
+                key: "node.spin_before_park_us",
+                problem: format!("is {} but at most 1000000 (1 s) makes sense", self.node.spin_before_park_us),
+            });
+        }
+        Ok(())
+    }
+
+    /// `node.spin_before_park_us` as a duration (`None` when 0).
+    pub fn spin_before_park(&self) -> Option<Duration> {
+        (self.node.spin_before_park_us > 0).then(|| Duration::from_micros(self.node.spin_before_park_us))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_matches_the_code_defaults() {
+        let parsed = NodeConfig::from_toml(DEFAULT_CONFIG_TOML).unwrap();
+        let empty = NodeConfig::from_toml("").unwrap();
+        assert_eq!(parsed, empty);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let err = NodeConfig::from_toml("[queues]\nmailbox_capacity = 0").unwrap_err();
+        assert!(err.to_string().contains("queues.mailbox_capacity must be at least 1"), "{err}");
+        let err = NodeConfig::from_toml("[node]\nshards = 0").unwrap_err();
+        assert!(err.to_string().contains("node.shards"), "{err}");
+        let err = NodeConfig::from_toml("[node]\nsharts = 2").unwrap_err();
+        assert!(err.to_string().contains("sharts"), "{err}");
+        let err = NodeConfig::from_toml("[queues]\nmailbox_capacity = \"big\"").unwrap_err();
+        assert!(err.to_string().contains("mailbox_capacity"), "{err}");
+        let err = NodeConfig::from_toml("[node]\nspin_before_park_us = 5000000").unwrap_err();
+        assert!(err.to_string().contains("node.spin_before_park_us"), "{err}");
+    }
+
+    #[test]
+    fn missing_file_is_named() {
+        let err = NodeConfig::from_file(Path::new("/nonexistent/quire.toml")).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/quire.toml"));
+    }
+}

@@ -1,0 +1,361 @@
+//! The embeddable node: plans placement, checks the host, starts one pinned
+//! glommio executor per shard, wires the full SPSC mesh between them, and
+//! shuts them down with every message accounted for.
+
+use std::fmt;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use glommio::channels::shared_channel;
+use glommio::LocalExecutorBuilder;
+use quire_shards::{Rejection, ShardConfig, ShardStats};
+
+use crate::client::Client;
+use crate::config::NodeConfig;
+use crate::placement::{inherited_affinity, Placement, PlacementError, PlacementRequest};
+use crate::preflight::{check_host, PreflightError};
+use crate::shard_runtime::{run_shard, Batch, Command, ShardWiring};
+use crate::topology::{MachineTopology, TopologyError};
+
+/// Why a node did not start. Each variant's message says what to change.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The topology could not be read.
+    #[error(transparent)]
+    Topology(#[from] TopologyError),
+    /// No placement fits the request.
+    #[error(transparent)]
+    Placement(#[from] PlacementError),
+    /// A host limit is in the way.
+    #[error(transparent)]
+    Preflight(#[from] PreflightError),
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// An executor could not be created.
+    #[error("shard {shard} could not start its executor on CPU {cpu}: {reason}")]
+    Executor {
+        /// The shard.
+        shard: usize,
+        /// Its CPU.
+        cpu: usize,
+        /// glommio's error.
+        reason: String,
+    },
+}
+
+/// Configures and starts a [`Node`].
+///
+/// ```no_run
+/// use quire_runtime::Node;
+/// let node = Node::builder().cpuset("0-1").mailbox_capacity(4096).start().unwrap();
+/// print!("{}", node.placement());
+/// node.shutdown();
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct NodeBuilder {
+    config: NodeConfig,
+    affinity: Option<Vec<usize>>,
+}
+
+impl NodeBuilder {
+    /// Starts from a whole configuration.
+    pub fn config(mut self, config: NodeConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Runs `n` shards.
+    pub fn shards(mut self, n: usize) -> Self {
+        self.config.node.shards = Some(n);
+        self
+    }
+
+    /// Pins shards to these CPUs (cpuset(7) list format).
+    pub fn cpuset(mut self, list: &str) -> Self {
+        self.config.node.cpuset = Some(list.to_owned());
+        self
+    }
+
+    /// Bounds every agent's mailbox.
+    pub fn mailbox_capacity(mut self, n: usize) -> Self {
+        self.config.queues.mailbox_capacity = n;
+        self
+    }
+
+    /// Keeps idle reactors polling this long before sleeping (low latency at
+    /// the price of busy cores).
+    pub fn spin_before_park(mut self, spin: Duration) -> Self {
+        self.config.node.spin_before_park_us = spin.as_micros() as u64;
+        self
+    }
+
+    /// Plans against this affinity mask instead of the calling thread's.
+    pub fn affinity(mut self, cpus: Vec<usize>) -> Self {
+        self.affinity = Some(cpus);
+        self
+    }
+
+    /// The placement this builder would use on this machine, without starting.
+    pub fn plan(&self) -> Result<Placement, StartError> {
+        self.config.validate()?;
+        let topology = MachineTopology::discover()?;
+        let affinity = self.affinity.clone().unwrap_or_else(inherited_affinity);
+        let request = PlacementRequest {
+            cpuset: self.config.node.cpuset.clone(),
+            shards: self.config.node.shards,
+        };
+        Ok(Placement::plan(&topology, &affinity, &request)?)
+    }
+
+    /// Starts the node: returns once every shard runs and the mesh is wired.
+    pub fn start(self) -> Result<Node, StartError> {
+        let placement = self.plan()?;
+        check_host(placement.len())?;
+        let config = self.config;
+        let n = placement.len();
+        let q = &config.queues;
+
+        // Full mesh: one SPSC channel per ordered pair of shards.
+        let mut senders: Vec<Vec<Option<shared_channel::SharedSender<Batch>>>> =
+            (0..n).map(|_| (0..n).map(|_| None).collect()).collect();
+        let mut receivers: Vec<Vec<shared_channel::SharedReceiver<Batch>>> = (0..n).map(|_| Vec::new()).collect();
+        for (from, row) in senders.iter_mut().enumerate() {
+            for (to, slot) in row.iter_mut().enumerate() {
+                if from != to {
+                    let (tx, rx) = shared_channel::new_bounded(q.mesh_channel_capacity);
+                    *slot = Some(tx);
+                    receivers[to].push(rx);
+                }
+            }
+        }
+
+        let mut command_senders = Vec::with_capacity(n);
+        let mut threads = Vec::with_capacity(n);
+        let mut go_senders = Vec::with_capacity(n);
+        let (ready_tx, ready_rx) = mpsc::channel::<(usize, Result<(), String>)>();
+        for (shard, (row, rx_row)) in senders.into_iter().zip(receivers).enumerate() {
+            let (cmd_tx, cmd_rx) = flume::bounded(q.client_channel_capacity);
+            command_senders.push(cmd_tx);
+            let cfg = ShardConfig {
+                mailbox_capacity: q.mailbox_capacity,
+                outbox_capacity: q.outbox_capacity,
+                max_pending_calls: q.max_pending_calls,
+                agent_batch: q.agent_batch,
+                ..ShardConfig::new(shard as u16, n)
+            };
+            let wiring = ShardWiring {
+                cfg,
+                dispatch_budget: q.dispatch_budget,
+                senders: row,
+                receivers: rx_row,
+                commands: cmd_rx,
+            };
+            let cpu = placement.shards[shard].cpu.cpu;
+            let spin = config.spin_before_park();
+            let ready = ready_tx.clone();
+            let (go_tx, go_rx) = mpsc::channel::<bool>();
+            go_senders.push(go_tx);
+            let name = format!("quire-shard-{shard}");
+            let thread = std::thread::Builder::new()
+                .name(name.clone())
+                .spawn(move || shard_thread(shard, cpu, &name, spin, wiring, ready, go_rx))
+                .map_err(|e| StartError::Executor { shard, cpu, reason: e.to_string() })?;
+            threads.push(thread);
+        }
+        drop(ready_tx);
+
+        // Every executor must exist before any shard connects to the mesh:
+        // a shard waiting for a peer that failed would wait forever.
+        let mut failure = None;
+        for _ in 0..n {
+            match ready_rx.recv() {
+                Ok((_, Ok(()))) => {}
+                Ok((shard, Err(reason))) => {
+                    failure.get_or_insert(StartError::Executor { shard, cpu: placement.shards[shard].cpu.cpu, reason });
+                }
+                Err(_) => break,
+            }
+        }
+        let go = failure.is_none();
+        for g in go_senders {
+            let _ = g.send(go);
+        }
+        if let Some(err) = failure {
+            for t in threads {
+                let _ = t.join();
+            }
+            return Err(err);
+        }
+        Ok(Node {
+            client: Client::new(command_senders),
+            placement,
+            threads,
+            grace: Duration::from_millis(config.node.shutdown_grace_ms),
+        })
+    }
+}
+
+fn shard_thread(
+    shard: usize,
+    cpu: usize,
+    name: &str,
+    spin: Option<Duration>,
+    wiring: ShardWiring,
+    ready: mpsc::Sender<(usize, Result<(), String>)>,
+    go: mpsc::Receiver<bool>,
+) -> ShardStats {
+    let mut builder = LocalExecutorBuilder::new(glommio::Placement::Fixed(cpu))
+        .name(name)
+        // Registered I/O buffers are not used yet; keep the locked-memory
+        // footprint within the default limit.
+        .io_memory(256 * 1024);
+    if let Some(spin) = spin {
+        builder = builder.spin_before_park(spin);
+    }
+    let executor = match builder.make() {
+        Ok(ex) => {
+            let _ = ready.send((shard, Ok(())));
+            ex
+        }
+        Err(e) => {
+            let _ = ready.send((shard, Err(e.to_string())));
+            return ShardStats::new(shard as u16);
+        }
+    };
+    if go.recv() != Ok(true) {
+        return ShardStats::new(shard as u16);
+    }
+    executor.run(run_shard(wiring))
+}
+
+/// A running node. Dropping it shuts it down (with the configured grace).
+pub struct Node {
+    client: Client,
+    placement: Placement,
+    threads: Vec<JoinHandle<ShardStats>>,
+    grace: Duration,
+}
+
+/// How a shutdown went, with every shard's final figures.
+#[derive(Debug, Clone)]
+pub struct ShutdownReport {
+    /// Final figures, in shard order.
+    pub shards: Vec<ShardStats>,
+    /// True when all queued work finished within the grace period.
+    pub drained: bool,
+    /// How long the drain took.
+    pub drain_time: Duration,
+}
+
+impl ShutdownReport {
+    /// Node-wide totals.
+    pub fn totals(&self) -> ShardStats {
+        let mut t = ShardStats::new(0);
+        for s in &self.shards {
+            t.merge(s);
+        }
+        t
+    }
+
+    /// Ordinary messages rejected because the node stopped.
+    pub fn rejected_at_shutdown(&self) -> u64 {
+        self.totals().rejected_for(Rejection::ShuttingDown)
+    }
+}
+
+impl fmt::Display for ShutdownReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let t = self.totals();
+        write!(
+            f,
+            "shutdown {} in {:.1} ms: sent {}, handled {}, rejected {} (",
+            if self.drained { "drained" } else { "cut the drain short" },
+            self.drain_time.as_secs_f64() * 1e3,
+            t.sent,
+            t.handled,
+            t.rejected_total()
+        )?;
+        let reasons: Vec<String> = Rejection::ALL
+            .iter()
+            .filter(|r| t.rejected_for(**r) > 0)
+            .map(|r| format!("{} {}", r.as_str(), t.rejected_for(*r)))
+            .collect();
+        write!(f, "{})", if reasons.is_empty() { "none".to_string() } else { reasons.join(", ") })
+    }
+}
+
+impl Node {
+    /// A builder with the embedded default configuration.
+    pub fn builder() -> NodeBuilder {
+        NodeBuilder::default()
+    }
+
+    /// A handle for registering agents, sending and calling.
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    /// Where the shards run.
+    pub fn placement(&self) -> &Placement {
+        &self.placement
+    }
+
+    /// Stops the node: clients are refused from now on, queued work gets the
+    /// configured grace period to finish, then whatever is left is rejected
+    /// (and counted) and every shard's thread ends.
+    pub fn shutdown(mut self) -> ShutdownReport {
+        let grace = self.grace;
+        self.stop(grace)
+    }
+
+    /// [`Self::shutdown`] with another grace period.
+    pub fn shutdown_with_grace(mut self, grace: Duration) -> ShutdownReport {
+        self.stop(grace)
+    }
+
+    fn stop(&mut self, grace: Duration) -> ShutdownReport {
+        let started = Instant::now();
+        self.client.broadcast_blocking(|| Command::Drain);
+        let drained = self.wait_for_quiescence(started + grace);
+        let drain_time = started.elapsed();
+        self.client.broadcast_blocking(|| Command::Stop);
+        let shards = std::mem::take(&mut self.threads)
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| t.join().unwrap_or_else(|_| ShardStats::new(i as u16)))
+            .collect();
+        ShutdownReport { shards, drained, drain_time }
+    }
+
+    /// Quiescent: every shard idle and every envelope put on the mesh taken
+    /// off it, seen twice in a row with the same counts (so nothing moved
+    /// between the two looks).
+    fn wait_for_quiescence(&self, deadline: Instant) -> bool {
+        let mut previous = None;
+        loop {
+            let Some(probes) = self.client.probe_blocking() else { return false };
+            let out: u64 = probes.iter().map(|p| p.cross_out).sum();
+            let inn: u64 = probes.iter().map(|p| p.cross_in).sum();
+            let settled = probes.iter().all(|p| p.idle) && out == inn;
+            if settled && previous == Some(out) {
+                return true;
+            }
+            previous = settled.then_some(out);
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if !self.threads.is_empty() {
+            let grace = self.grace;
+            self.stop(grace);
+        }
+    }
+}
