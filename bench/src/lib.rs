@@ -1,1 +1,10 @@
-//! placeholder
+//! Quire's benchmarks: load generators, latency reports, and side-by-side
+//! comparisons with the conventional tokio design, run in the same process
+//! one after the other so that both see the same machine state.
+//!
+//! Run them with `cargo run --release -p quire-bench -- routing`.
+
+pub mod peer_tokio;
+pub mod report;
+pub mod routing;
+pub mod routing_suite;

@@ -1,1 +1,37 @@
-fn main(){}
+//! `quire-bench`: Quire's benchmarks, each next to its peer in the same run.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use quire_bench::routing_suite::{self, RoutingOptions};
+
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+#[derive(Parser)]
+#[command(name = "quire-bench", version, about = "Quire benchmarks, side by side with their peers")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Request/reply latency and one-way throughput between native agents,
+    /// next to a tokio + mpsc + DashMap design.
+    Routing(RoutingOptions),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Routing(opts) => routing_suite::run(opts).map(|_| ()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("quire-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

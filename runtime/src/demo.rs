@@ -1,1 +1,121 @@
-//! Demo agents.
+//! The demo workload `quire node` runs: pinger agents on every shard call
+//! ponger agents spread over all shards at a steady rate, so a fresh node
+//! does real routing work (same-shard and cross-shard calls) and its latency
+//! summary means something.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use quire_shards::{owning_shard, Agent, AgentId, CallError, Context, Envelope, MessageId, ShardStats};
+
+use crate::client::Client;
+use crate::config::DemoSection;
+
+/// Answers every call with the request's payload.
+pub struct Ponger;
+
+impl Agent for Ponger {
+    fn handle(&mut self, ctx: &mut Context<'_>, msg: Envelope) {
+        let _ = ctx.reply(msg.payload);
+    }
+}
+
+/// Calls the pongers in turn, one call per interval, driven by its own timer.
+pub struct Pinger {
+    pongers: Vec<AgentId>,
+    next: usize,
+    interval: Duration,
+    payload: Bytes,
+}
+
+impl Pinger {
+    /// A pinger over `pongers`, calling once per `interval`.
+    pub fn new(pongers: Vec<AgentId>, interval: Duration) -> Self {
+        Self { pongers, next: 0, interval, payload: Bytes::from(vec![0xa5; 64]) }
+    }
+}
+
+impl Agent for Pinger {
+    fn handle(&mut self, ctx: &mut Context<'_>, _tick: Envelope) {
+        let to = self.pongers[self.next % self.pongers.len()].clone();
+        self.next += 1;
+        // A refusal is counted by the shard; the pinger just keeps its pace.
+        let _ = ctx.call(to, self.payload.clone(), Duration::from_secs(1));
+        ctx.send_after(self.interval, Bytes::new());
+    }
+
+    fn on_reply(&mut self, _ctx: &mut Context<'_>, _call: MessageId, _reply: Result<Envelope, CallError>) {
+        // The shard records every round trip in its call-latency histogram.
+    }
+}
+
+/// The first `count` names `prefix-K` owned by `shard`.
+pub fn names_on_shard(prefix: &str, shard: usize, shard_count: usize, count: usize) -> Vec<AgentId> {
+    (0..)
+        .map(|k| format!("{prefix}-{k}"))
+        .filter(|n| owning_shard(n, shard_count) as usize == shard)
+        .take(count)
+        .map(AgentId::from)
+        .collect()
+}
+
+/// Registers the demo agents and starts the pingers.
+pub fn start(client: &Client, demo: &DemoSection) -> Result<usize, String> {
+    let n = client.shard_count();
+    let pongers: Vec<AgentId> = (0..n)
+        .flat_map(|s| names_on_shard("demo/ponger", s, n, demo.pongers_per_shard))
+        .collect();
+    for p in &pongers {
+        client.register_blocking(p.clone(), || Ponger).map_err(|e| e.to_string())?;
+    }
+    let interval = Duration::from_micros(demo.call_interval_us);
+    let mut pingers = 0;
+    for s in 0..n {
+        for name in names_on_shard("demo/pinger", s, n, demo.pingers_per_shard) {
+            let targets = pongers.clone();
+            client
+                .register_blocking(name.clone(), move || Pinger::new(targets, interval))
+                .map_err(|e| e.to_string())?;
+            client.send_blocking(name, Bytes::new()).map_err(|e| e.to_string())?;
+            pingers += 1;
+        }
+    }
+    Ok(pingers)
+}
+
+/// One line of the running summary: what happened since `previous`.
+pub struct Interval {
+    /// Calls completed in the interval.
+    pub calls: u64,
+    /// Their round-trip latencies.
+    pub latency: Histogram<u64>,
+    /// Messages rejected in the interval.
+    pub rejected: u64,
+}
+
+/// The difference between two node-wide snapshots.
+pub fn interval(now: &ShardStats, previous: &ShardStats) -> Interval {
+    let mut latency = now.call_latency_ns.clone();
+    // Histograms only grow, so the previous one is a subset.
+    let _ = latency.subtract(&previous.call_latency_ns);
+    Interval {
+        calls: now.replies - previous.replies,
+        latency,
+        rejected: now.rejected_total() - previous.rejected_total(),
+    }
+}
+
+/// Formats an interval as `calls/s` and percentiles in µs.
+pub fn summary_line(i: &Interval, seconds: f64) -> String {
+    let us = |q: f64| i.latency.value_at_quantile(q) as f64 / 1e3;
+    format!(
+        "{:>9.0} calls/s  round trip p50 {:>7.1} µs  p99 {:>7.1} µs  p99.9 {:>7.1} µs  max {:>8.1} µs  rejected {}",
+        i.calls as f64 / seconds,
+        us(0.5),
+        us(0.99),
+        us(0.999),
+        i.latency.max() as f64 / 1e3,
+        i.rejected
+    )
+}

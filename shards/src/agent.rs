@@ -41,7 +41,7 @@ pub trait Agent: 'static {
     }
 
     /// A one-way message this agent sent could not be delivered; it comes back
-    /// with its payload and the reason.
+    /// as it was sent (same id, receiver and payload) with the reason.
     fn on_undelivered(&mut self, ctx: &mut Context<'_>, msg: Envelope, reason: Rejection) {
         let _ = (ctx, msg, reason);
     }

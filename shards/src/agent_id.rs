@@ -20,8 +20,10 @@ use std::sync::Arc;
 /// Index of a shard inside one node: `0..shard_count`.
 pub type ShardId = u16;
 
-/// The name of an agent. Cheap to clone (a shared string) and `Send`, so it
-/// crosses shard boundaries without copying the name.
+/// The name of an agent. One pointer wide and cheap to clone (a shared,
+/// immutable allocation that also holds the name's hash, so routing never
+/// hashes the string again), and `Send`, so it crosses shard boundaries
+/// without copying the name.
 ///
 /// ```
 /// use quire_shards::AgentId;
@@ -29,8 +31,14 @@ pub type ShardId = u16;
 /// assert_eq!(id.as_str(), "orders/42");
 /// assert!(id.owning_shard(4) < 4);
 /// ```
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct AgentId(Arc<str>);
+#[derive(Clone)]
+pub struct AgentId(Arc<IdInner>);
+
+struct IdInner {
+    /// `fnv1a64(name)`: the routing hash of the module docs.
+    hash: u64,
+    name: Box<str>,
+}
 
 impl AgentId {
     /// Longest name accepted, in bytes; longer names are refused at the edge.
@@ -50,18 +58,54 @@ impl AgentId {
         if name.len() > Self::MAX_LEN {
             return Err(InvalidAgentId::TooLong(name.len()));
         }
-        Ok(Self(Arc::from(name)))
+        Ok(Self(Arc::new(IdInner { hash: fnv1a64(name.as_bytes()), name: name.into() })))
     }
 
     /// The name as a string slice.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.0.name
+    }
+
+    /// The routing hash, `fnv1a64` of the name.
+    pub fn routing_hash(&self) -> u64 {
+        self.0.hash
     }
 
     /// The shard (of `shard_count`) that owns this agent. See the module docs
     /// for the exact function.
     pub fn owning_shard(&self, shard_count: usize) -> ShardId {
-        owning_shard(self.as_str(), shard_count)
+        if shard_count == 1 {
+            return 0;
+        }
+        jump_consistent_hash(self.0.hash, shard_count) as ShardId
+    }
+}
+
+impl PartialEq for AgentId {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || (self.0.hash == other.0.hash && self.0.name == other.0.name)
+    }
+}
+
+impl Eq for AgentId {}
+
+impl std::hash::Hash for AgentId {
+    /// Feeds only the cached hash: equal names have equal hashes, and the
+    /// string is not walked again on every lookup.
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.0.hash);
+    }
+}
+
+impl PartialOrd for AgentId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for AgentId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
     }
 }
 
@@ -102,13 +146,13 @@ impl From<&AgentId> for AgentId {
 
 impl fmt::Debug for AgentId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&*self.0, f)
+        fmt::Debug::fmt(self.as_str(), f)
     }
 }
 
 impl fmt::Display for AgentId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
@@ -144,6 +188,9 @@ pub fn jump_consistent_hash(mut key: u64, buckets: usize) -> usize {
 /// assert_eq!(owning_shard("counter", 2), owning_shard("counter", 2));
 /// ```
 pub fn owning_shard(name: &str, shard_count: usize) -> ShardId {
+    if shard_count == 1 {
+        return 0;
+    }
     jump_consistent_hash(fnv1a64(name.as_bytes()), shard_count) as ShardId
 }
 
@@ -194,6 +241,19 @@ mod tests {
         for c in counts {
             assert!((9_000..11_000).contains(&c), "{counts:?}");
         }
+    }
+
+    #[test]
+    fn cached_hash_agrees_with_the_free_function() {
+        for name in ["a", "counter", "orders/42", "ünïcode"] {
+            let id = AgentId::from(name);
+            assert_eq!(id.routing_hash(), fnv1a64(name.as_bytes()));
+            for n in 1..9 {
+                assert_eq!(id.owning_shard(n), owning_shard(name, n));
+            }
+        }
+        assert_eq!(AgentId::from("x"), AgentId::from("x"));
+        assert_ne!(AgentId::from("x"), AgentId::from("y"));
     }
 
     #[test]

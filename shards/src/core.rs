@@ -91,22 +91,26 @@ pub type ClientWaiter = Box<dyn FnOnce(Result<Envelope, CallError>) + Send>;
 
 type TimerKey = (Instant, u64);
 
+/// Whose call a timeout belongs to.
+#[derive(Debug, Clone, Copy)]
+enum TimeoutOf {
+    Agent(MessageId),
+    Client(u64),
+}
+
 enum Timer {
-    CallTimeout(MessageId),
-    ClientTimeout(u64),
+    Timeout(TimeoutOf),
     Delayed(Envelope),
 }
 
 struct PendingCall {
     caller: AgentId,
     started: Instant,
-    timer: TimerKey,
 }
 
 struct ClientCall {
     waiter: ClientWaiter,
     started: Instant,
-    timer: TimerKey,
 }
 
 struct Slot {
@@ -151,7 +155,15 @@ pub struct ShardCore {
     outboxes: Vec<Vec<Envelope>>,
     pending_calls: HashMap<MessageId, PendingCall, RandomState>,
     client_calls: HashMap<u64, ClientCall, RandomState>,
+    /// Call timeouts in deadline order. Calls nearly always share one timeout,
+    /// so deadlines arrive in order and a FIFO holds them; a call that
+    /// finishes leaves its entry behind, skipped when it comes up (the queue
+    /// is compacted if such entries pile up behind a long-lived call).
+    call_timeouts: VecDeque<(Instant, TimeoutOf)>,
+    /// Delayed sends, and call timeouts that arrived out of order.
     timers: BTreeMap<TimerKey, Timer>,
+    /// Call timeouts among `timers` (live or finished).
+    timeouts_in_timers: usize,
     timer_seq: u64,
     timer_rearm: bool,
     message_seq: u64,
@@ -175,7 +187,9 @@ impl ShardCore {
             ready: VecDeque::new(),
             pending_calls: HashMap::default(),
             client_calls: HashMap::default(),
+            call_timeouts: VecDeque::new(),
             timers: BTreeMap::new(),
+            timeouts_in_timers: 0,
             timer_seq: 0,
             timer_rearm: false,
             message_seq: 0,
@@ -310,8 +324,8 @@ impl ShardCore {
             return Err(reason);
         }
         let started = Instant::now();
-        let timer = self.add_timer(started + timeout, Timer::ClientTimeout(ticket));
-        self.client_calls.insert(ticket, ClientCall { waiter, started, timer });
+        self.client_calls.insert(ticket, ClientCall { waiter, started });
+        self.add_call_timeout(started + timeout, TimeoutOf::Client(ticket));
         Ok(id)
     }
 
@@ -340,8 +354,8 @@ impl ShardCore {
         let id = env.id;
         self.route_ordinary(env).map_err(|(r, _)| r)?;
         let started = Instant::now();
-        let timer = self.add_timer(started + timeout, Timer::CallTimeout(id));
-        self.pending_calls.insert(id, PendingCall { caller, started, timer });
+        self.pending_calls.insert(id, PendingCall { caller, started });
+        self.add_call_timeout(started + timeout, TimeoutOf::Agent(id));
         Ok(())
     }
 
@@ -370,13 +384,14 @@ impl ShardCore {
             let (Some(mut agent), me) = (slot.agent.take(), slot.id.clone()) else {
                 continue;
             };
-            // One clock read per turn: deadlines are checked at turn granularity.
-            let now = Instant::now();
+            // The clock is read only when a message has a deadline to check,
+            // and then once per turn.
+            let mut now = None;
             let mut turn = 0;
             while turn < self.cfg.agent_batch {
                 let Some(env) = self.slots[idx].mailbox.pop() else { break };
                 turn += 1;
-                self.dispatch(agent.as_mut(), &me, env, now);
+                self.dispatch(agent.as_mut(), &me, env, &mut now);
             }
             done += turn;
             let slot = &mut self.slots[idx];
@@ -416,8 +431,14 @@ impl ShardCore {
     }
 
     /// When the earliest timer falls due.
-    pub fn next_timer(&self) -> Option<Instant> {
-        self.timers.first_key_value().map(|(k, _)| k.0)
+    pub fn next_timer(&mut self) -> Option<Instant> {
+        self.skip_finished_timeouts();
+        let fifo = self.call_timeouts.front().map(|(at, _)| *at);
+        let tree = self.timers.first_key_value().map(|(k, _)| k.0);
+        match (fifo, tree) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// True (once) when a timer earlier than every previous one was added, so
@@ -429,38 +450,24 @@ impl ShardCore {
     /// Fires every timer due at `now`; returns how many fired.
     pub fn fire_timers(&mut self, now: Instant) -> usize {
         let mut fired = 0;
+        while let Some(&(at, of)) = self.call_timeouts.front() {
+            if at > now {
+                break;
+            }
+            self.call_timeouts.pop_front();
+            fired += usize::from(self.time_out(of));
+        }
         while let Some(entry) = self.timers.first_entry() {
             if entry.key().0 > now {
                 break;
             }
-            fired += 1;
             match entry.remove() {
-                Timer::CallTimeout(call) => {
-                    if let Some(p) = self.pending_calls.remove(&call) {
-                        self.stats.call_timeouts += 1;
-                        let env = Envelope {
-                            id: 0,
-                            from: Address::Nobody,
-                            to: Address::Agent(p.caller),
-                            conversation: None,
-                            in_reply_to: Some(call),
-                            priority: crate::Priority::Normal,
-                            deadline: None,
-                            kind: Kind::CallFailed(CallError::Timeout),
-                            payload: Bytes::new(),
-                        };
-                        if self.deliver_local(env).is_err() {
-                            self.stats.control_dropped += 1;
-                        }
-                    }
-                }
-                Timer::ClientTimeout(ticket) => {
-                    if let Some(call) = self.client_calls.remove(&ticket) {
-                        self.stats.call_timeouts += 1;
-                        (call.waiter)(Err(CallError::Timeout));
-                    }
+                Timer::Timeout(of) => {
+                    self.timeouts_in_timers -= 1;
+                    fired += usize::from(self.time_out(of));
                 }
                 Timer::Delayed(env) => {
+                    fired += 1;
                     if let Err((reason, env)) = self.route_ordinary(env) {
                         self.bounce(env, reason);
                     }
@@ -468,6 +475,99 @@ impl ShardCore {
             }
         }
         fired
+    }
+
+    /// Ends a call with `Timeout` if it is still waiting; false if it was over.
+    fn time_out(&mut self, of: TimeoutOf) -> bool {
+        match of {
+            TimeoutOf::Agent(call) => {
+                let Some(p) = self.pending_calls.remove(&call) else { return false };
+                self.stats.call_timeouts += 1;
+                let env = Envelope {
+                    id: 0,
+                    from: Address::Nobody,
+                    to: Address::Agent(p.caller),
+                    conversation: None,
+                    in_reply_to: Some(call),
+                    priority: crate::Priority::Normal,
+                    deadline: None,
+                    kind: Kind::CallFailed(CallError::Timeout),
+                    payload: Bytes::new(),
+                };
+                if self.deliver_local(env).is_err() {
+                    self.stats.control_dropped += 1;
+                }
+            }
+            TimeoutOf::Client(ticket) => {
+                let Some(call) = self.client_calls.remove(&ticket) else { return false };
+                self.stats.call_timeouts += 1;
+                (call.waiter)(Err(CallError::Timeout));
+            }
+        }
+        true
+    }
+
+    fn is_waiting(&self, of: TimeoutOf) -> bool {
+        match of {
+            TimeoutOf::Agent(call) => self.pending_calls.contains_key(&call),
+            TimeoutOf::Client(ticket) => self.client_calls.contains_key(&ticket),
+        }
+    }
+
+    fn skip_finished_timeouts(&mut self) {
+        while let Some(&(_, of)) = self.call_timeouts.front() {
+            if self.is_waiting(of) {
+                break;
+            }
+            self.call_timeouts.pop_front();
+        }
+    }
+
+    fn add_call_timeout(&mut self, at: Instant, of: TimeoutOf) {
+        // Entries of finished calls at the front cost nothing to drop now.
+        for _ in 0..2 {
+            match self.call_timeouts.front() {
+                Some(&(_, front)) if !self.is_waiting(front) => {
+                    self.call_timeouts.pop_front();
+                }
+                _ => break,
+            }
+        }
+        let in_order = self.call_timeouts.back().is_none_or(|(last, _)| *last <= at);
+        if !in_order {
+            self.timeouts_in_timers += 1;
+            self.add_timer(at, Timer::Timeout(of));
+            self.compact_timeouts();
+            return;
+        }
+        if self.call_timeouts.front().is_none_or(|(first, _)| at < *first)
+            && self.timers.first_key_value().is_none_or(|(k, _)| at < k.0)
+        {
+            self.timer_rearm = true;
+        }
+        self.call_timeouts.push_back((at, of));
+        self.compact_timeouts();
+    }
+
+    /// Keeps finished calls' entries from outnumbering live ones (they pile
+    /// up behind a call that waits long while many short ones finish).
+    fn compact_timeouts(&mut self) {
+        let live = self.pending_calls.len() + self.client_calls.len();
+        let limit = 2 * live + 1024;
+        if self.call_timeouts.len() > limit {
+            let mut queue = std::mem::take(&mut self.call_timeouts);
+            queue.retain(|(_, of)| self.is_waiting(*of));
+            self.call_timeouts = queue;
+        }
+        if self.timeouts_in_timers > limit {
+            let mut timers = std::mem::take(&mut self.timers);
+            timers.retain(|_, t| match t {
+                Timer::Timeout(of) => self.is_waiting(*of),
+                Timer::Delayed(_) => true,
+            });
+            self.timers = timers;
+            self.timeouts_in_timers = self.timers.values().filter(|t| matches!(t, Timer::Timeout(_))).count();
+        }
     }
 
     /// Nothing to run and nothing waiting for the mesh.
@@ -547,7 +647,9 @@ impl ShardCore {
             (call.waiter)(Err(CallError::Rejected(Rejection::ShuttingDown)));
         }
         self.pending_calls.clear();
+        self.call_timeouts.clear();
         self.timers.clear();
+        self.timeouts_in_timers = 0;
         self.ready.clear();
         self.stats.rejected_for(Rejection::ShuttingDown) - before
     }
@@ -667,7 +769,6 @@ impl ShardCore {
             Kind::Reply | Kind::CallRejected(_) => {
                 match env.in_reply_to.and_then(|call| self.pending_calls.remove(&call)) {
                     Some(pending) => {
-                        self.timers.remove(&pending.timer);
                         if let Kind::CallRejected(reason) = env.kind {
                             env.kind = Kind::CallFailed(CallError::Rejected(reason));
                         } else {
@@ -701,7 +802,6 @@ impl ShardCore {
             self.stats.late_replies += 1;
             return;
         };
-        self.timers.remove(&call.timer);
         let result = match env.kind {
             Kind::Reply => {
                 self.record_round_trip(call.started);
@@ -743,10 +843,11 @@ impl ShardCore {
         });
     }
 
-    fn dispatch(&mut self, agent: &mut dyn Agent, me: &AgentId, env: Envelope, now: Instant) {
+    #[allow(clippy::too_many_lines)]
+    fn dispatch(&mut self, agent: &mut dyn Agent, me: &AgentId, env: Envelope, now: &mut Option<Instant>) {
         match env.kind {
             Kind::Send | Kind::Call => {
-                if env.is_expired(now) {
+                if env.deadline.is_some() && env.is_expired(*now.get_or_insert_with(Instant::now)) {
                     self.stats.reject(Rejection::Expired);
                     self.bounce(env, Rejection::Expired);
                     return;
@@ -754,7 +855,7 @@ impl ShardCore {
                 let current = Current {
                     id: env.id,
                     from: env.from.clone(),
-                    kind: env.kind.clone(),
+                    kind: env.kind,
                     conversation: env.conversation,
                     priority: env.priority,
                     replied: false,
@@ -787,7 +888,7 @@ impl ShardCore {
             }
             Kind::Reply | Kind::CallFailed(_) | Kind::Bounce(_) | Kind::CallRejected(_) => {
                 let mut ctx = Context { core: self, me, current: None };
-                let outcome = catch_unwind(AssertUnwindSafe(|| match env.kind.clone() {
+                let outcome = catch_unwind(AssertUnwindSafe(|| match env.kind {
                     Kind::Reply => {
                         let call = env.in_reply_to.unwrap_or_default();
                         agent.on_reply(&mut ctx, call, Ok(env));
@@ -796,7 +897,7 @@ impl ShardCore {
                         agent.on_reply(&mut ctx, env.in_reply_to.unwrap_or_default(), Err(e));
                     }
                     Kind::Bounce(reason) | Kind::CallRejected(reason) => {
-                        agent.on_undelivered(&mut ctx, env, reason);
+                        agent.on_undelivered(&mut ctx, returned_original(env), reason);
                     }
                     Kind::Send | Kind::Call => unreachable!("ordinary kinds are handled above"),
                 }));
@@ -805,5 +906,22 @@ impl ShardCore {
                 }
             }
         }
+    }
+}
+
+/// The message a bounce carries back, as its sender sent it: addressed to the
+/// agent that could not take it, with its original id and payload.
+fn returned_original(bounce: Envelope) -> Envelope {
+    let kind = match bounce.kind {
+        Kind::CallRejected(_) => Kind::Call,
+        _ => Kind::Send,
+    };
+    Envelope {
+        id: bounce.in_reply_to.unwrap_or_default(),
+        from: bounce.to,
+        to: bounce.from,
+        in_reply_to: None,
+        kind,
+        ..bounce
     }
 }

@@ -80,7 +80,7 @@ pub struct ClientTicket {
 /// What an envelope is for. Replies and bounces are *control* messages: each
 /// answers exactly one message its receiver sent, so they are bounded by the
 /// receiver's own traffic and are never refused for a full mailbox.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     /// A one-way message.
     Send,

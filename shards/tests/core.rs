@@ -106,6 +106,8 @@ impl Agent for Recorder {
         self.0
             .borrow_mut()
             .push(format!("undelivered {} {reason:?}", String::from_utf8_lossy(&msg.payload)));
+        assert_ne!(msg.to_agent(), Some(_ctx.id()), "a returned message names its original receiver");
+        assert_eq!(msg.from.agent(), Some(_ctx.id()));
     }
 }
 
