@@ -9,7 +9,11 @@ use quire_bench::routing_suite::{self, RoutingOptions};
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[derive(Parser)]
-#[command(name = "quire-bench", version, about = "Quire benchmarks, side by side with their peers")]
+#[command(
+    name = "quire-bench",
+    version,
+    about = "Quire benchmarks, side by side with their peers"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -40,7 +40,11 @@ impl TokioNode {
             .enable_all()
             .build()
             .expect("tokio runtime");
-        Self { runtime, registry: Arc::default(), mailbox_capacity }
+        Self {
+            runtime,
+            registry: Arc::default(),
+            mailbox_capacity,
+        }
     }
 
     fn spawn_agent<F, Fut>(&self, name: &str, body: F)
@@ -70,9 +74,15 @@ impl TokioNode {
                 let mut h = new_latency_histogram();
                 for i in 0..warmup + samples {
                     let started = Instant::now();
-                    let mailbox = registry2.get(&echo).map(|s| s.clone()).expect("echo registered");
+                    let mailbox = registry2
+                        .get(&echo)
+                        .map(|s| s.clone())
+                        .expect("echo registered");
                     let (tx, rx) = oneshot::channel();
-                    let msg = Msg { payload: Bytes::from_static(&PAYLOAD), reply: Some(tx) };
+                    let msg = Msg {
+                        payload: Bytes::from_static(&PAYLOAD),
+                        reply: Some(tx),
+                    };
                     if mailbox.send(msg).await.is_err() {
                         break;
                     }
@@ -94,10 +104,18 @@ impl TokioNode {
 
     /// One-way throughput: `producers` tasks each send `per_target` messages
     /// to each of `consumers` agents. Returns messages per second.
-    pub fn one_way_throughput(&self, tag: &str, producers: usize, consumers: usize, per_target: u64) -> u64 {
+    pub fn one_way_throughput(
+        &self,
+        tag: &str,
+        producers: usize,
+        consumers: usize,
+        per_target: u64,
+    ) -> u64 {
         let expected = per_target * producers as u64;
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Instant>();
-        let names: Vec<String> = (0..consumers).map(|i| format!("{tag}/consumer-{i}")).collect();
+        let names: Vec<String> = (0..consumers)
+            .map(|i| format!("{tag}/consumer-{i}"))
+            .collect();
         for name in &names {
             let done = done_tx.clone();
             self.spawn_agent(name, move |mut rx| async move {
@@ -121,8 +139,18 @@ impl TokioNode {
                     let total = per_target * targets.len() as u64;
                     for k in 0..total {
                         let to = &targets[(k % targets.len() as u64) as usize];
-                        let mailbox = registry.get(to).map(|s| s.clone()).expect("consumer registered");
-                        if mailbox.send(Msg { payload: Bytes::from_static(&PAYLOAD), reply: None }).await.is_err() {
+                        let mailbox = registry
+                            .get(to)
+                            .map(|s| s.clone())
+                            .expect("consumer registered");
+                        if mailbox
+                            .send(Msg {
+                                payload: Bytes::from_static(&PAYLOAD),
+                                reply: None,
+                            })
+                            .await
+                            .is_err()
+                        {
                             return;
                         }
                     }
@@ -138,7 +166,8 @@ impl TokioNode {
             for name in &names {
                 registry.remove(name);
             }
-            ((per_target * producers as u64 * consumers as u64) as f64 / last.duration_since(start).as_secs_f64()) as u64
+            ((per_target * producers as u64 * consumers as u64) as f64
+                / last.duration_since(start).as_secs_f64()) as u64
         });
         rate
     }

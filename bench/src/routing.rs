@@ -14,7 +14,9 @@ use bytes::Bytes;
 use hdrhistogram::Histogram;
 use quire_runtime::demo::names_on_shard;
 use quire_runtime::Client;
-use quire_shards::{new_latency_histogram, Agent, AgentId, CallError, Context, Envelope, MessageId, Rejection};
+use quire_shards::{
+    new_latency_histogram, Agent, AgentId, CallError, Context, Envelope, MessageId, Rejection,
+};
 
 /// 64 bytes of payload, shared without allocation.
 pub static PAYLOAD: [u8; 64] = [0x5a; 64];
@@ -35,7 +37,11 @@ impl Driver {
     fn call_next(&mut self, ctx: &mut Context<'_>) {
         self.started = Instant::now();
         if ctx
-            .call(self.target.clone(), Bytes::from_static(&PAYLOAD), Duration::from_secs(5))
+            .call(
+                self.target.clone(),
+                Bytes::from_static(&PAYLOAD),
+                Duration::from_secs(5),
+            )
             .is_err()
         {
             let _ = self.report.send(Histogram::new(1).expect("valid"));
@@ -48,11 +54,19 @@ impl Agent for Driver {
         self.call_next(ctx);
     }
 
-    fn on_reply(&mut self, ctx: &mut Context<'_>, _call: MessageId, reply: Result<Envelope, CallError>) {
+    fn on_reply(
+        &mut self,
+        ctx: &mut Context<'_>,
+        _call: MessageId,
+        reply: Result<Envelope, CallError>,
+    ) {
         let rtt = self.started.elapsed().as_nanos() as u64;
         if reply.is_err() {
             // A lost reply ends the run with whatever was measured.
-            let _ = self.report.send(std::mem::replace(&mut self.latency, new_latency_histogram()));
+            let _ = self.report.send(std::mem::replace(
+                &mut self.latency,
+                new_latency_histogram(),
+            ));
             return;
         }
         self.done_calls += 1;
@@ -62,7 +76,10 @@ impl Agent for Driver {
         if self.done_calls < self.warmup + self.samples {
             self.call_next(ctx);
         } else {
-            let _ = self.report.send(std::mem::replace(&mut self.latency, new_latency_histogram()));
+            let _ = self.report.send(std::mem::replace(
+                &mut self.latency,
+                new_latency_histogram(),
+            ));
         }
     }
 }
@@ -89,7 +106,9 @@ pub fn request_reply(
     let n = client.shard_count();
     let echo = names_on_shard(&format!("bench/{tag}/echo"), echo_shard, n, 1).remove(0);
     let driver = names_on_shard(&format!("bench/{tag}/driver"), driver_shard, n, 1).remove(0);
-    client.register_blocking(echo.clone(), || Echo).map_err(|e| e.to_string())?;
+    client
+        .register_blocking(echo.clone(), || Echo)
+        .map_err(|e| e.to_string())?;
     let (tx, rx) = mpsc::channel();
     let target = echo.clone();
     client
@@ -103,7 +122,9 @@ pub fn request_reply(
             report: tx,
         })
         .map_err(|e| e.to_string())?;
-    client.send_blocking(driver.clone(), Bytes::new()).map_err(|e| e.to_string())?;
+    client
+        .send_blocking(driver.clone(), Bytes::new())
+        .map_err(|e| e.to_string())?;
     let h = rx
         .recv_timeout(Duration::from_secs(120))
         .map_err(|_| "request/reply run did not finish in 120 s".to_string())?;
@@ -216,7 +237,11 @@ pub fn one_way_throughput(
     for c in &consumers {
         let report = tx.clone();
         client
-            .register_blocking(c.clone(), move || Consumer { received: 0, expected, report })
+            .register_blocking(c.clone(), move || Consumer {
+                received: 0,
+                expected,
+                report,
+            })
             .map_err(|e| e.to_string())?;
     }
     for (i, p) in producers.iter().enumerate() {
@@ -237,7 +262,9 @@ pub fn one_way_throughput(
     }
     let start = Instant::now();
     for p in &producers {
-        client.send_blocking(p.clone(), Bytes::new()).map_err(|e| e.to_string())?;
+        client
+            .send_blocking(p.clone(), Bytes::new())
+            .map_err(|e| e.to_string())?;
     }
     let mut last = start;
     for _ in 0..consumers.len() {

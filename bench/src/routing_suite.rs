@@ -7,7 +7,8 @@ use serde::Serialize;
 
 use crate::peer_tokio::TokioNode;
 use crate::report::{
-    latency_table, median, throughput_line, LatencyComparison, MachineInfo, Percentiles, ThroughputComparison,
+    latency_table, median, throughput_line, LatencyComparison, MachineInfo, Percentiles,
+    ThroughputComparison,
 };
 use crate::routing;
 
@@ -97,10 +98,24 @@ pub fn run(opts: &RoutingOptions) -> Result<RoutingReport, String> {
         let node = builder.clone().start().map_err(|e| e.to_string())?;
         cpus = node.placement().cpus();
         let client = node.client();
-        let h = routing::request_reply(&client, &format!("same{run}"), 0, 0, opts.warmup, opts.samples)?;
+        let h = routing::request_reply(
+            &client,
+            &format!("same{run}"),
+            0,
+            0,
+            opts.warmup,
+            opts.samples,
+        )?;
         same.push(Percentiles::of(&h));
         if opts.shards > 1 {
-            let h = routing::request_reply(&client, &format!("cross{run}"), 0, 1, opts.warmup, opts.samples)?;
+            let h = routing::request_reply(
+                &client,
+                &format!("cross{run}"),
+                0,
+                1,
+                opts.warmup,
+                opts.samples,
+            )?;
             cross.push(Percentiles::of(&h));
         }
         quire_tput.push(routing::one_way_throughput(
@@ -117,9 +132,18 @@ pub fn run(opts: &RoutingOptions) -> Result<RoutingReport, String> {
         }
 
         let peer = TokioNode::new(opts.shards, opts.mailbox);
-        peer_rr.push(Percentiles::of(&peer.request_reply(&format!("rr{run}"), opts.warmup, opts.samples)));
+        peer_rr.push(Percentiles::of(&peer.request_reply(
+            &format!("rr{run}"),
+            opts.warmup,
+            opts.samples,
+        )));
         let agents = per_shard * opts.shards;
-        peer_tput.push(peer.one_way_throughput(&format!("tput{run}"), agents, agents, opts.per_target));
+        peer_tput.push(peer.one_way_throughput(
+            &format!("tput{run}"),
+            agents,
+            agents,
+            opts.per_target,
+        ));
         drop(peer);
         eprintln!(
             "  run {}: same-shard p50 {} ns, cross-shard p50 {} ns, quire {} msg/s | tokio p50 {} ns, {} msg/s",
@@ -169,7 +193,10 @@ pub fn run(opts: &RoutingOptions) -> Result<RoutingReport, String> {
         one_way_throughput,
     };
     println!();
-    print!("{}", latency_table(&report.same_shard_request_reply, "tokio"));
+    print!(
+        "{}",
+        latency_table(&report.same_shard_request_reply, "tokio")
+    );
     if let Some(c) = &report.cross_shard_request_reply {
         print!("{}", latency_table(c, "tokio"));
     }

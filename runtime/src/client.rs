@@ -11,7 +11,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_lite::future::block_on;
 use quire_shards::{
-    owning_shard, Agent, AgentId, CallError, Envelope, MessageId, RegisterError, Rejection, SendOptions, ShardStats,
+    owning_shard, Agent, AgentId, CallError, Envelope, MessageId, RegisterError, Rejection,
+    SendOptions, ShardStats,
 };
 
 use crate::shard_runtime::{AgentFactory, Command, Probe};
@@ -48,7 +49,9 @@ pub type RegisterResult = Result<(), RegisterError>;
 
 impl Client {
     pub(crate) fn new(shards: Vec<flume::Sender<Command>>) -> Self {
-        Self { shards: shards.into() }
+        Self {
+            shards: shards.into(),
+        }
     }
 
     /// Shards on the node.
@@ -69,11 +72,18 @@ impl Client {
         let id = name.into();
         let factory: AgentFactory = Box::new(move || Box::new(make()));
         let (done, answer) = flume::bounded(1);
-        let cmd = Command::Register { id: id.clone(), factory, done };
+        let cmd = Command::Register {
+            id: id.clone(),
+            factory,
+            done,
+        };
         if self.owner(&id).send_async(cmd).await.is_err() {
             return Err(RegisterError::ShuttingDown);
         }
-        answer.recv_async().await.unwrap_or(Err(RegisterError::ShuttingDown))
+        answer
+            .recv_async()
+            .await
+            .unwrap_or(Err(RegisterError::ShuttingDown))
     }
 
     /// [`Self::register`] for plain threads.
@@ -89,14 +99,34 @@ impl Client {
     pub async fn unregister(&self, name: impl Into<AgentId>) -> Result<usize, RegisterError> {
         let id = name.into();
         let (done, answer) = flume::bounded(1);
-        if self.owner(&id).send_async(Command::Unregister { id: id.clone(), done }).await.is_err() {
+        if self
+            .owner(&id)
+            .send_async(Command::Unregister {
+                id: id.clone(),
+                done,
+            })
+            .await
+            .is_err()
+        {
             return Err(RegisterError::ShuttingDown);
         }
-        answer.recv_async().await.unwrap_or(Err(RegisterError::ShuttingDown))
+        answer
+            .recv_async()
+            .await
+            .unwrap_or(Err(RegisterError::ShuttingDown))
+    }
+
+    /// [`Self::unregister`] for plain threads.
+    pub fn unregister_blocking(&self, name: impl Into<AgentId>) -> Result<usize, RegisterError> {
+        block_on(self.unregister(name))
     }
 
     /// Sends a one-way message; `Ok` once the owning shard has queued it.
-    pub async fn send(&self, to: impl Into<AgentId>, payload: impl Into<Bytes>) -> Result<MessageId, Rejection> {
+    pub async fn send(
+        &self,
+        to: impl Into<AgentId>,
+        payload: impl Into<Bytes>,
+    ) -> Result<MessageId, Rejection> {
         self.send_with(to, payload, SendOptions::default()).await
     }
 
@@ -109,15 +139,27 @@ impl Client {
     ) -> Result<MessageId, Rejection> {
         let to = to.into();
         let (done, answer) = flume::bounded(1);
-        let cmd = Command::Send { to: to.clone(), payload: payload.into(), opts, done };
+        let cmd = Command::Send {
+            to: to.clone(),
+            payload: payload.into(),
+            opts,
+            done,
+        };
         if self.owner(&to).send_async(cmd).await.is_err() {
             return Err(Rejection::ShuttingDown);
         }
-        answer.recv_async().await.unwrap_or(Err(Rejection::ShuttingDown))
+        answer
+            .recv_async()
+            .await
+            .unwrap_or(Err(Rejection::ShuttingDown))
     }
 
     /// [`Self::send`] for plain threads.
-    pub fn send_blocking(&self, to: impl Into<AgentId>, payload: impl Into<Bytes>) -> Result<MessageId, Rejection> {
+    pub fn send_blocking(
+        &self,
+        to: impl Into<AgentId>,
+        payload: impl Into<Bytes>,
+    ) -> Result<MessageId, Rejection> {
         block_on(self.send(to, payload))
     }
 
@@ -138,7 +180,8 @@ impl Client {
         payload: impl Into<Bytes>,
         timeout: Duration,
     ) -> Result<Envelope, CallError> {
-        self.call_with(to, payload, timeout, SendOptions::default()).await
+        self.call_with(to, payload, timeout, SendOptions::default())
+            .await
     }
 
     /// Calls with options.
@@ -151,7 +194,13 @@ impl Client {
     ) -> Result<Envelope, CallError> {
         let to = to.into();
         let (done, answer) = flume::bounded(1);
-        let cmd = Command::Call { to: to.clone(), payload: payload.into(), opts, timeout, done };
+        let cmd = Command::Call {
+            to: to.clone(),
+            payload: payload.into(),
+            opts,
+            timeout,
+            done,
+        };
         if self.owner(&to).send_async(cmd).await.is_err() {
             return Err(CallError::Rejected(Rejection::ShuttingDown));
         }

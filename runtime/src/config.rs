@@ -75,7 +75,12 @@ pub struct DemoSection {
 // that the two agree, so the file stays the documentation.
 impl Default for NodeSection {
     fn default() -> Self {
-        Self { shards: None, cpuset: None, spin_before_park_us: 0, shutdown_grace_ms: 2000 }
+        Self {
+            shards: None,
+            cpuset: None,
+            spin_before_park_us: 0,
+            shutdown_grace_ms: 2000,
+        }
     }
 }
 
@@ -95,7 +100,12 @@ impl Default for QueueSection {
 
 impl Default for DemoSection {
     fn default() -> Self {
-        Self { pingers_per_shard: 2, pongers_per_shard: 2, call_interval_us: 500, report_interval_ms: 2000 }
+        Self {
+            pingers_per_shard: 2,
+            pongers_per_shard: 2,
+            call_interval_us: 500,
+            report_interval_ms: 2000,
+        }
     }
 }
 
@@ -152,26 +162,44 @@ impl NodeConfig {
         let positive = [
             ("queues.mailbox_capacity", self.queues.mailbox_capacity),
             ("queues.outbox_capacity", self.queues.outbox_capacity),
-            ("queues.mesh_channel_capacity", self.queues.mesh_channel_capacity),
-            ("queues.client_channel_capacity", self.queues.client_channel_capacity),
+            (
+                "queues.mesh_channel_capacity",
+                self.queues.mesh_channel_capacity,
+            ),
+            (
+                "queues.client_channel_capacity",
+                self.queues.client_channel_capacity,
+            ),
             ("queues.max_pending_calls", self.queues.max_pending_calls),
             ("queues.agent_batch", self.queues.agent_batch),
             ("queues.dispatch_budget", self.queues.dispatch_budget),
-            ("demo.report_interval_ms", self.demo.report_interval_ms as usize),
+            (
+                "demo.report_interval_ms",
+                self.demo.report_interval_ms as usize,
+            ),
             ("demo.call_interval_us", self.demo.call_interval_us as usize),
         ];
         for (key, value) in positive {
             if value == 0 {
-                return Err(ConfigError::Invalid { key, problem: "must be at least 1".into() });
+                return Err(ConfigError::Invalid {
+                    key,
+                    problem: "must be at least 1".into(),
+                });
             }
         }
         if self.node.shards == Some(0) {
-            return Err(ConfigError::Invalid { key: "node.shards", problem: "must be at least 1".into() });
+            return Err(ConfigError::Invalid {
+                key: "node.shards",
+                problem: "must be at least 1".into(),
+            });
         }
         if self.node.spin_before_park_us > 1_000_000 {
             return Err(ConfigError::Invalid {
                 key: "node.spin_before_park_us",
-                problem: format!("is {} but at most 1000000 (1 s) makes sense", self.node.spin_before_park_us),
+                problem: format!(
+                    "is {} but at most 1000000 (1 s) makes sense",
+                    self.node.spin_before_park_us
+                ),
             });
         }
         Ok(())
@@ -179,7 +207,8 @@ impl NodeConfig {
 
     /// `node.spin_before_park_us` as a duration (`None` when 0).
     pub fn spin_before_park(&self) -> Option<Duration> {
-        (self.node.spin_before_park_us > 0).then(|| Duration::from_micros(self.node.spin_before_park_us))
+        (self.node.spin_before_park_us > 0)
+            .then(|| Duration::from_micros(self.node.spin_before_park_us))
     }
 }
 
@@ -197,7 +226,11 @@ mod tests {
     #[test]
     fn errors_name_the_key() {
         let err = NodeConfig::from_toml("[queues]\nmailbox_capacity = 0").unwrap_err();
-        assert!(err.to_string().contains("queues.mailbox_capacity must be at least 1"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("queues.mailbox_capacity must be at least 1"),
+            "{err}"
+        );
         let err = NodeConfig::from_toml("[node]\nshards = 0").unwrap_err();
         assert!(err.to_string().contains("node.shards"), "{err}");
         let err = NodeConfig::from_toml("[node]\nsharts = 2").unwrap_err();
@@ -205,7 +238,10 @@ mod tests {
         let err = NodeConfig::from_toml("[queues]\nmailbox_capacity = \"big\"").unwrap_err();
         assert!(err.to_string().contains("mailbox_capacity"), "{err}");
         let err = NodeConfig::from_toml("[node]\nspin_before_park_us = 5000000").unwrap_err();
-        assert!(err.to_string().contains("node.spin_before_park_us"), "{err}");
+        assert!(
+            err.to_string().contains("node.spin_before_park_us"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -42,7 +42,13 @@ pub fn parse_cpu_list(list: &str) -> Result<Vec<usize>, CpuListError> {
     let mut cpus = BTreeSet::new();
     for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (range, stride) = match part.split_once(':') {
-            Some((r, s)) => (r, s.parse::<usize>().ok().filter(|s| *s > 0).ok_or_else(|| bad(part))?),
+            Some((r, s)) => (
+                r,
+                s.parse::<usize>()
+                    .ok()
+                    .filter(|s| *s > 0)
+                    .ok_or_else(|| bad(part))?,
+            ),
             None => (part, 1),
         };
         let (lo, hi) = match range.split_once('-') {
@@ -113,10 +119,16 @@ mod tests {
         assert_eq!(parse_cpu_list(" , "), Err(CpuListError::Empty));
         for bad in ["a", "1-", "-1", "1-2:0", "1-2:x", "1--2", "0x3"] {
             let err = parse_cpu_list(bad).unwrap_err();
-            assert!(matches!(err, CpuListError::BadPart { .. }), "{bad}: {err:?}");
+            assert!(
+                matches!(err, CpuListError::BadPart { .. }),
+                "{bad}: {err:?}"
+            );
             assert!(err.to_string().contains(bad));
         }
-        assert!(matches!(parse_cpu_list("5-2"), Err(CpuListError::Backwards { .. })));
+        assert!(matches!(
+            parse_cpu_list("5-2"),
+            Err(CpuListError::Backwards { .. })
+        ));
     }
 
     #[test]

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hdrhistogram::Histogram;
-use quire_shards::{owning_shard, Agent, AgentId, CallError, Context, Envelope, MessageId, ShardStats};
+use quire_shards::{
+    owning_shard, Agent, AgentId, CallError, Context, Envelope, MessageId, ShardStats,
+};
 
 use crate::client::Client;
 use crate::config::DemoSection;
@@ -32,7 +34,12 @@ pub struct Pinger {
 impl Pinger {
     /// A pinger over `pongers`, calling once per `interval`.
     pub fn new(pongers: Vec<AgentId>, interval: Duration) -> Self {
-        Self { pongers, next: 0, interval, payload: Bytes::from(vec![0xa5; 64]) }
+        Self {
+            pongers,
+            next: 0,
+            interval,
+            payload: Bytes::from(vec![0xa5; 64]),
+        }
     }
 }
 
@@ -45,13 +52,23 @@ impl Agent for Pinger {
         ctx.send_after(self.interval, Bytes::new());
     }
 
-    fn on_reply(&mut self, _ctx: &mut Context<'_>, _call: MessageId, _reply: Result<Envelope, CallError>) {
+    fn on_reply(
+        &mut self,
+        _ctx: &mut Context<'_>,
+        _call: MessageId,
+        _reply: Result<Envelope, CallError>,
+    ) {
         // The shard records every round trip in its call-latency histogram.
     }
 }
 
 /// The first `count` names `prefix-K` owned by `shard`.
-pub fn names_on_shard(prefix: &str, shard: usize, shard_count: usize, count: usize) -> Vec<AgentId> {
+pub fn names_on_shard(
+    prefix: &str,
+    shard: usize,
+    shard_count: usize,
+    count: usize,
+) -> Vec<AgentId> {
     (0..)
         .map(|k| format!("{prefix}-{k}"))
         .filter(|n| owning_shard(n, shard_count) as usize == shard)
@@ -67,7 +84,9 @@ pub fn start(client: &Client, demo: &DemoSection) -> Result<usize, String> {
         .flat_map(|s| names_on_shard("demo/ponger", s, n, demo.pongers_per_shard))
         .collect();
     for p in &pongers {
-        client.register_blocking(p.clone(), || Ponger).map_err(|e| e.to_string())?;
+        client
+            .register_blocking(p.clone(), || Ponger)
+            .map_err(|e| e.to_string())?;
     }
     let interval = Duration::from_micros(demo.call_interval_us);
     let mut pingers = 0;
@@ -77,7 +96,9 @@ pub fn start(client: &Client, demo: &DemoSection) -> Result<usize, String> {
             client
                 .register_blocking(name.clone(), move || Pinger::new(targets, interval))
                 .map_err(|e| e.to_string())?;
-            client.send_blocking(name, Bytes::new()).map_err(|e| e.to_string())?;
+            client
+                .send_blocking(name, Bytes::new())
+                .map_err(|e| e.to_string())?;
             pingers += 1;
         }
     }

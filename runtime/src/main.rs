@@ -13,7 +13,11 @@ use quire_shards::ShardStats;
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[derive(Parser)]
-#[command(name = "quire", version, about = "Quire: a thread-per-core runtime for WebAssembly agents")]
+#[command(
+    name = "quire",
+    version,
+    about = "Quire: a thread-per-core runtime for WebAssembly agents"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -81,7 +85,11 @@ fn builder(args: &PlacementArgs) -> Result<(NodeBuilder, NodeConfig), String> {
     Ok((Node::builder().config(config.clone()), config))
 }
 
-fn run_node(args: &PlacementArgs, spin_us: Option<u64>, duration: Option<f64>) -> Result<(), String> {
+fn run_node(
+    args: &PlacementArgs,
+    spin_us: Option<u64>,
+    duration: Option<f64>,
+) -> Result<(), String> {
     let (mut builder, config) = builder(args)?;
     if let Some(us) = spin_us {
         builder = builder.spin_before_park(Duration::from_micros(us));
@@ -114,7 +122,10 @@ fn run_node(args: &PlacementArgs, spin_us: Option<u64>, duration: Option<f64>) -
         let now = totals(&client.stats_blocking());
         let seconds = last.elapsed().as_secs_f64();
         last = Instant::now();
-        println!("{}", demo::summary_line(&demo::interval(&now, &previous), seconds));
+        println!(
+            "{}",
+            demo::summary_line(&demo::interval(&now, &previous), seconds)
+        );
         previous = now;
         if stop || until.is_some_and(|u| Instant::now() >= u) {
             break;
@@ -144,13 +155,18 @@ fn totals(shards: &[ShardStats]) -> ShardStats {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("QUIRE_LOG").unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_env("QUIRE_LOG")
+                .unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
     let result = match &cli.command {
-        Command::Node { placement, spin_us, duration } => run_node(placement, *spin_us, *duration),
+        Command::Node {
+            placement,
+            spin_us,
+            duration,
+        } => run_node(placement, *spin_us, *duration),
         Command::Placement { placement } => builder(placement)
             .and_then(|(b, _)| b.plan().map_err(|e| e.to_string()))
             .map(|plan| print!("{plan}")),

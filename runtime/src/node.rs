@@ -120,7 +120,8 @@ impl NodeBuilder {
         // Full mesh: one SPSC channel per ordered pair of shards.
         let mut senders: Vec<Vec<Option<shared_channel::SharedSender<Batch>>>> =
             (0..n).map(|_| (0..n).map(|_| None).collect()).collect();
-        let mut receivers: Vec<Vec<shared_channel::SharedReceiver<Batch>>> = (0..n).map(|_| Vec::new()).collect();
+        let mut receivers: Vec<Vec<shared_channel::SharedReceiver<Batch>>> =
+            (0..n).map(|_| Vec::new()).collect();
         for (from, row) in senders.iter_mut().enumerate() {
             for (to, slot) in row.iter_mut().enumerate() {
                 if from != to {
@@ -161,7 +162,11 @@ impl NodeBuilder {
             let thread = std::thread::Builder::new()
                 .name(name.clone())
                 .spawn(move || shard_thread(shard, cpu, &name, spin, wiring, ready, go_rx))
-                .map_err(|e| StartError::Executor { shard, cpu, reason: e.to_string() })?;
+                .map_err(|e| StartError::Executor {
+                    shard,
+                    cpu,
+                    reason: e.to_string(),
+                })?;
             threads.push(thread);
         }
         drop(ready_tx);
@@ -173,7 +178,11 @@ impl NodeBuilder {
             match ready_rx.recv() {
                 Ok((_, Ok(()))) => {}
                 Ok((shard, Err(reason))) => {
-                    failure.get_or_insert(StartError::Executor { shard, cpu: placement.shards[shard].cpu.cpu, reason });
+                    failure.get_or_insert(StartError::Executor {
+                        shard,
+                        cpu: placement.shards[shard].cpu.cpu,
+                        reason,
+                    });
                 }
                 Err(_) => break,
             }
@@ -271,7 +280,11 @@ impl fmt::Display for ShutdownReport {
         write!(
             f,
             "shutdown {} in {:.1} ms: sent {}, handled {}, rejected {} (",
-            if self.drained { "drained" } else { "cut the drain short" },
+            if self.drained {
+                "drained"
+            } else {
+                "cut the drain short"
+            },
             self.drain_time.as_secs_f64() * 1e3,
             t.sent,
             t.handled,
@@ -282,7 +295,15 @@ impl fmt::Display for ShutdownReport {
             .filter(|r| t.rejected_for(**r) > 0)
             .map(|r| format!("{} {}", r.as_str(), t.rejected_for(*r)))
             .collect();
-        write!(f, "{})", if reasons.is_empty() { "none".to_string() } else { reasons.join(", ") })
+        write!(
+            f,
+            "{})",
+            if reasons.is_empty() {
+                "none".to_string()
+            } else {
+                reasons.join(", ")
+            }
+        )
     }
 }
 
@@ -326,7 +347,11 @@ impl Node {
             .enumerate()
             .map(|(i, t)| t.join().unwrap_or_else(|_| ShardStats::new(i as u16)))
             .collect();
-        ShutdownReport { shards, drained, drain_time }
+        ShutdownReport {
+            shards,
+            drained,
+            drain_time,
+        }
     }
 
     /// Quiescent: every shard idle and every envelope put on the mesh taken
@@ -335,7 +360,9 @@ impl Node {
     fn wait_for_quiescence(&self, deadline: Instant) -> bool {
         let mut previous = None;
         loop {
-            let Some(probes) = self.client.probe_blocking() else { return false };
+            let Some(probes) = self.client.probe_blocking() else {
+                return false;
+            };
             let out: u64 = probes.iter().map(|p| p.cross_out).sum();
             let inn: u64 = probes.iter().map(|p| p.cross_in).sum();
             let settled = probes.iter().all(|p| p.idle) && out == inn;

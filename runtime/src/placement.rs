@@ -96,28 +96,48 @@ impl Placement {
     /// assert_eq!(plan.cpus(), vec![4, 5, 6, 7]);
     /// assert!(plan.shards.iter().all(|s| s.cpu.numa_node == 1));
     /// ```
-    pub fn plan(topology: &MachineTopology, affinity: &[usize], req: &PlacementRequest) -> Result<Self, PlacementError> {
+    pub fn plan(
+        topology: &MachineTopology,
+        affinity: &[usize],
+        req: &PlacementRequest,
+    ) -> Result<Self, PlacementError> {
         let online: Vec<usize> = topology.cpus.iter().map(|c| c.cpu).collect();
         let candidates: Vec<CpuInfo> = match &req.cpuset {
             Some(list) => {
                 let wanted = parse_cpu_list(list)?;
-                let missing: Vec<usize> = wanted.iter().copied().filter(|c| topology.cpu(*c).is_none()).collect();
+                let missing: Vec<usize> = wanted
+                    .iter()
+                    .copied()
+                    .filter(|c| topology.cpu(*c).is_none())
+                    .collect();
                 if !missing.is_empty() {
                     return Err(PlacementError::OfflineCpus {
                         missing: format_cpu_list(&missing),
                         online: format_cpu_list(&online),
                     });
                 }
-                let outside: Vec<usize> = wanted.iter().copied().filter(|c| !affinity.contains(c)).collect();
+                let outside: Vec<usize> = wanted
+                    .iter()
+                    .copied()
+                    .filter(|c| !affinity.contains(c))
+                    .collect();
                 if !outside.is_empty() {
                     return Err(PlacementError::OutsideAffinity {
                         outside: format_cpu_list(&outside),
                         mask: format_cpu_list(affinity),
                     });
                 }
-                wanted.iter().filter_map(|c| topology.cpu(*c).copied()).collect()
+                wanted
+                    .iter()
+                    .filter_map(|c| topology.cpu(*c).copied())
+                    .collect()
             }
-            None => topology.cpus.iter().copied().filter(|c| affinity.contains(&c.cpu)).collect(),
+            None => topology
+                .cpus
+                .iter()
+                .copied()
+                .filter(|c| affinity.contains(&c.cpu))
+                .collect(),
         };
         if candidates.is_empty() {
             return Err(PlacementError::NoCpus {
@@ -176,7 +196,11 @@ fn spread(mut candidates: Vec<CpuInfo>, count: usize) -> Vec<CpuInfo> {
         rank_in_core.push((rank, *c));
     }
     rank_in_core.sort_by_key(|(rank, c)| (*rank, c.numa_node, c.cpu));
-    let mut chosen: Vec<CpuInfo> = rank_in_core.into_iter().take(count).map(|(_, c)| c).collect();
+    let mut chosen: Vec<CpuInfo> = rank_in_core
+        .into_iter()
+        .take(count)
+        .map(|(_, c)| c)
+        .collect();
     chosen.sort_by_key(|c| (c.numa_node, c.cpu));
     chosen
 }
@@ -227,7 +251,10 @@ mod tests {
     fn shard_count_prefers_whole_cores_across_numa_nodes() {
         let topo = two_numa();
         // Cores: (0,1) (2,3) on node 0, (4,5) (6,7) on node 1.
-        let req = PlacementRequest { cpuset: None, shards: Some(4) };
+        let req = PlacementRequest {
+            cpuset: None,
+            shards: Some(4),
+        };
         let plan = Placement::plan(&topo, &all(&topo), &req).unwrap();
         assert_eq!(plan.cpus(), vec![0, 2, 4, 6]);
         let cores: std::collections::BTreeSet<_> = plan.shards.iter().map(|s| s.cpu.core).collect();
@@ -237,20 +264,35 @@ mod tests {
     #[test]
     fn cpuset_is_honoured_and_checked() {
         let topo = two_numa();
-        let req = PlacementRequest { cpuset: Some("1,5".into()), shards: None };
+        let req = PlacementRequest {
+            cpuset: Some("1,5".into()),
+            shards: None,
+        };
         let plan = Placement::plan(&topo, &all(&topo), &req).unwrap();
         assert_eq!(plan.cpus(), vec![1, 5]);
         assert_eq!(plan.shards[1].cpu.numa_node, 1);
 
-        let offline = PlacementRequest { cpuset: Some("6-9".into()), shards: None };
+        let offline = PlacementRequest {
+            cpuset: Some("6-9".into()),
+            shards: None,
+        };
         let err = Placement::plan(&topo, &all(&topo), &offline).unwrap_err();
-        assert!(err.to_string().contains("CPU(s) 8-9 that are not online"), "{err}");
+        assert!(
+            err.to_string().contains("CPU(s) 8-9 that are not online"),
+            "{err}"
+        );
 
-        let outside = PlacementRequest { cpuset: Some("0-1".into()), shards: None };
+        let outside = PlacementRequest {
+            cpuset: Some("0-1".into()),
+            shards: None,
+        };
         let err = Placement::plan(&topo, &[1, 2], &outside).unwrap_err();
         assert!(err.to_string().contains("CPU(s) 0 outside"), "{err}");
 
-        let garbage = PlacementRequest { cpuset: Some("zero".into()), shards: None };
+        let garbage = PlacementRequest {
+            cpuset: Some("zero".into()),
+            shards: None,
+        };
         assert!(matches!(
             Placement::plan(&topo, &all(&topo), &garbage),
             Err(PlacementError::BadCpuList(_))
@@ -260,11 +302,23 @@ mod tests {
     #[test]
     fn too_many_or_zero_shards_is_an_error() {
         let topo = two_numa();
-        let req = PlacementRequest { cpuset: Some("0-1".into()), shards: Some(3) };
+        let req = PlacementRequest {
+            cpuset: Some("0-1".into()),
+            shards: Some(3),
+        };
         let err = Placement::plan(&topo, &all(&topo), &req).unwrap_err();
-        assert!(err.to_string().contains("3 shards asked for but only 2"), "{err}");
-        let req = PlacementRequest { cpuset: None, shards: Some(0) };
-        assert_eq!(Placement::plan(&topo, &all(&topo), &req), Err(PlacementError::ZeroShards));
+        assert!(
+            err.to_string().contains("3 shards asked for but only 2"),
+            "{err}"
+        );
+        let req = PlacementRequest {
+            cpuset: None,
+            shards: Some(0),
+        };
+        assert_eq!(
+            Placement::plan(&topo, &all(&topo), &req),
+            Err(PlacementError::ZeroShards)
+        );
         let err = Placement::plan(&topo, &[42], &PlacementRequest::default()).unwrap_err();
         assert!(matches!(err, PlacementError::NoCpus { .. }));
     }

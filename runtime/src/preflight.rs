@@ -31,7 +31,10 @@ pub enum PreflightError {
 
 /// The soft RLIMIT_MEMLOCK in bytes (`u64::MAX` for unlimited).
 pub fn memlock_limit() -> u64 {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit writes into the struct we own; no other invariant.
     let rc = unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) };
     if rc != 0 || lim.rlim_cur == libc::RLIM_INFINITY {
@@ -75,11 +78,13 @@ pub fn check_io_uring_sysctl(value: Option<&str>) -> Result<(), PreflightError> 
 /// and is not blocked by a seccomp profile.
 pub fn probe_io_uring() -> Result<(), PreflightError> {
     let mut params = [0u8; 120]; // struct io_uring_params, zeroed
-    // SAFETY: io_uring_setup reads/writes only the params buffer we pass,
-    // which is larger than the kernel's struct; the fd is closed at once.
+                                 // SAFETY: io_uring_setup reads/writes only the params buffer we pass,
+                                 // which is larger than the kernel's struct; the fd is closed at once.
     let fd = unsafe { libc::syscall(libc::SYS_io_uring_setup, 1u32, params.as_mut_ptr()) };
     if fd < 0 {
-        return Err(PreflightError::NoIoUring(std::io::Error::last_os_error().to_string()));
+        return Err(PreflightError::NoIoUring(
+            std::io::Error::last_os_error().to_string(),
+        ));
     }
     // SAFETY: fd is a descriptor we own.
     unsafe { libc::close(fd as i32) };
@@ -103,7 +108,11 @@ mod tests {
         let err = check_memlock(512 * 1024, 4).unwrap_err();
         assert_eq!(
             err,
-            PreflightError::MemlockTooLow { have_kib: 512, need_kib: 2048, shards: 4 }
+            PreflightError::MemlockTooLow {
+                have_kib: 512,
+                need_kib: 2048,
+                shards: 4
+            }
         );
         assert!(err.to_string().contains("ulimit -l 2048"));
         assert!(check_memlock(u64::MAX, 1024).is_ok());

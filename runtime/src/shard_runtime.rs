@@ -17,11 +17,13 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_lite::future;
-use glommio::channels::shared_channel::{ConnectedReceiver, ConnectedSender, SharedReceiver, SharedSender};
+use glommio::channels::shared_channel::{
+    ConnectedReceiver, ConnectedSender, SharedReceiver, SharedSender,
+};
 use glommio::{GlommioError, ResourceType};
 use quire_shards::{
-    Agent, AgentId, CallError, Envelope, MessageId, RegisterError, Rejection, SendOptions, ShardConfig, ShardCore,
-    ShardStats,
+    Agent, AgentId, CallError, Envelope, MessageId, RegisterError, Rejection, SendOptions,
+    ShardConfig, ShardCore, ShardStats,
 };
 
 use crate::signal::Signal;
@@ -114,7 +116,11 @@ impl Shared {
     fn stop(&self) {
         let rejected = self.core.borrow_mut().abort_all();
         if rejected > 0 {
-            tracing::info!(shard = self.core.borrow().shard(), rejected, "shutdown rejected queued messages");
+            tracing::info!(
+                shard = self.core.borrow().shard(),
+                rejected,
+                "shutdown rejected queued messages"
+            );
         }
         self.stopped.set(true);
         self.work.notify();
@@ -169,7 +175,10 @@ pub(crate) async fn run_shard(wiring: ShardWiring) -> ShardStats {
         .map(|r| glommio::spawn_local(receiver(shared.clone(), r)))
         .collect();
     tasks.push(glommio::spawn_local(timers(shared.clone())));
-    tasks.push(glommio::spawn_local(commands(shared.clone(), wiring.commands)));
+    tasks.push(glommio::spawn_local(commands(
+        shared.clone(),
+        wiring.commands,
+    )));
 
     dispatcher(&shared, wiring.dispatch_budget).await;
     for t in tasks {
@@ -218,12 +227,17 @@ async fn flusher(shared: Rc<Shared>, peer: usize, sender: ConnectedSender<Batch>
             shared.in_flight.set(shared.in_flight.get() + 1);
             let sent = match sender.try_send(batch) {
                 Ok(()) => Ok(()),
-                Err(GlommioError::WouldBlock(ResourceType::Channel(batch))) => sender.send(batch).await,
+                Err(GlommioError::WouldBlock(ResourceType::Channel(batch))) => {
+                    sender.send(batch).await
+                }
                 Err(e) => Err(e),
             };
             shared.in_flight.set(shared.in_flight.get() - 1);
             if let Err(GlommioError::Closed(ResourceType::Channel(batch))) = sent {
-                shared.core.borrow_mut().reject_undeliverable(batch, Rejection::ShuttingDown);
+                shared
+                    .core
+                    .borrow_mut()
+                    .reject_undeliverable(batch, Rejection::ShuttingDown);
             }
         }
         if shared.stopped.get() {
@@ -249,7 +263,7 @@ async fn receiver(shared: Rc<Shared>, rx: ConnectedReceiver<Batch>) {
 
 async fn timers(shared: Rc<Shared>) {
     while !shared.stopped.get() {
-        let next = shared.core.borrow().next_timer();
+        let next = shared.core.borrow_mut().next_timer();
         match next {
             None => shared.timer.wait().await,
             Some(at) => {
@@ -299,10 +313,21 @@ fn serve(shared: &Shared, cmd: Command) {
         Command::Unregister { id, done } => {
             let _ = done.send(core.unregister(&id));
         }
-        Command::Send { to, payload, opts, done } => {
+        Command::Send {
+            to,
+            payload,
+            opts,
+            done,
+        } => {
             let _ = done.send(core.admit_client(to, payload, opts));
         }
-        Command::Call { to, payload, opts, timeout, done } => {
+        Command::Call {
+            to,
+            payload,
+            opts,
+            timeout,
+            done,
+        } => {
             let waiter = Box::new(move |r| {
                 let _ = done.send(r);
             });

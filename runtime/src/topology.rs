@@ -81,7 +81,12 @@ impl MachineTopology {
         let allowed = topology.allowed_cpuset();
         let numa: Vec<(usize, hwlocality::cpu::cpuset::CpuSet)> = topology
             .objects_with_type(ObjectType::NUMANode)
-            .filter_map(|n| Some((n.os_index().unwrap_or(n.logical_index()), n.cpuset()?.clone_target())))
+            .filter_map(|n| {
+                Some((
+                    n.os_index().unwrap_or(n.logical_index()),
+                    n.cpuset()?.clone_target(),
+                ))
+            })
             .collect();
         let mut cpus: Vec<CpuInfo> = topology
             .objects_with_type(ObjectType::PU)

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 use bytes::Bytes;
-use quire_shards::{Agent, CallError, Context, Envelope, MessageId, SendOptions, ShardConfig, ShardCore};
+use quire_shards::{
+    Agent, CallError, Context, Envelope, MessageId, SendOptions, ShardConfig, ShardCore,
+};
 
 struct Echo;
 impl Agent for Echo {
@@ -26,7 +28,12 @@ impl Agent for Driver {
     fn handle(&mut self, ctx: &mut Context<'_>, _msg: Envelope) {
         let _ = ctx.call(&self.echo, Bytes::from_static(b"x"), Duration::from_secs(5));
     }
-    fn on_reply(&mut self, ctx: &mut Context<'_>, _call: MessageId, _r: Result<Envelope, CallError>) {
+    fn on_reply(
+        &mut self,
+        ctx: &mut Context<'_>,
+        _call: MessageId,
+        _r: Result<Envelope, CallError>,
+    ) {
         self.left -= 1;
         if self.left > 0 {
             let _ = ctx.call(&self.echo, Bytes::from_static(b"x"), Duration::from_secs(5));
@@ -45,7 +52,7 @@ struct Source {
 }
 impl Agent for Source {
     fn handle(&mut self, ctx: &mut Context<'_>, _msg: Envelope) {
-        for _ in 0..64 {
+        for _ in 0..32 {
             if self.left == 0 {
                 return;
             }
@@ -58,21 +65,57 @@ impl Agent for Source {
 }
 
 fn main() {
-    eprintln!("Envelope {} bytes, Address {}, Kind {}", std::mem::size_of::<Envelope>(), std::mem::size_of::<quire_shards::Address>(), std::mem::size_of::<quire_shards::Kind>());
-    let n = 2_000_000;
-    let mut core = ShardCore::new(ShardConfig { mailbox_capacity: 1 << 20, ..ShardConfig::new(0, 1) });
+    eprintln!(
+        "Envelope {} bytes, Address {}, Kind {}",
+        std::mem::size_of::<Envelope>(),
+        std::mem::size_of::<quire_shards::Address>(),
+        std::mem::size_of::<quire_shards::Kind>()
+    );
+    let n = 10_000_000;
+    let mut core = ShardCore::new(ShardConfig {
+        mailbox_capacity: 1 << 20,
+        ..ShardConfig::new(0, 1)
+    });
     core.register("echo".into(), Box::new(Echo)).unwrap();
-    core.register("driver".into(), Box::new(Driver { left: n, echo: "echo".into() })).unwrap();
+    core.register(
+        "driver".into(),
+        Box::new(Driver {
+            left: n,
+            echo: "echo".into(),
+        }),
+    )
+    .unwrap();
     core.register("sink".into(), Box::new(Sink)).unwrap();
-    core.register("source".into(), Box::new(Source { left: n, sink: "sink".into() })).unwrap();
+    core.register(
+        "source".into(),
+        Box::new(Source {
+            left: n,
+            sink: "sink".into(),
+        }),
+    )
+    .unwrap();
 
-    core.admit_client("driver".into(), Bytes::new(), SendOptions::default()).unwrap();
+    let only_one_way = std::env::args().any(|a| a == "--one-way");
+    if !only_one_way {
+        core.admit_client("driver".into(), Bytes::new(), SendOptions::default())
+            .unwrap();
+        let t = Instant::now();
+        while core.run(512) > 0 {}
+        println!(
+            "same-shard call round trip: {:.1} ns",
+            t.elapsed().as_nanos() as f64 / n as f64
+        );
+    }
+
+    if std::env::args().any(|a| a == "--rtt") {
+        return;
+    }
+    core.admit_client("source".into(), Bytes::new(), SendOptions::default())
+        .unwrap();
     let t = Instant::now();
     while core.run(512) > 0 {}
-    println!("same-shard call round trip: {:.1} ns", t.elapsed().as_nanos() as f64 / n as f64);
-
-    core.admit_client("source".into(), Bytes::new(), SendOptions::default()).unwrap();
-    let t = Instant::now();
-    while core.run(512) > 0 {}
-    println!("one-way send + handle: {:.1} ns", t.elapsed().as_nanos() as f64 / n as f64);
+    println!(
+        "one-way send + handle: {:.1} ns",
+        t.elapsed().as_nanos() as f64 / n as f64
+    );
 }

@@ -36,7 +36,12 @@ pub trait Agent: 'static {
 
     /// The call `call` this agent made has ended: with the reply, or with why
     /// there is none. Every successful `ctx.call` ends here exactly once.
-    fn on_reply(&mut self, ctx: &mut Context<'_>, call: MessageId, reply: Result<Envelope, CallError>) {
+    fn on_reply(
+        &mut self,
+        ctx: &mut Context<'_>,
+        call: MessageId,
+        reply: Result<Envelope, CallError>,
+    ) {
         let _ = (ctx, call, reply);
     }
 
@@ -90,7 +95,8 @@ impl SendOptions {
 #[derive(Debug, Clone)]
 pub(crate) struct Current {
     pub id: MessageId,
-    pub from: Address,
+    /// The caller, for calls only.
+    pub from: Option<Address>,
     pub kind: Kind,
     pub conversation: Option<ConversationId>,
     pub priority: Priority,
@@ -101,6 +107,8 @@ pub(crate) struct Current {
 pub struct Context<'a> {
     pub(crate) core: &'a mut ShardCore,
     pub(crate) me: &'a AgentId,
+    /// The agent's slot in its shard (for pending calls).
+    pub(crate) slot: usize,
     pub(crate) current: Option<Current>,
 }
 
@@ -124,11 +132,17 @@ impl Context<'_> {
     /// was refused at once (the receiver's queue or the route to its shard is
     /// full, or a local receiver does not exist); a refusal found later comes
     /// back through [`Agent::on_undelivered`].
-    pub fn send(&mut self, to: impl Into<AgentId>, payload: impl Into<Bytes>) -> Result<MessageId, Rejection> {
+    #[inline]
+    pub fn send(
+        &mut self,
+        to: impl Into<AgentId>,
+        payload: impl Into<Bytes>,
+    ) -> Result<MessageId, Rejection> {
         self.send_with(to, payload, SendOptions::default())
     }
 
     /// Sends a one-way message with options.
+    #[inline]
     pub fn send_with(
         &mut self,
         to: impl Into<AgentId>,
@@ -143,6 +157,7 @@ impl Context<'_> {
 
     /// Calls another agent: the reply, a rejection or a timeout arrives later
     /// through [`Agent::on_reply`] with the returned call id.
+    #[inline]
     pub fn call(
         &mut self,
         to: impl Into<AgentId>,
@@ -153,6 +168,7 @@ impl Context<'_> {
     }
 
     /// Calls with options.
+    #[inline]
     pub fn call_with(
         &mut self,
         to: impl Into<AgentId>,
@@ -162,24 +178,27 @@ impl Context<'_> {
     ) -> Result<MessageId, Rejection> {
         let env = self.envelope(to.into(), payload.into(), Kind::Call, opts);
         let id = env.id;
-        self.core.send_from_agent(env, Some((self.me.clone(), timeout)))?;
+        self.core.send_from_agent(env, Some((self.slot, timeout)))?;
         Ok(id)
     }
 
     /// Replies to the call being handled. Only calls take a reply, and only one.
+    #[inline]
     pub fn reply(&mut self, payload: impl Into<Bytes>) -> Result<(), Rejection> {
         let cur = match &mut self.current {
             Some(cur) if cur.kind == Kind::Call && !cur.replied => cur,
             _ => return Err(Rejection::Invalid),
         };
         cur.replied = true;
+        let to = cur.from.take().unwrap_or(Address::Nobody);
+        let (conversation, in_reply_to, priority) = (cur.conversation, cur.id, cur.priority);
         let env = Envelope {
-            id: 0,
+            id: self.core.next_message_id(),
             from: Address::Agent(self.me.clone()),
-            to: cur.from.clone(),
-            conversation: cur.conversation,
-            in_reply_to: Some(cur.id),
-            priority: cur.priority,
+            to,
+            conversation,
+            in_reply_to: Some(in_reply_to),
+            priority,
             deadline: None,
             kind: Kind::Reply,
             payload: payload.into(),
@@ -190,15 +209,16 @@ impl Context<'_> {
 
     /// Sends `payload` to this agent itself after `delay` (a timer).
     pub fn send_after(&mut self, delay: Duration, payload: impl Into<Bytes>) {
-        let env = self.envelope(self.me.clone(), payload.into(), Kind::Send, SendOptions::default());
+        let env = self.envelope(
+            self.me.clone(),
+            payload.into(),
+            Kind::Send,
+            SendOptions::default(),
+        );
         self.core.schedule(Instant::now() + delay, env);
     }
 
-    /// The sender of the message being handled.
-    pub fn sender(&self) -> Option<&Address> {
-        self.current.as_ref().map(|c| &c.from)
-    }
-
+    #[inline]
     fn envelope(&mut self, to: AgentId, payload: Bytes, kind: Kind, opts: SendOptions) -> Envelope {
         let id = self.core.next_message_id();
         let conversation = opts

@@ -58,7 +58,10 @@ impl AgentId {
         if name.len() > Self::MAX_LEN {
             return Err(InvalidAgentId::TooLong(name.len()));
         }
-        Ok(Self(Arc::new(IdInner { hash: fnv1a64(name.as_bytes()), name: name.into() })))
+        Ok(Self(Arc::new(IdInner {
+            hash: fnv1a64(name.as_bytes()),
+            name: name.into(),
+        })))
     }
 
     /// The name as a string slice.
@@ -83,7 +86,8 @@ impl AgentId {
 
 impl PartialEq for AgentId {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0) || (self.0.hash == other.0.hash && self.0.name == other.0.name)
+        Arc::ptr_eq(&self.0, &other.0)
+            || (self.0.hash == other.0.hash && self.0.name == other.0.name)
     }
 }
 

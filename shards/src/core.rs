@@ -104,9 +104,17 @@ enum Timer {
 }
 
 struct PendingCall {
-    caller: AgentId,
-    started: Instant,
+    /// The caller's slot and that slot's generation at the time of the call
+    /// (a slot reused by another agent has a newer generation).
+    caller_slot: usize,
+    caller_generation: u32,
+    /// Set for the calls whose round trip is measured (one in
+    /// [`LATENCY_SAMPLE_EVERY`]), so that the others cost no clock read.
+    started: Option<Instant>,
 }
+
+/// One agent call in this many is timed for the call-latency histogram.
+pub const LATENCY_SAMPLE_EVERY: u64 = 16;
 
 struct ClientCall {
     waiter: ClientWaiter,
@@ -114,7 +122,10 @@ struct ClientCall {
 }
 
 struct Slot {
-    id: AgentId,
+    /// `None` while the agent is running (its context borrows the name).
+    id: Option<AgentId>,
+    /// Bumped each time the slot is given to a new agent.
+    generation: u32,
     /// `None` while the agent is handling a message, or once it is removed.
     agent: Option<Box<dyn Agent>>,
     mailbox: Mailbox,
@@ -166,6 +177,8 @@ pub struct ShardCore {
     timeouts_in_timers: usize,
     timer_seq: u64,
     timer_rearm: bool,
+    /// The clock as read when the current `run` began.
+    turn_clock: Instant,
     message_seq: u64,
     ticket_seq: u64,
     stats: ShardStats,
@@ -192,6 +205,7 @@ impl ShardCore {
             timeouts_in_timers: 0,
             timer_seq: 0,
             timer_rearm: false,
+            turn_clock: Instant::now(),
             message_seq: 0,
             ticket_seq: 0,
             draining: false,
@@ -211,7 +225,12 @@ impl ShardCore {
 
     pub(crate) fn next_message_id(&mut self) -> MessageId {
         self.message_seq += 1;
-        (u64::from(self.cfg.shard) << 48) | (self.message_seq & ((1 << 48) - 1))
+        if self.message_seq >= 1 << 48 {
+            // 2^48 messages later: start over (ids are unique within any
+            // window a call or a trace could span).
+            self.message_seq = 1;
+        }
+        MessageId::new(self.cfg.shard, self.message_seq).expect("sequence starts at 1")
     }
 
     // ---- registry ----
@@ -223,13 +242,18 @@ impl ShardCore {
         }
         let owner = id.owning_shard(self.cfg.shard_count);
         if owner != self.cfg.shard {
-            return Err(RegisterError::WrongShard { id, owner, this: self.cfg.shard });
+            return Err(RegisterError::WrongShard {
+                id,
+                owner,
+                this: self.cfg.shard,
+            });
         }
         if self.by_name.contains_key(&id) {
             return Err(RegisterError::AlreadyRegistered(id));
         }
-        let slot = Slot {
-            id: id.clone(),
+        let mut slot = Slot {
+            id: Some(id.clone()),
+            generation: 0,
             agent: Some(agent),
             mailbox: Mailbox::new(self.cfg.mailbox_capacity),
             scheduled: false,
@@ -237,6 +261,7 @@ impl ShardCore {
         };
         let idx = match self.free_slots.pop() {
             Some(idx) => {
+                slot.generation = self.slots[idx].generation.wrapping_add(1);
                 self.slots[idx] = slot;
                 idx
             }
@@ -291,7 +316,12 @@ impl ShardCore {
     /// A one-way message from outside the shards (a client). `Ok` means it is
     /// queued at its receiver or on its way there; an error means it was
     /// refused and is counted.
-    pub fn admit_client(&mut self, to: AgentId, payload: Bytes, opts: SendOptions) -> Result<MessageId, Rejection> {
+    pub fn admit_client(
+        &mut self,
+        to: AgentId,
+        payload: Bytes,
+        opts: SendOptions,
+    ) -> Result<MessageId, Rejection> {
         let env = self.outside_envelope(to, payload, Kind::Send, Address::Nobody, opts);
         let id = env.id;
         self.refuse_while_draining()?;
@@ -312,10 +342,13 @@ impl ShardCore {
     ) -> Result<MessageId, Rejection> {
         self.ticket_seq += 1;
         let ticket = self.ticket_seq;
-        let from = Address::Client(ClientTicket { shard: self.cfg.shard, ticket });
+        let from = Address::Client(ClientTicket::new(self.cfg.shard, ticket));
         let env = self.outside_envelope(to, payload, Kind::Call, from, opts);
         let id = env.id;
-        if let Err(reason) = self.refuse_while_draining().and_then(|()| self.check_pending_room()) {
+        if let Err(reason) = self
+            .refuse_while_draining()
+            .and_then(|()| self.check_pending_room())
+        {
             waiter(Err(reason.into()));
             return Err(reason);
         }
@@ -324,7 +357,8 @@ impl ShardCore {
             return Err(reason);
         }
         let started = Instant::now();
-        self.client_calls.insert(ticket, ClientCall { waiter, started });
+        self.client_calls
+            .insert(ticket, ClientCall { waiter, started });
         self.add_call_timeout(started + timeout, TimeoutOf::Client(ticket));
         Ok(id)
     }
@@ -346,19 +380,38 @@ impl ShardCore {
         }
     }
 
-    pub(crate) fn send_from_agent(&mut self, env: Envelope, call: Option<(AgentId, Duration)>) -> Result<(), Rejection> {
-        let Some((caller, timeout)) = call else {
+    #[inline]
+    pub(crate) fn send_from_agent(
+        &mut self,
+        env: Envelope,
+        call: Option<(usize, Duration)>,
+    ) -> Result<(), Rejection> {
+        let Some((caller_slot, timeout)) = call else {
             return self.route_ordinary(env).map_err(|(r, _)| r);
         };
         self.check_pending_room()?;
         let id = env.id;
         self.route_ordinary(env).map_err(|(r, _)| r)?;
-        let started = Instant::now();
-        self.pending_calls.insert(id, PendingCall { caller, started });
-        self.add_call_timeout(started + timeout, TimeoutOf::Agent(id));
+        // Timeouts run from the start of the current turn (the clock the shard
+        // read when it began running agents), which saves a clock read per call.
+        let started = id
+            .get()
+            .is_multiple_of(LATENCY_SAMPLE_EVERY)
+            .then(Instant::now);
+        let caller_generation = self.slots[caller_slot].generation;
+        self.pending_calls.insert(
+            id,
+            PendingCall {
+                caller_slot,
+                caller_generation,
+                started,
+            },
+        );
+        self.add_call_timeout(self.turn_clock + timeout, TimeoutOf::Agent(id));
         Ok(())
     }
 
+    #[inline]
     pub(crate) fn send_control(&mut self, env: Envelope) {
         self.route_control(env);
     }
@@ -372,16 +425,19 @@ impl ShardCore {
     /// Lets ready agents handle up to about `budget` messages (an agent's turn
     /// is not cut short). Returns how many were handled or rejected.
     pub fn run(&mut self, budget: usize) -> usize {
+        self.turn_clock = Instant::now();
         let mut done = 0;
         while done < budget {
-            let Some(idx) = self.ready.pop_front() else { break };
+            let Some(idx) = self.ready.pop_front() else {
+                break;
+            };
             let slot = &mut self.slots[idx];
             if !slot.live {
                 slot.scheduled = false;
                 self.free_slots.push(idx);
                 continue;
             }
-            let (Some(mut agent), me) = (slot.agent.take(), slot.id.clone()) else {
+            let (Some(mut agent), Some(me)) = (slot.agent.take(), slot.id.take()) else {
                 continue;
             };
             // The clock is read only when a message has a deadline to check,
@@ -389,12 +445,15 @@ impl ShardCore {
             let mut now = None;
             let mut turn = 0;
             while turn < self.cfg.agent_batch {
-                let Some(env) = self.slots[idx].mailbox.pop() else { break };
+                let Some(env) = self.slots[idx].mailbox.pop() else {
+                    break;
+                };
                 turn += 1;
-                self.dispatch(agent.as_mut(), &me, env, &mut now);
+                self.dispatch(agent.as_mut(), &me, idx, env, &mut now);
             }
             done += turn;
             let slot = &mut self.slots[idx];
+            slot.id = Some(me);
             if slot.live {
                 slot.agent = Some(agent);
             }
@@ -481,12 +540,25 @@ impl ShardCore {
     fn time_out(&mut self, of: TimeoutOf) -> bool {
         match of {
             TimeoutOf::Agent(call) => {
-                let Some(p) = self.pending_calls.remove(&call) else { return false };
+                let Some(p) = self.pending_calls.remove(&call) else {
+                    return false;
+                };
                 self.stats.call_timeouts += 1;
+                let caller = &self.slots[p.caller_slot];
+                let caller = match (
+                    &caller.id,
+                    caller.live && caller.generation == p.caller_generation,
+                ) {
+                    (Some(id), true) => id.clone(),
+                    _ => {
+                        self.stats.control_dropped += 1;
+                        return true;
+                    }
+                };
                 let env = Envelope {
-                    id: 0,
+                    id: self.next_message_id(),
                     from: Address::Nobody,
-                    to: Address::Agent(p.caller),
+                    to: Address::Agent(caller),
                     conversation: None,
                     in_reply_to: Some(call),
                     priority: crate::Priority::Normal,
@@ -499,7 +571,9 @@ impl ShardCore {
                 }
             }
             TimeoutOf::Client(ticket) => {
-                let Some(call) = self.client_calls.remove(&ticket) else { return false };
+                let Some(call) = self.client_calls.remove(&ticket) else {
+                    return false;
+                };
                 self.stats.call_timeouts += 1;
                 (call.waiter)(Err(CallError::Timeout));
             }
@@ -533,14 +607,20 @@ impl ShardCore {
                 _ => break,
             }
         }
-        let in_order = self.call_timeouts.back().is_none_or(|(last, _)| *last <= at);
+        let in_order = self
+            .call_timeouts
+            .back()
+            .is_none_or(|(last, _)| *last <= at);
         if !in_order {
             self.timeouts_in_timers += 1;
             self.add_timer(at, Timer::Timeout(of));
             self.compact_timeouts();
             return;
         }
-        if self.call_timeouts.front().is_none_or(|(first, _)| at < *first)
+        if self
+            .call_timeouts
+            .front()
+            .is_none_or(|(first, _)| at < *first)
             && self.timers.first_key_value().is_none_or(|(k, _)| at < k.0)
         {
             self.timer_rearm = true;
@@ -566,7 +646,11 @@ impl ShardCore {
                 Timer::Delayed(_) => true,
             });
             self.timers = timers;
-            self.timeouts_in_timers = self.timers.values().filter(|t| matches!(t, Timer::Timeout(_))).count();
+            self.timeouts_in_timers = self
+                .timers
+                .values()
+                .filter(|t| matches!(t, Timer::Timeout(_)))
+                .count();
         }
     }
 
@@ -656,7 +740,14 @@ impl ShardCore {
 
     // ---- internals ----
 
-    fn outside_envelope(&mut self, to: AgentId, payload: Bytes, kind: Kind, from: Address, opts: SendOptions) -> Envelope {
+    fn outside_envelope(
+        &mut self,
+        to: AgentId,
+        payload: Bytes,
+        kind: Kind,
+        from: Address,
+        opts: SendOptions,
+    ) -> Envelope {
         let id = self.next_message_id();
         Envelope {
             id,
@@ -692,7 +783,11 @@ impl ShardCore {
     fn add_timer(&mut self, at: Instant, timer: Timer) -> TimerKey {
         self.timer_seq += 1;
         let key = (at, self.timer_seq);
-        if self.timers.first_key_value().is_none_or(|(first, _)| key < *first) {
+        if self
+            .timers
+            .first_key_value()
+            .is_none_or(|(first, _)| key < *first)
+        {
             self.timer_rearm = true;
         }
         self.timers.insert(key, timer);
@@ -702,6 +797,7 @@ impl ShardCore {
     /// Routes an ordinary message emitted on this shard; counts it as sent,
     /// and as rejected when refused at once.
     #[allow(clippy::result_large_err)] // the message itself comes back, unboxed
+    #[inline]
     fn route_ordinary(&mut self, env: Envelope) -> Result<(), (Rejection, Envelope)> {
         self.stats.sent += 1;
         let result = if self.stopping {
@@ -733,10 +829,11 @@ impl ShardCore {
 
     /// Routes a reply or a bounce. These are never refused for room (see
     /// [`Kind`]); one whose receiver is gone is counted and dropped.
+    #[inline]
     fn route_control(&mut self, env: Envelope) {
         let owner = match &env.to {
             Address::Agent(id) => id.owning_shard(self.cfg.shard_count),
-            Address::Client(t) => t.shard,
+            Address::Client(t) => t.shard(),
             Address::Nobody => {
                 self.stats.control_dropped += 1;
                 return;
@@ -753,6 +850,7 @@ impl ShardCore {
 
     /// Puts a message for an agent (or a client) of this shard where it goes.
     #[allow(clippy::result_large_err)] // the message itself comes back, unboxed
+    #[inline]
     fn deliver_local(&mut self, mut env: Envelope) -> Result<(), (Rejection, Envelope)> {
         let idx = match &env.to {
             Address::Agent(id) => match self.by_name.get(id) {
@@ -760,19 +858,25 @@ impl ShardCore {
                 None => return Err((Rejection::NoSuchAgent, env)),
             },
             Address::Client(ticket) => {
-                self.complete_client_call(ticket.ticket, env);
+                self.complete_client_call(ticket.key(), env);
                 return Ok(());
             }
             Address::Nobody => return Err((Rejection::Invalid, env)),
         };
         match env.kind {
             Kind::Reply | Kind::CallRejected(_) => {
-                match env.in_reply_to.and_then(|call| self.pending_calls.remove(&call)) {
+                match env
+                    .in_reply_to
+                    .and_then(|call| self.pending_calls.remove(&call))
+                {
                     Some(pending) => {
                         if let Kind::CallRejected(reason) = env.kind {
                             env.kind = Kind::CallFailed(CallError::Rejected(reason));
                         } else {
-                            self.record_round_trip(pending.started);
+                            self.stats.replies += 1;
+                            if let Some(started) = pending.started {
+                                self.record_round_trip(started);
+                            }
                         }
                     }
                     None => {
@@ -804,6 +908,7 @@ impl ShardCore {
         };
         let result = match env.kind {
             Kind::Reply => {
+                self.stats.replies += 1;
                 self.record_round_trip(call.started);
                 Ok(env)
             }
@@ -815,8 +920,10 @@ impl ShardCore {
     }
 
     fn record_round_trip(&mut self, started: Instant) {
-        self.stats.replies += 1;
-        let ns = started.elapsed().as_nanos().min(u128::from(crate::stats::MAX_TRACKED_NS)) as u64;
+        let ns = started
+            .elapsed()
+            .as_nanos()
+            .min(u128::from(crate::stats::MAX_TRACKED_NS)) as u64;
         self.stats.call_latency_ns.saturating_record(ns.max(1));
     }
 
@@ -830,8 +937,9 @@ impl ShardCore {
                 return;
             }
         };
+        let id = self.next_message_id();
         self.route_control(Envelope {
-            id: 0,
+            id,
             from: env.to,
             to: env.from,
             conversation: env.conversation,
@@ -844,7 +952,14 @@ impl ShardCore {
     }
 
     #[allow(clippy::too_many_lines)]
-    fn dispatch(&mut self, agent: &mut dyn Agent, me: &AgentId, env: Envelope, now: &mut Option<Instant>) {
+    fn dispatch(
+        &mut self,
+        agent: &mut dyn Agent,
+        me: &AgentId,
+        slot: usize,
+        env: Envelope,
+        now: &mut Option<Instant>,
+    ) {
         match env.kind {
             Kind::Send | Kind::Call => {
                 if env.deadline.is_some() && env.is_expired(*now.get_or_insert_with(Instant::now)) {
@@ -854,14 +969,21 @@ impl ShardCore {
                 }
                 let current = Current {
                     id: env.id,
-                    from: env.from.clone(),
+                    // Only a call can be replied to; a send needs no return address.
+                    from: (env.kind == Kind::Call).then(|| env.from.clone()),
                     kind: env.kind,
                     conversation: env.conversation,
                     priority: env.priority,
                     replied: false,
                 };
-                let mut ctx = Context { core: self, me, current: Some(current) };
-                let panicked = catch_unwind(AssertUnwindSafe(|| agent.handle(&mut ctx, env))).is_err();
+                let mut ctx = Context {
+                    core: self,
+                    me,
+                    slot,
+                    current: Some(current),
+                };
+                let panicked =
+                    catch_unwind(AssertUnwindSafe(|| agent.handle(&mut ctx, env))).is_err();
                 let current = ctx.current.take().expect("current message is kept");
                 if !panicked {
                     self.stats.handled += 1;
@@ -874,7 +996,7 @@ impl ShardCore {
                     // The payload went to the handler; the sender gets the reason.
                     let failed = Envelope {
                         id: current.id,
-                        from: current.from,
+                        from: current.from.unwrap_or(Address::Nobody),
                         to: Address::Agent(me.clone()),
                         conversation: current.conversation,
                         in_reply_to: None,
@@ -887,14 +1009,19 @@ impl ShardCore {
                 }
             }
             Kind::Reply | Kind::CallFailed(_) | Kind::Bounce(_) | Kind::CallRejected(_) => {
-                let mut ctx = Context { core: self, me, current: None };
+                let mut ctx = Context {
+                    core: self,
+                    me,
+                    slot,
+                    current: None,
+                };
                 let outcome = catch_unwind(AssertUnwindSafe(|| match env.kind {
                     Kind::Reply => {
-                        let call = env.in_reply_to.unwrap_or_default();
+                        let call = env.in_reply_to.unwrap_or(env.id);
                         agent.on_reply(&mut ctx, call, Ok(env));
                     }
                     Kind::CallFailed(e) => {
-                        agent.on_reply(&mut ctx, env.in_reply_to.unwrap_or_default(), Err(e));
+                        agent.on_reply(&mut ctx, env.in_reply_to.unwrap_or(env.id), Err(e));
                     }
                     Kind::Bounce(reason) | Kind::CallRejected(reason) => {
                         agent.on_undelivered(&mut ctx, returned_original(env), reason);
@@ -917,7 +1044,7 @@ fn returned_original(bounce: Envelope) -> Envelope {
         _ => Kind::Send,
     };
     Envelope {
-        id: bounce.in_reply_to.unwrap_or_default(),
+        id: bounce.in_reply_to.unwrap_or(bounce.id),
         from: bounce.to,
         to: bounce.from,
         in_reply_to: None,

@@ -4,6 +4,7 @@
 //! reference-counted [`Bytes`]), never re-encoded. At node edges it is encoded
 //! as MessagePack by [`crate::wire`].
 
+use std::num::NonZeroU64;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -12,17 +13,67 @@ use crate::agent_id::{AgentId, ShardId};
 use crate::error::{CallError, Rejection};
 
 /// Node-unique message id: the sending shard in the top 16 bits, a per-shard
-/// sequence number below. Also the id of a call, which its reply refers to.
-pub type MessageId = u64;
+/// sequence number (from 1) below. Also the id of a call, which its reply
+/// refers to. Never zero, so that an `Option<MessageId>` costs no extra space.
+///
+/// ```
+/// use quire_shards::MessageId;
+/// let id = MessageId::new(3, 7).unwrap();
+/// assert_eq!(id.shard(), 3);
+/// assert_eq!(MessageId::from_raw(id.get()), Some(id));
+/// assert_eq!(MessageId::from_raw(0), None);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MessageId(NonZeroU64);
 
-/// Groups the messages of one exchange; chosen by the first sender, copied by
-/// `reply` and by `send_in` so that a conversation can be followed across agents.
-pub type ConversationId = u64;
+impl MessageId {
+    /// The id of message `seq` (1-based, below 2^48) from `shard`.
+    pub fn new(shard: ShardId, seq: u64) -> Option<Self> {
+        Self::from_raw((u64::from(shard) << 48) | (seq & ((1 << 48) - 1)))
+    }
+
+    /// From the raw 64-bit form; `None` for zero.
+    pub fn from_raw(raw: u64) -> Option<Self> {
+        NonZeroU64::new(raw).map(Self)
+    }
+
+    /// The raw 64-bit form.
+    pub fn get(self) -> u64 {
+        self.0.get()
+    }
+
+    /// The shard that sent the message.
+    pub fn shard(self) -> ShardId {
+        (self.get() >> 48) as ShardId
+    }
+}
+
+impl std::fmt::Display for MessageId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.shard(), self.get() & ((1 << 48) - 1))
+    }
+}
+
+/// Groups the messages of one exchange: the id of its first message, copied
+/// into every message sent while handling one of it, so that a conversation
+/// can be followed across agents.
+pub type ConversationId = MessageId;
 
 /// Strict priority classes: a mailbox always hands out the highest class
 /// first; within a class it is FIFO.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Priority {
     /// Control traffic that must overtake everything else.
@@ -68,13 +119,42 @@ impl Address {
     }
 }
 
-/// A client's waiting call, parked on the shard that admitted it.
+/// A client's waiting call, parked on the shard that admitted it: the shard
+/// in the top 16 bits, the waiter's key on that shard below.
+///
+/// ```
+/// use quire_shards::ClientTicket;
+/// let t = ClientTicket::new(2, 99);
+/// assert_eq!((t.shard(), t.key()), (2, 99));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ClientTicket {
+pub struct ClientTicket(u64);
+
+impl ClientTicket {
+    /// Waiter `key` (below 2^48) on `shard`.
+    pub fn new(shard: ShardId, key: u64) -> Self {
+        Self((u64::from(shard) << 48) | (key & ((1 << 48) - 1)))
+    }
+
+    /// From the raw 64-bit form.
+    pub fn from_raw(raw: u64) -> Self {
+        Self(raw)
+    }
+
+    /// The raw 64-bit form.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+
     /// The shard holding the waiter.
-    pub shard: ShardId,
-    /// The waiter's key on that shard.
-    pub ticket: u64,
+    pub fn shard(self) -> ShardId {
+        (self.0 >> 48) as ShardId
+    }
+
+    /// The waiter's key on its shard.
+    pub fn key(self) -> u64 {
+        self.0 & ((1 << 48) - 1)
+    }
 }
 
 /// What an envelope is for. Replies and bounces are *control* messages: each

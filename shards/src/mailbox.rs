@@ -43,6 +43,7 @@ impl Mailbox {
     // The Err variant is the caller's own message handed back, not an error
     // value: boxing it would cost an allocation on the hot path.
     #[allow(clippy::result_large_err)]
+    #[inline]
     pub fn push(&mut self, env: Envelope) -> Result<(), Envelope> {
         if !env.kind.is_control() {
             if self.bounded_len >= self.capacity {
@@ -55,6 +56,7 @@ impl Mailbox {
     }
 
     /// The next message: highest class first, FIFO within a class.
+    #[inline]
     pub fn pop(&mut self) -> Option<Envelope> {
         let env = self.classes.iter_mut().find_map(VecDeque::pop_front)?;
         if !env.kind.is_control() {
@@ -109,11 +111,11 @@ mod tests {
         ];
         for (i, p) in order.iter().enumerate() {
             let mut e = envelope_to("x", *p);
-            e.id = i as u64;
+            e.id = crate::MessageId::new(0, i as u64 + 1).unwrap();
             mb.push(e).unwrap();
         }
         let got: Vec<_> = std::iter::from_fn(|| mb.pop())
-            .map(|e| (e.priority, e.id))
+            .map(|e| (e.priority, e.id.get() - 1))
             .collect();
         assert_eq!(
             got,

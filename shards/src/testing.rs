@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 
-use crate::envelope::{Address, Envelope, Kind, Priority};
+use crate::envelope::{Address, Envelope, Kind, MessageId, Priority};
 use crate::AgentId;
 
 /// A one-way envelope for `to` with an empty payload.
@@ -14,7 +14,7 @@ use crate::AgentId;
 /// ```
 pub fn envelope_to(to: &str, priority: Priority) -> Envelope {
     Envelope {
-        id: 0,
+        id: MessageId::new(0, 1).expect("nonzero"),
         from: Address::Nobody,
         to: Address::Agent(AgentId::from(to)),
         conversation: None,

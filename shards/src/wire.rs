@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::envelope::{Address, ClientTicket, Envelope, Kind, Priority};
+use crate::envelope::{Address, ClientTicket, Envelope, Kind, MessageId, Priority};
 use crate::error::Rejection;
 use crate::AgentId;
 
@@ -26,6 +26,9 @@ pub enum WireError {
     /// An agent name in the envelope is empty or too long.
     #[error("bad agent name in envelope: {0}")]
     BadName(#[from] crate::InvalidAgentId),
+    /// Message ids are never zero.
+    #[error("message id 0 is invalid")]
+    ZeroId,
     /// The envelope kind exists only inside a node.
     #[error("envelope kind {0} never crosses a node edge")]
     LocalOnly(&'static str),
@@ -35,7 +38,7 @@ pub enum WireError {
 #[serde(tag = "t", rename_all = "snake_case")]
 enum WireAddress {
     Agent { name: String },
-    Client { shard: u16, ticket: u64 },
+    Client { ticket: u64 },
     Nobody,
 }
 
@@ -70,8 +73,10 @@ struct WireEnvelope {
 
 fn to_wire_address(a: &Address) -> WireAddress {
     match a {
-        Address::Agent(id) => WireAddress::Agent { name: id.as_str().to_owned() },
-        Address::Client(t) => WireAddress::Client { shard: t.shard, ticket: t.ticket },
+        Address::Agent(id) => WireAddress::Agent {
+            name: id.as_str().to_owned(),
+        },
+        Address::Client(t) => WireAddress::Client { ticket: t.get() },
         Address::Nobody => WireAddress::Nobody,
     }
 }
@@ -79,7 +84,7 @@ fn to_wire_address(a: &Address) -> WireAddress {
 fn from_wire_address(a: WireAddress) -> Result<Address, WireError> {
     Ok(match a {
         WireAddress::Agent { name } => Address::Agent(AgentId::new(&name)?),
-        WireAddress::Client { shard, ticket } => Address::Client(ClientTicket { shard, ticket }),
+        WireAddress::Client { ticket } => Address::Client(ClientTicket::from_raw(ticket)),
         WireAddress::Nobody => Address::Nobody,
     })
 }
@@ -105,15 +110,17 @@ pub fn encode(env: &Envelope, now: Instant) -> Result<Vec<u8>, WireError> {
         Kind::CallFailed(_) => return Err(WireError::LocalOnly("call_failed")),
     };
     let wire = WireEnvelope {
-        id: env.id,
+        id: env.id.get(),
         from: to_wire_address(&env.from),
         to: to_wire_address(&env.to),
-        conversation: env.conversation,
-        in_reply_to: env.in_reply_to,
+        conversation: env.conversation.map(MessageId::get),
+        in_reply_to: env.in_reply_to.map(MessageId::get),
         priority: env.priority,
-        ttl_us: env
-            .deadline
-            .map(|d| d.saturating_duration_since(now).as_micros().min(u128::from(u64::MAX)) as u64),
+        ttl_us: env.deadline.map(|d| {
+            d.saturating_duration_since(now)
+                .as_micros()
+                .min(u128::from(u64::MAX)) as u64
+        }),
         kind,
         payload: env.payload.to_vec(),
     };
@@ -124,11 +131,11 @@ pub fn encode(env: &Envelope, now: Instant) -> Result<Vec<u8>, WireError> {
 pub fn decode(bytes: &[u8], now: Instant) -> Result<Envelope, WireError> {
     let w: WireEnvelope = rmp_serde::from_slice(bytes)?;
     Ok(Envelope {
-        id: w.id,
+        id: MessageId::from_raw(w.id).ok_or(WireError::ZeroId)?,
         from: from_wire_address(w.from)?,
         to: from_wire_address(w.to)?,
-        conversation: w.conversation,
-        in_reply_to: w.in_reply_to,
+        conversation: w.conversation.and_then(MessageId::from_raw),
+        in_reply_to: w.in_reply_to.and_then(MessageId::from_raw),
         priority: w.priority,
         deadline: w.ttl_us.map(|us| now + Duration::from_micros(us)),
         kind: match w.kind {
@@ -149,10 +156,10 @@ mod tests {
 
     fn sample() -> Envelope {
         Envelope {
-            id: 7 << 48 | 99,
-            from: Address::Client(ClientTicket { shard: 3, ticket: 12 }),
+            id: MessageId::new(7, 99).unwrap(),
+            from: Address::Client(ClientTicket::new(3, 12)),
             to: Address::Agent("orders/1".into()),
-            conversation: Some(5),
+            conversation: MessageId::from_raw(5),
             in_reply_to: None,
             priority: Priority::Critical,
             deadline: None,
@@ -170,7 +177,7 @@ mod tests {
         assert_eq!(back.id, env.id);
         assert_eq!(back.from, env.from);
         assert_eq!(back.to, env.to);
-        assert_eq!(back.conversation, Some(5));
+        assert_eq!(back.conversation, MessageId::from_raw(5));
         assert_eq!(back.priority, Priority::Critical);
         assert_eq!(back.kind, Kind::Call);
         assert_eq!(back.payload, env.payload);
@@ -187,8 +194,14 @@ mod tests {
 
     #[test]
     fn refuses_garbage_and_bad_names() {
-        assert!(matches!(decode(b"\xc1garbage", Instant::now()), Err(WireError::Decode(_))));
-        assert!(matches!(decode(&[], Instant::now()), Err(WireError::Decode(_))));
+        assert!(matches!(
+            decode(b"\xc1garbage", Instant::now()),
+            Err(WireError::Decode(_))
+        ));
+        assert!(matches!(
+            decode(&[], Instant::now()),
+            Err(WireError::Decode(_))
+        ));
         let mut env = sample();
         env.kind = Kind::Send;
         let mut bytes = encode(&env, Instant::now()).unwrap();
@@ -199,7 +212,9 @@ mod tests {
         let wire = WireEnvelope {
             id: 1,
             from: WireAddress::Nobody,
-            to: WireAddress::Agent { name: String::new() },
+            to: WireAddress::Agent {
+                name: String::new(),
+            },
             conversation: None,
             in_reply_to: None,
             priority: Priority::Normal,
@@ -208,13 +223,19 @@ mod tests {
             payload: vec![],
         };
         let bytes = rmp_serde::to_vec_named(&wire).unwrap();
-        assert!(matches!(decode(&bytes, Instant::now()), Err(WireError::BadName(_))));
+        assert!(matches!(
+            decode(&bytes, Instant::now()),
+            Err(WireError::BadName(_))
+        ));
     }
 
     #[test]
     fn local_only_kinds_do_not_encode() {
         let mut env = sample();
         env.kind = Kind::CallFailed(CallError::Timeout);
-        assert!(matches!(encode(&env, Instant::now()), Err(WireError::LocalOnly(_))));
+        assert!(matches!(
+            encode(&env, Instant::now()),
+            Err(WireError::LocalOnly(_))
+        ));
     }
 }

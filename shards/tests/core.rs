@@ -35,7 +35,9 @@ impl Sim {
 
     fn register(&mut self, name: &str, agent: impl Agent) {
         let owner = self.owner(name);
-        self.shards[owner].register(name.into(), Box::new(agent)).unwrap();
+        self.shards[owner]
+            .register(name.into(), Box::new(agent))
+            .unwrap();
     }
 
     /// Moves mesh traffic and runs agents until nothing moves.
@@ -65,8 +67,8 @@ impl Sim {
         t
     }
 
-    fn client_call(&mut self, to: &str, payload: &'static [u8], timeout: Duration) -> Rc<RefCell<Option<Result<Envelope, CallError>>>> {
-        let slot: Rc<RefCell<Option<Result<Envelope, CallError>>>> = Rc::default();
+    fn client_call(&mut self, to: &str, payload: &'static [u8], timeout: Duration) -> CallSlot {
+        let slot: CallSlot = Rc::default();
         let (tx, rx) = std::sync::mpsc::channel();
         let owner = self.owner(to);
         let _ = self.shards[owner].admit_client_call(
@@ -91,11 +93,18 @@ struct Recorder(Log);
 
 impl Agent for Recorder {
     fn handle(&mut self, _ctx: &mut Context<'_>, msg: Envelope) {
-        self.0
-            .borrow_mut()
-            .push(format!("{:?} {}", msg.priority, String::from_utf8_lossy(&msg.payload)));
+        self.0.borrow_mut().push(format!(
+            "{:?} {}",
+            msg.priority,
+            String::from_utf8_lossy(&msg.payload)
+        ));
     }
-    fn on_reply(&mut self, _ctx: &mut Context<'_>, _call: MessageId, reply: Result<Envelope, CallError>) {
+    fn on_reply(
+        &mut self,
+        _ctx: &mut Context<'_>,
+        _call: MessageId,
+        reply: Result<Envelope, CallError>,
+    ) {
         let line = match reply {
             Ok(env) => format!("reply {}", String::from_utf8_lossy(&env.payload)),
             Err(e) => format!("failed {e:?}"),
@@ -103,10 +112,15 @@ impl Agent for Recorder {
         self.0.borrow_mut().push(line);
     }
     fn on_undelivered(&mut self, _ctx: &mut Context<'_>, msg: Envelope, reason: Rejection) {
-        self.0
-            .borrow_mut()
-            .push(format!("undelivered {} {reason:?}", String::from_utf8_lossy(&msg.payload)));
-        assert_ne!(msg.to_agent(), Some(_ctx.id()), "a returned message names its original receiver");
+        self.0.borrow_mut().push(format!(
+            "undelivered {} {reason:?}",
+            String::from_utf8_lossy(&msg.payload)
+        ));
+        assert_ne!(
+            msg.to_agent(),
+            Some(_ctx.id()),
+            "a returned message names its original receiver"
+        );
         assert_eq!(msg.from.agent(), Some(_ctx.id()));
     }
 }
@@ -118,16 +132,24 @@ impl Agent for Echo {
     }
 }
 
+type Script = Box<dyn FnMut(&mut Context<'_>, &Envelope, &Log)>;
+type CallSlot = Rc<RefCell<Option<Result<Envelope, CallError>>>>;
+
 /// On every message, does what the payload says, then records results.
 struct Scripted {
     log: Log,
-    script: Box<dyn FnMut(&mut Context<'_>, &Envelope, &Log)>,
+    script: Script,
 }
 impl Agent for Scripted {
     fn handle(&mut self, ctx: &mut Context<'_>, msg: Envelope) {
         (self.script)(ctx, &msg, &self.log);
     }
-    fn on_reply(&mut self, ctx: &mut Context<'_>, call: MessageId, reply: Result<Envelope, CallError>) {
+    fn on_reply(
+        &mut self,
+        ctx: &mut Context<'_>,
+        call: MessageId,
+        reply: Result<Envelope, CallError>,
+    ) {
         Recorder(self.log.clone()).on_reply(ctx, call, reply);
     }
     fn on_undelivered(&mut self, ctx: &mut Context<'_>, msg: Envelope, reason: Rejection) {
@@ -136,13 +158,22 @@ impl Agent for Scripted {
 }
 
 fn scripted(log: &Log, f: impl FnMut(&mut Context<'_>, &Envelope, &Log) + 'static) -> Scripted {
-    Scripted { log: log.clone(), script: Box::new(f) }
+    Scripted {
+        log: log.clone(),
+        script: Box::new(f),
+    }
 }
 
 /// Two names, one owned by each of two shards.
 fn names_on_two_shards() -> (String, String) {
-    let a = (0..).map(|i| format!("a{i}")).find(|n| owning_shard(n, 2) == 0).unwrap();
-    let b = (0..).map(|i| format!("b{i}")).find(|n| owning_shard(n, 2) == 1).unwrap();
+    let a = (0..)
+        .map(|i| format!("a{i}"))
+        .find(|n| owning_shard(n, 2) == 0)
+        .unwrap();
+    let b = (0..)
+        .map(|i| format!("b{i}"))
+        .find(|n| owning_shard(n, 2) == 1)
+        .unwrap();
     (a, b)
 }
 
@@ -165,11 +196,17 @@ fn agent_call_across_shards_round_trips() {
     let mut sim = Sim::new(2, 16);
     let log: Log = Rc::default();
     let target = b.clone();
-    sim.register(&a, scripted(&log, move |ctx, _msg, _| {
-        ctx.call(target.as_str(), "hello", Duration::from_secs(5)).unwrap();
-    }));
+    sim.register(
+        &a,
+        scripted(&log, move |ctx, _msg, _| {
+            ctx.call(target.as_str(), "hello", Duration::from_secs(5))
+                .unwrap();
+        }),
+    );
     sim.register(&b, Echo);
-    sim.shards[0].admit_client(a.as_str().into(), Bytes::new(), SendOptions::default()).unwrap();
+    sim.shards[0]
+        .admit_client(a.as_str().into(), Bytes::new(), SendOptions::default())
+        .unwrap();
     sim.settle();
     assert_eq!(*log.borrow(), vec!["reply hello".to_string()]);
     let t = sim.totals();
@@ -186,16 +223,25 @@ fn order_holds_per_sender_receiver_and_priority_across_shards() {
     let log: Log = Rc::default();
     let target = b.clone();
     // One burst of interleaved priorities from a (shard 0) to b (shard 1).
-    sim.register(&a, scripted(&log, move |ctx, _, _| {
-        for i in 0..300 {
-            let p = Priority::ALL[i % 4];
-            ctx.send_with(target.as_str(), format!("{i}"), SendOptions::default().priority(p))
+    sim.register(
+        &a,
+        scripted(&log, move |ctx, _, _| {
+            for i in 0..300 {
+                let p = Priority::ALL[i % 4];
+                ctx.send_with(
+                    target.as_str(),
+                    format!("{i}"),
+                    SendOptions::default().priority(p),
+                )
                 .unwrap();
-        }
-    }));
+            }
+        }),
+    );
     let seen: Log = Rc::default();
     sim.register(&b, Recorder(seen.clone()));
-    sim.shards[0].admit_client(a.as_str().into(), Bytes::new(), SendOptions::default()).unwrap();
+    sim.shards[0]
+        .admit_client(a.as_str().into(), Bytes::new(), SendOptions::default())
+        .unwrap();
     sim.settle();
     let seen = seen.borrow();
     assert_eq!(seen.len(), 300);
@@ -206,7 +252,10 @@ fn order_holds_per_sender_receiver_and_priority_across_shards() {
             .map(|l| l.split(' ').nth(1).unwrap().parse().unwrap())
             .collect();
         assert_eq!(nums.len(), 75);
-        assert!(nums.windows(2).all(|w| w[0] < w[1]), "{p:?} out of order: {nums:?}");
+        assert!(
+            nums.windows(2).all(|w| w[0] < w[1]),
+            "{p:?} out of order: {nums:?}"
+        );
     }
     // The whole burst arrived in one batch, so strict priority applies to it.
     let first_low = seen.iter().position(|l| l.starts_with("Low")).unwrap();
@@ -228,13 +277,24 @@ fn queued_messages_come_out_in_strict_priority() {
         (Priority::Critical, "c2"),
     ] {
         sim.shards[0]
-            .admit_client("r".into(), Bytes::from_static(text.as_bytes()), SendOptions::default().priority(p))
+            .admit_client(
+                "r".into(),
+                Bytes::from_static(text.as_bytes()),
+                SendOptions::default().priority(p),
+            )
             .unwrap();
     }
     sim.settle();
     assert_eq!(
         *seen.borrow(),
-        ["Critical c1", "Critical c2", "High h1", "Normal n1", "Low l1", "Low l2"]
+        [
+            "Critical c1",
+            "Critical c2",
+            "High h1",
+            "Normal n1",
+            "Low l1",
+            "Low l2"
+        ]
     );
 }
 
@@ -246,7 +306,11 @@ fn full_mailbox_refuses_at_once_and_every_message_is_accounted_for() {
     let mut accepted = 0;
     let mut refused = 0;
     for i in 0..20 {
-        match sim.shards[0].admit_client("r".into(), Bytes::from(format!("{i}")), SendOptions::default()) {
+        match sim.shards[0].admit_client(
+            "r".into(),
+            Bytes::from(format!("{i}")),
+            SendOptions::default(),
+        ) {
             Ok(_) => accepted += 1,
             Err(Rejection::QueueFull) => refused += 1,
             Err(other) => panic!("unexpected {other:?}"),
@@ -267,20 +331,29 @@ fn remote_full_mailbox_bounces_back_to_the_sending_agent() {
     let mut sim = Sim::new(2, 4);
     let log: Log = Rc::default();
     let target = b.clone();
-    sim.register(&a, scripted(&log, move |ctx, _, _| {
-        for i in 0..10 {
-            // Refusals are remote, so every local send is accepted.
-            ctx.send(target.as_str(), format!("m{i}")).unwrap();
-        }
-        ctx.call(target.as_str(), "call", Duration::from_secs(1)).unwrap();
-    }));
+    sim.register(
+        &a,
+        scripted(&log, move |ctx, _, _| {
+            for i in 0..10 {
+                // Refusals are remote, so every local send is accepted.
+                ctx.send(target.as_str(), format!("m{i}")).unwrap();
+            }
+            ctx.call(target.as_str(), "call", Duration::from_secs(1))
+                .unwrap();
+        }),
+    );
     let seen: Log = Rc::default();
     sim.register(&b, Recorder(seen.clone()));
-    sim.shards[0].admit_client(a.as_str().into(), Bytes::new(), SendOptions::default()).unwrap();
+    sim.shards[0]
+        .admit_client(a.as_str().into(), Bytes::new(), SendOptions::default())
+        .unwrap();
     sim.settle();
     assert_eq!(seen.borrow().len(), 4);
     let log = log.borrow();
-    let bounced: Vec<_> = log.iter().filter(|l| l.starts_with("undelivered")).collect();
+    let bounced: Vec<_> = log
+        .iter()
+        .filter(|l| l.starts_with("undelivered"))
+        .collect();
     assert_eq!(bounced.len(), 6);
     assert_eq!(bounced[0], "undelivered m4 QueueFull");
     assert!(log.contains(&"failed Rejected(QueueFull)".to_string()));
@@ -298,14 +371,20 @@ fn outbox_bound_refuses_at_once() {
     });
     let log: Log = Rc::default();
     let target = b.clone();
-    sim.register(&a, scripted(&log, move |ctx, _, log| {
-        for i in 0..5 {
-            let r = ctx.send(target.as_str(), format!("{i}"));
-            log.borrow_mut().push(format!("{r:?}").split('(').next().unwrap().to_string());
-        }
-    }));
+    sim.register(
+        &a,
+        scripted(&log, move |ctx, _, log| {
+            for i in 0..5 {
+                let r = ctx.send(target.as_str(), format!("{i}"));
+                log.borrow_mut()
+                    .push(format!("{r:?}").split('(').next().unwrap().to_string());
+            }
+        }),
+    );
     sim.register(&b, Recorder(Rc::default()));
-    sim.shards[0].admit_client(a.as_str().into(), Bytes::new(), SendOptions::default()).unwrap();
+    sim.shards[0]
+        .admit_client(a.as_str().into(), Bytes::new(), SendOptions::default())
+        .unwrap();
     sim.shards[0].run(usize::MAX);
     assert_eq!(*log.borrow(), ["Ok", "Ok", "Ok", "Err", "Err"]);
     assert_eq!(sim.shards[0].stats().rejected_for(Rejection::QueueFull), 2);
@@ -316,16 +395,28 @@ fn unknown_agent_is_refused() {
     let (a, b) = names_on_two_shards();
     let mut sim = Sim::new(2, 4);
     let log: Log = Rc::default();
-    let missing = (0..).map(|i| format!("ghost{i}")).find(|n| owning_shard(n, 2) == 0).unwrap();
-    sim.register(&a, scripted(&log, move |ctx, _, log| {
-        let local = ctx.send(missing.as_str(), "x");
-        log.borrow_mut().push(format!("{local:?}"));
-        ctx.call(b.as_str(), "x", Duration::from_secs(1)).unwrap();
-    }));
-    let ghost1 = (0..).map(|i| format!("ghost{i}")).find(|n| owning_shard(n, 2) == 1).unwrap();
-    let err = sim.shards[1].admit_client(ghost1.as_str().into(), Bytes::new(), SendOptions::default());
+    let missing = (0..)
+        .map(|i| format!("ghost{i}"))
+        .find(|n| owning_shard(n, 2) == 0)
+        .unwrap();
+    sim.register(
+        &a,
+        scripted(&log, move |ctx, _, log| {
+            let local = ctx.send(missing.as_str(), "x");
+            log.borrow_mut().push(format!("{local:?}"));
+            ctx.call(b.as_str(), "x", Duration::from_secs(1)).unwrap();
+        }),
+    );
+    let ghost1 = (0..)
+        .map(|i| format!("ghost{i}"))
+        .find(|n| owning_shard(n, 2) == 1)
+        .unwrap();
+    let err =
+        sim.shards[1].admit_client(ghost1.as_str().into(), Bytes::new(), SendOptions::default());
     assert_eq!(err, Err(Rejection::NoSuchAgent));
-    sim.shards[0].admit_client(a.as_str().into(), Bytes::new(), SendOptions::default()).unwrap();
+    sim.shards[0]
+        .admit_client(a.as_str().into(), Bytes::new(), SendOptions::default())
+        .unwrap();
     sim.settle();
     let log = log.borrow();
     assert_eq!(log[0], "Err(NoSuchAgent)");
@@ -337,13 +428,21 @@ fn call_times_out_when_nobody_answers() {
     let mut sim = Sim::new(1, 4);
     let log: Log = Rc::default();
     sim.register("silent", Recorder(Rc::default()));
-    sim.register("caller", scripted(&log, |ctx, _, _| {
-        ctx.call("silent", "anyone?", Duration::from_millis(50)).unwrap();
-    }));
-    sim.shards[0].admit_client("caller".into(), Bytes::new(), SendOptions::default()).unwrap();
+    sim.register(
+        "caller",
+        scripted(&log, |ctx, _, _| {
+            ctx.call("silent", "anyone?", Duration::from_millis(50))
+                .unwrap();
+        }),
+    );
+    sim.shards[0]
+        .admit_client("caller".into(), Bytes::new(), SendOptions::default())
+        .unwrap();
     sim.settle();
     assert!(log.borrow().is_empty());
-    let due = sim.shards[0].next_timer().expect("the call's timeout is armed");
+    let due = sim.shards[0]
+        .next_timer()
+        .expect("the call's timeout is armed");
     assert_eq!(sim.shards[0].fire_timers(due - Duration::from_millis(1)), 0);
     assert_eq!(sim.shards[0].fire_timers(due), 1);
     sim.settle();
@@ -378,11 +477,17 @@ fn a_reply_after_the_timeout_is_counted_not_delivered() {
     let mut sim = Sim::new(2, 4);
     let log: Log = Rc::default();
     let target = b.clone();
-    sim.register(&a, scripted(&log, move |ctx, _, _| {
-        ctx.call(target.as_str(), "x", Duration::from_millis(1)).unwrap();
-    }));
+    sim.register(
+        &a,
+        scripted(&log, move |ctx, _, _| {
+            ctx.call(target.as_str(), "x", Duration::from_millis(1))
+                .unwrap();
+        }),
+    );
     sim.register(&b, Echo);
-    sim.shards[0].admit_client(a.as_str().into(), Bytes::new(), SendOptions::default()).unwrap();
+    sim.shards[0]
+        .admit_client(a.as_str().into(), Bytes::new(), SendOptions::default())
+        .unwrap();
     sim.shards[0].run(usize::MAX);
     // The call is on its way; its timeout fires before the reply comes back.
     sim.shards[0].fire_timers(Instant::now() + Duration::from_secs(1));
@@ -396,10 +501,16 @@ fn expired_messages_are_dead_letters_returned_to_their_sender() {
     let mut sim = Sim::new(1, 4);
     let log: Log = Rc::default();
     sim.register("slow", Recorder(Rc::default()));
-    sim.register("sender", scripted(&log, |ctx, _, _| {
-        ctx.send_with("slow", "stale", SendOptions::default().ttl(Duration::ZERO)).unwrap();
-    }));
-    sim.shards[0].admit_client("sender".into(), Bytes::new(), SendOptions::default()).unwrap();
+    sim.register(
+        "sender",
+        scripted(&log, |ctx, _, _| {
+            ctx.send_with("slow", "stale", SendOptions::default().ttl(Duration::ZERO))
+                .unwrap();
+        }),
+    );
+    sim.shards[0]
+        .admit_client("sender".into(), Bytes::new(), SendOptions::default())
+        .unwrap();
     sim.settle();
     let t = sim.totals();
     assert_eq!(t.dead_letters(), 1);
@@ -411,14 +522,22 @@ fn expired_messages_are_dead_letters_returned_to_their_sender() {
 fn reply_is_only_for_calls_and_only_once() {
     let mut sim = Sim::new(1, 4);
     let log: Log = Rc::default();
-    sim.register("r", scripted(&log, |ctx, _, log| {
-        let first = ctx.reply("a");
-        let second = ctx.reply("b");
-        log.borrow_mut().push(format!("{first:?} {second:?}"));
-    }));
-    sim.shards[0].admit_client("r".into(), Bytes::new(), SendOptions::default()).unwrap();
+    sim.register(
+        "r",
+        scripted(&log, |ctx, _, log| {
+            let first = ctx.reply("a");
+            let second = ctx.reply("b");
+            log.borrow_mut().push(format!("{first:?} {second:?}"));
+        }),
+    );
+    sim.shards[0]
+        .admit_client("r".into(), Bytes::new(), SendOptions::default())
+        .unwrap();
     let got = sim.client_call("r", b"", Duration::from_secs(1));
-    assert_eq!(*log.borrow(), ["Err(Invalid) Err(Invalid)", "Ok(()) Err(Invalid)"]);
+    assert_eq!(
+        *log.borrow(),
+        ["Err(Invalid) Err(Invalid)", "Ok(()) Err(Invalid)"]
+    );
     assert_eq!(&got.borrow_mut().take().unwrap().unwrap().payload[..], b"a");
 }
 
@@ -426,17 +545,23 @@ fn reply_is_only_for_calls_and_only_once() {
 fn a_panicking_handler_fails_the_message_not_the_shard() {
     let mut sim = Sim::new(1, 4);
     let log: Log = Rc::default();
-    sim.register("boom", scripted(&log, |_, msg, _| {
-        if &msg.payload[..] == b"boom" {
-            panic!("agent bug");
-        }
-    }));
+    sim.register(
+        "boom",
+        scripted(&log, |_, msg, _| {
+            if &msg.payload[..] == b"boom" {
+                panic!("agent bug");
+            }
+        }),
+    );
     sim.register("echo", Echo);
     let prev = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
     let got = sim.client_call("boom", b"boom", Duration::from_secs(1));
     std::panic::set_hook(prev);
-    assert!(matches!(got.borrow_mut().take(), Some(Err(CallError::Rejected(Rejection::AgentFailed)))));
+    assert!(matches!(
+        got.borrow_mut().take(),
+        Some(Err(CallError::Rejected(Rejection::AgentFailed)))
+    ));
     let ok = sim.client_call("echo", b"still here", Duration::from_secs(1));
     assert!(ok.borrow_mut().take().unwrap().is_ok());
     let t = sim.totals();
@@ -449,7 +574,9 @@ fn unregister_returns_waiting_messages() {
     let mut sim = Sim::new(1, 8);
     sim.register("r", Recorder(Rc::default()));
     for _ in 0..3 {
-        sim.shards[0].admit_client("r".into(), Bytes::new(), SendOptions::default()).unwrap();
+        sim.shards[0]
+            .admit_client("r".into(), Bytes::new(), SendOptions::default())
+            .unwrap();
     }
     assert_eq!(sim.shards[0].unregister(&"r".into()).unwrap(), 3);
     sim.settle();
@@ -458,17 +585,31 @@ fn unregister_returns_waiting_messages() {
     assert_eq!(t.agents, 0);
     // The slot is reused cleanly.
     sim.register("r2", Echo);
-    assert!(sim.client_call("r2", b"x", Duration::from_secs(1)).borrow().is_some());
+    assert!(sim
+        .client_call("r2", b"x", Duration::from_secs(1))
+        .borrow()
+        .is_some());
 }
 
 #[test]
 fn registration_checks_ownership_and_duplicates() {
     let (a, b) = names_on_two_shards();
     let mut sim = Sim::new(2, 4);
-    let err = sim.shards[0].register(b.as_str().into(), Box::new(Echo)).unwrap_err();
-    assert!(matches!(err, RegisterError::WrongShard { owner: 1, this: 0, .. }));
+    let err = sim.shards[0]
+        .register(b.as_str().into(), Box::new(Echo))
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        RegisterError::WrongShard {
+            owner: 1,
+            this: 0,
+            ..
+        }
+    ));
     sim.register(&a, Echo);
-    let err = sim.shards[0].register(a.as_str().into(), Box::new(Echo)).unwrap_err();
+    let err = sim.shards[0]
+        .register(a.as_str().into(), Box::new(Echo))
+        .unwrap_err();
     assert!(matches!(err, RegisterError::AlreadyRegistered(_)));
 }
 
@@ -477,14 +618,25 @@ fn abort_rejects_everything_left_and_tells_waiting_clients() {
     let mut sim = Sim::new(1, 8);
     sim.register("r", Recorder(Rc::default()));
     for _ in 0..5 {
-        sim.shards[0].admit_client("r".into(), Bytes::new(), SendOptions::default()).unwrap();
+        sim.shards[0]
+            .admit_client("r".into(), Bytes::new(), SendOptions::default())
+            .unwrap();
     }
     let (tx, rx) = std::sync::mpsc::channel();
     sim.shards[0]
-        .admit_client_call("r".into(), Bytes::new(), SendOptions::default(), Duration::from_secs(9), Box::new(move |r| tx.send(r).unwrap()))
+        .admit_client_call(
+            "r".into(),
+            Bytes::new(),
+            SendOptions::default(),
+            Duration::from_secs(9),
+            Box::new(move |r| tx.send(r).unwrap()),
+        )
         .unwrap();
     assert_eq!(sim.shards[0].abort_all(), 6);
-    assert!(matches!(rx.try_recv().unwrap(), Err(CallError::Rejected(Rejection::ShuttingDown))));
+    assert!(matches!(
+        rx.try_recv().unwrap(),
+        Err(CallError::Rejected(Rejection::ShuttingDown))
+    ));
     assert_eq!(
         sim.shards[0].admit_client("r".into(), Bytes::new(), SendOptions::default()),
         Err(Rejection::ShuttingDown)
@@ -498,28 +650,46 @@ fn pending_calls_are_bounded() {
     let mut sim = Sim::with(1, |c| c.max_pending_calls = 2);
     sim.register("silent", Recorder(Rc::default()));
     let log: Log = Rc::default();
-    sim.register("caller", scripted(&log, |ctx, _, log| {
-        for _ in 0..3 {
-            let r = ctx.call("silent", "", Duration::from_secs(1)).map(|_| ());
-            log.borrow_mut().push(format!("{r:?}"));
-        }
-    }));
-    sim.shards[0].admit_client("caller".into(), Bytes::new(), SendOptions::default()).unwrap();
+    sim.register(
+        "caller",
+        scripted(&log, |ctx, _, log| {
+            for _ in 0..3 {
+                let r = ctx.call("silent", "", Duration::from_secs(1)).map(|_| ());
+                log.borrow_mut().push(format!("{r:?}"));
+            }
+        }),
+    );
+    sim.shards[0]
+        .admit_client("caller".into(), Bytes::new(), SendOptions::default())
+        .unwrap();
     sim.settle();
-    assert_eq!(*log.borrow(), ["Ok(())", "Ok(())", "Err(TooManyPendingCalls)"]);
+    assert_eq!(
+        *log.borrow(),
+        ["Ok(())", "Ok(())", "Err(TooManyPendingCalls)"]
+    );
 }
 
 #[test]
 fn send_after_delivers_when_the_timer_fires() {
     let mut sim = Sim::new(1, 8);
     let log: Log = Rc::default();
-    sim.register("t", scripted(&log, |ctx, msg, log| {
-        log.borrow_mut().push(String::from_utf8_lossy(&msg.payload).into_owned());
-        if &msg.payload[..] == b"start" {
-            ctx.send_after(Duration::from_millis(5), "tick");
-        }
-    }));
-    sim.shards[0].admit_client("t".into(), Bytes::from_static(b"start"), SendOptions::default()).unwrap();
+    sim.register(
+        "t",
+        scripted(&log, |ctx, msg, log| {
+            log.borrow_mut()
+                .push(String::from_utf8_lossy(&msg.payload).into_owned());
+            if &msg.payload[..] == b"start" {
+                ctx.send_after(Duration::from_millis(5), "tick");
+            }
+        }),
+    );
+    sim.shards[0]
+        .admit_client(
+            "t".into(),
+            Bytes::from_static(b"start"),
+            SendOptions::default(),
+        )
+        .unwrap();
     sim.settle();
     assert_eq!(*log.borrow(), ["start"]);
     sim.shards[0].fire_timers(Instant::now() + Duration::from_secs(1));
@@ -539,11 +709,19 @@ fn busy_agents_share_the_shard_fairly() {
     for name in ["x", "y"] {
         for i in 0..8 {
             sim.shards[0]
-                .admit_client(name.into(), Bytes::from(format!("{name}{i}")), SendOptions::default())
+                .admit_client(
+                    name.into(),
+                    Bytes::from(format!("{name}{i}")),
+                    SendOptions::default(),
+                )
                 .unwrap();
         }
     }
     sim.shards[0].run(usize::MAX);
-    let order: String = seen.borrow().iter().map(|l| l.chars().nth(7).unwrap()).collect();
+    let order: String = seen
+        .borrow()
+        .iter()
+        .map(|l| l.chars().nth(7).unwrap())
+        .collect();
     assert_eq!(order, "xxxxyyyyxxxxyyyy");
 }

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The whole test suite: host set-up, formatting, lints, and every crate's
+# tests (unit, integration, doc tests). Exits non-zero on any failure and
+# ends with one summary line: "tests: N passed, M failed".
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup-host.sh
+ulimit -l unlimited 2>/dev/null || ulimit -l "$(ulimit -H -l)" 2>/dev/null || true
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+mkdir -p target
+set +e
+cargo test --workspace 2>&1 | tee target/test-output.log
+status=${PIPESTATUS[0]}
+set -e
+passed=$(grep -Eo '[0-9]+ passed' target/test-output.log | awk '{s+=$1} END {print s+0}')
+failed=$(grep -Eo '[0-9]+ failed' target/test-output.log | awk '{s+=$1} END {print s+0}')
+echo "tests: ${passed} passed, ${failed} failed"
+exit "$status"
