@@ -4,8 +4,11 @@
 //!   time, and records each round trip (agent to agent, measured inside the
 //!   driver) in an hdrhistogram;
 //! - one-way throughput: producer agents on every shard send to consumer
-//!   agents on every shard as fast as the runtime accepts, resending what
-//!   comes back `QueueFull`, until every consumer has its share.
+//!   agents on every shard as fast as the runtime accepts, until every
+//!   consumer has its share. Producers keep a credit window per consumer (a
+//!   consumer grants credit back every 256 messages, 1 message in 256), the
+//!   usual flow control over a runtime whose queues refuse rather than block;
+//!   anything refused all the same is resent.
 
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -136,70 +139,124 @@ pub fn request_reply(
     Ok(h)
 }
 
-/// Sends `per_target` messages to each target, `burst` per turn, resending
-/// anything refused.
+/// A consumer grants a producer this many more messages each time it has
+/// taken that many from it.
+pub const CREDIT_BATCH: u32 = 256;
+/// Messages a producer may have on their way to one consumer, not yet
+/// granted back: enough to keep the pipe full, few enough that the
+/// consumer's mailbox never overflows.
+pub const WINDOW: u32 = 8 * CREDIT_BATCH;
+
+const ASK_FOR_CREDIT: &[u8] = b"\x01credit?";
+const CREDIT: &[u8] = b"credit";
+
+/// Sends `per_target` messages to each target, `burst` per turn, with a
+/// credit window per target (flow control, so that no mailbox overflows);
+/// anything refused all the same is resent.
 pub struct Producer {
     targets: Vec<AgentId>,
-    /// Next (target index, sequence) to send; sequence runs to `per_target`.
-    next: u64,
-    total: u64,
-    retry: Vec<AgentId>,
+    /// Messages still to send to each target.
+    left: Vec<u64>,
+    /// Messages sent to each target and not yet granted back.
+    in_flight: Vec<u32>,
+    next_target: usize,
     burst: usize,
+    continue_queued: bool,
     /// Messages refused and resent (for the report).
     pub resent: u64,
 }
 
 impl Producer {
+    fn new(targets: Vec<AgentId>, per_target: u64, burst: usize) -> Self {
+        let n = targets.len();
+        Self {
+            targets,
+            left: vec![per_target; n],
+            in_flight: vec![0; n],
+            next_target: 0,
+            burst,
+            continue_queued: false,
+            resent: 0,
+        }
+    }
+
     fn pump(&mut self, ctx: &mut Context<'_>) {
+        let n = self.targets.len();
         let mut sent = 0;
-        while sent < self.burst {
-            let to = if let Some(to) = self.retry.pop() {
-                to
-            } else if self.next < self.total {
-                let t = self.targets[(self.next % self.targets.len() as u64) as usize].clone();
-                self.next += 1;
-                t
+        let mut skipped = 0;
+        while sent < self.burst && skipped < n {
+            let t = self.next_target;
+            self.next_target = (t + 1) % n;
+            if self.left[t] == 0 || self.in_flight[t] >= WINDOW {
+                skipped += 1;
+                continue;
+            }
+            skipped = 0;
+            self.in_flight[t] += 1;
+            // Every CREDIT_BATCH-th message asks the consumer for credit.
+            let payload = if self.in_flight[t] % CREDIT_BATCH == 0 || self.left[t] == 1 {
+                Bytes::from_static(ASK_FOR_CREDIT)
             } else {
-                break;
+                Bytes::from_static(&PAYLOAD)
             };
-            match ctx.send(to.clone(), Bytes::from_static(&PAYLOAD)) {
-                Ok(_) => sent += 1,
-                Err(_) => {
-                    // The route is full: keep it for the next turn.
-                    self.retry.push(to);
-                    self.resent += 1;
-                    break;
-                }
+            if ctx.send(self.targets[t].clone(), payload).is_ok() {
+                self.left[t] -= 1;
+                sent += 1;
+            } else {
+                // The route to that shard is full: try again next turn.
+                self.in_flight[t] -= 1;
+                self.resent += 1;
+                break;
             }
         }
-        if !self.retry.is_empty() || self.next < self.total {
-            let me = ctx.id().clone();
-            let _ = ctx.send(me, Bytes::new());
+        self.queue_continue(ctx);
+    }
+
+    fn has_sendable(&self) -> bool {
+        (0..self.targets.len()).any(|t| self.left[t] > 0 && self.in_flight[t] < WINDOW)
+    }
+
+    fn queue_continue(&mut self, ctx: &mut Context<'_>) {
+        if self.continue_queued || !self.has_sendable() {
+            return;
         }
+        let me = ctx.id().clone();
+        self.continue_queued = ctx.send(me, Bytes::new()).is_ok();
     }
 }
 
 impl Agent for Producer {
-    fn handle(&mut self, ctx: &mut Context<'_>, _go: Envelope) {
+    fn handle(&mut self, ctx: &mut Context<'_>, msg: Envelope) {
+        if msg.payload == CREDIT {
+            if let Some(t) = self
+                .targets
+                .iter()
+                .position(|c| Some(c) == msg.from.agent())
+            {
+                self.in_flight[t] = self.in_flight[t].saturating_sub(CREDIT_BATCH);
+            }
+        } else {
+            self.continue_queued = false;
+        }
         self.pump(ctx);
     }
 
     fn on_undelivered(&mut self, ctx: &mut Context<'_>, msg: Envelope, reason: Rejection) {
-        if let Some(to) = msg.to_agent() {
-            if to == ctx.id() {
-                // Our own "continue" bounced: our mailbox is full of them, fine.
-                return;
-            }
-            debug_assert_eq!(reason, Rejection::QueueFull);
-            self.retry.push(to.clone());
+        let Some(to) = msg.to_agent() else { return };
+        if to == ctx.id() {
+            self.continue_queued = false;
+        } else if let Some(t) = self.targets.iter().position(|c| c == to) {
+            debug_assert!(matches!(reason, Rejection::QueueFull), "{reason:?}");
+            self.left[t] += 1;
+            self.in_flight[t] -= 1;
             self.resent += 1;
-            let me = ctx.id().clone();
-            let _ = ctx.send(me, Bytes::new());
         }
+        self.queue_continue(ctx);
     }
 }
 
-/// Counts messages and reports when it has `expected` of them.
+/// Counts messages, grants credit back when asked, and reports when it has
+/// `expected` of them.
 pub struct Consumer {
     received: u64,
     expected: u64,
@@ -207,8 +264,13 @@ pub struct Consumer {
 }
 
 impl Agent for Consumer {
-    fn handle(&mut self, _ctx: &mut Context<'_>, _msg: Envelope) {
+    fn handle(&mut self, ctx: &mut Context<'_>, msg: Envelope) {
         self.received += 1;
+        if msg.payload.first() == Some(&1) {
+            if let Some(producer) = msg.from.agent() {
+                let _ = ctx.send(producer.clone(), Bytes::from_static(CREDIT));
+            }
+        }
         if self.received == self.expected {
             let _ = self.report.send(Instant::now());
         }
@@ -248,16 +310,8 @@ pub fn one_way_throughput(
         // Each producer starts at a different consumer so that they spread.
         let mut targets = consumers.clone();
         targets.rotate_left(i % consumers.len());
-        let total = per_target * consumers.len() as u64;
         client
-            .register_blocking(p.clone(), move || Producer {
-                targets,
-                next: 0,
-                total,
-                retry: Vec::new(),
-                burst,
-                resent: 0,
-            })
+            .register_blocking(p.clone(), move || Producer::new(targets, per_target, burst))
             .map_err(|e| e.to_string())?;
     }
     let start = Instant::now();

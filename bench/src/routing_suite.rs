@@ -30,8 +30,9 @@ pub struct RoutingOptions {
     /// Producers and consumers per shard in the throughput workload.
     #[arg(long, default_value_t = 2)]
     pub agents_per_shard: usize,
-    /// Messages a producer sends per turn.
-    #[arg(long, default_value_t = 64)]
+    /// Messages a producer sends per turn (half the shard's per-agent turn
+    /// of 32, so that consumers keep ahead of producers).
+    #[arg(long, default_value_t = 16)]
     pub burst: usize,
     /// Shards (and tokio worker threads).
     #[arg(long, default_value_t = 2)]
@@ -45,6 +46,15 @@ pub struct RoutingOptions {
     /// Per-agent mailbox bound, both designs.
     #[arg(long, default_value_t = 65_536)]
     pub mailbox: usize,
+    /// Envelopes waiting for the mesh towards one peer (Quire's outbox bound).
+    #[arg(long, default_value_t = 16_384)]
+    pub outbox: usize,
+    /// Batches in flight on one shard-to-shard channel.
+    #[arg(long, default_value_t = 256)]
+    pub mesh_capacity: usize,
+    /// Messages an agent handles per turn.
+    #[arg(long, default_value_t = 32)]
+    pub agent_batch: usize,
     /// Write the figures as JSON here.
     #[arg(long)]
     pub json: Option<std::path::PathBuf>,
@@ -73,7 +83,12 @@ pub struct RoutingReport {
 
 /// Runs the whole benchmark and prints it as it goes.
 pub fn run(opts: &RoutingOptions) -> Result<RoutingReport, String> {
+    let mut config = quire_runtime::config::NodeConfig::default();
+    config.queues.outbox_capacity = opts.outbox;
+    config.queues.mesh_channel_capacity = opts.mesh_capacity;
+    config.queues.agent_batch = opts.agent_batch;
     let mut builder = quire_runtime::Node::builder()
+        .config(config)
         .shards(opts.shards)
         .mailbox_capacity(opts.mailbox)
         .spin_before_park(Duration::from_micros(opts.spin_us));
@@ -126,6 +141,7 @@ pub fn run(opts: &RoutingOptions) -> Result<RoutingReport, String> {
             opts.burst,
         )?);
         let report = node.shutdown();
+        eprintln!("  quire node: {report}");
         let t = report.totals();
         if t.sent != t.handled + t.rejected_total() {
             return Err(format!("accounting broke: {report}"));

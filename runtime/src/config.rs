@@ -55,6 +55,9 @@ pub struct QueueSection {
     pub agent_batch: usize,
     /// Messages per dispatcher turn.
     pub dispatch_budget: usize,
+    /// Messages waiting on a shard above which it stops taking batches
+    /// from its peers (backpressure across the mesh).
+    pub intake_limit: usize,
 }
 
 /// `[demo]`
@@ -94,6 +97,7 @@ impl Default for QueueSection {
             max_pending_calls: 65536,
             agent_batch: 32,
             dispatch_budget: 512,
+            intake_limit: 8192,
         }
     }
 }
@@ -173,6 +177,7 @@ impl NodeConfig {
             ("queues.max_pending_calls", self.queues.max_pending_calls),
             ("queues.agent_batch", self.queues.agent_batch),
             ("queues.dispatch_budget", self.queues.dispatch_budget),
+            ("queues.intake_limit", self.queues.intake_limit),
             (
                 "demo.report_interval_ms",
                 self.demo.report_interval_ms as usize,

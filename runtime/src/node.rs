@@ -3,7 +3,7 @@
 //! shuts them down with every message accounted for.
 
 use std::fmt;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -15,7 +15,7 @@ use crate::client::Client;
 use crate::config::NodeConfig;
 use crate::placement::{inherited_affinity, Placement, PlacementError, PlacementRequest};
 use crate::preflight::{check_host, PreflightError};
-use crate::shard_runtime::{run_shard, Batch, Command, ShardWiring};
+use crate::shard_runtime::{run_shard, Batch, Command, Doorbell, ShardWiring};
 use crate::topology::{MachineTopology, TopologyError};
 
 /// Why a node did not start. Each variant's message says what to change.
@@ -118,16 +118,18 @@ impl NodeBuilder {
         let q = &config.queues;
 
         // Full mesh: one SPSC channel per ordered pair of shards.
-        let mut senders: Vec<Vec<Option<shared_channel::SharedSender<Batch>>>> =
+        type Route = (shared_channel::SharedSender<Batch>, Arc<Doorbell>);
+        let mut senders: Vec<Vec<Option<Route>>> =
             (0..n).map(|_| (0..n).map(|_| None).collect()).collect();
-        let mut receivers: Vec<Vec<shared_channel::SharedReceiver<Batch>>> =
+        let mut receivers: Vec<Vec<(shared_channel::SharedReceiver<Batch>, Arc<Doorbell>)>> =
             (0..n).map(|_| Vec::new()).collect();
         for (from, row) in senders.iter_mut().enumerate() {
             for (to, slot) in row.iter_mut().enumerate() {
                 if from != to {
                     let (tx, rx) = shared_channel::new_bounded(q.mesh_channel_capacity);
-                    *slot = Some(tx);
-                    receivers[to].push(rx);
+                    let bell = Arc::new(Doorbell::default());
+                    *slot = Some((tx, bell.clone()));
+                    receivers[to].push((rx, bell));
                 }
             }
         }
@@ -149,19 +151,20 @@ impl NodeBuilder {
             let wiring = ShardWiring {
                 cfg,
                 dispatch_budget: q.dispatch_budget,
+                intake_limit: q.intake_limit,
+                spin: config.spin_before_park(),
                 senders: row,
                 receivers: rx_row,
                 commands: cmd_rx,
             };
             let cpu = placement.shards[shard].cpu.cpu;
-            let spin = config.spin_before_park();
             let ready = ready_tx.clone();
             let (go_tx, go_rx) = mpsc::channel::<bool>();
             go_senders.push(go_tx);
             let name = format!("quire-shard-{shard}");
             let thread = std::thread::Builder::new()
                 .name(name.clone())
-                .spawn(move || shard_thread(shard, cpu, &name, spin, wiring, ready, go_rx))
+                .spawn(move || shard_thread(shard, cpu, &name, wiring, ready, go_rx))
                 .map_err(|e| StartError::Executor {
                     shard,
                     cpu,
@@ -210,19 +213,20 @@ fn shard_thread(
     shard: usize,
     cpu: usize,
     name: &str,
-    spin: Option<Duration>,
     wiring: ShardWiring,
     ready: mpsc::Sender<(usize, Result<(), String>)>,
     go: mpsc::Receiver<bool>,
 ) -> ShardStats {
-    let mut builder = LocalExecutorBuilder::new(glommio::Placement::Fixed(cpu))
+    // The dispatcher spins on its own (cheaper than glommio's reactor spin,
+    // see shard_runtime); glommio itself parks at once.
+    let builder = LocalExecutorBuilder::new(glommio::Placement::Fixed(cpu))
         .name(name)
+        // A busy dispatcher yields to glommio (client commands, I/O, timers)
+        // at least this often.
+        .preempt_timer(Duration::from_micros(500))
         // Registered I/O buffers are not used yet; keep the locked-memory
         // footprint within the default limit.
         .io_memory(256 * 1024);
-    if let Some(spin) = spin {
-        builder = builder.spin_before_park(spin);
-    }
     let executor = match builder.make() {
         Ok(ex) => {
             let _ = ready.send((shard, Ok(())));

@@ -1,18 +1,30 @@
 //! One shard's executor: the glommio tasks that drive its [`ShardCore`].
 //!
 //! Tasks of a shard, all on its pinned thread:
-//! - the **dispatcher** runs ready agents, a budget at a time;
-//! - one **flusher** per peer shard takes that peer's outbox as one batch and
-//!   puts it on the SPSC channel. When the peer keeps up, each batch holds the
-//!   one message just sent; when the channel is full the flusher waits for
-//!   room while the outbox fills, and the next batch carries all of it;
-//! - one **receiver** per peer delivers incoming batches;
-//! - the **timer** task fires call timeouts and delayed sends;
+//! - the **dispatcher** is the hot loop: it takes batches off the inbound
+//!   SPSC channels, runs ready agents a budget at a time, and puts each peer's
+//!   outbox on its channel as one batch. When a peer keeps up, a batch holds
+//!   the one message just sent; when its channel is full the outbox fills and
+//!   the next batch carries all of it. When there is nothing to do it spins
+//!   (for `spin_before_park`) watching the peers' doorbells, then parks;
+//! - one **receiver** per peer delivers batches that arrive while the
+//!   dispatcher is parked (glommio wakes it);
+//! - one **flusher** per peer waits for room when that peer's channel is
+//!   full, so the dispatcher never blocks on a slow peer;
+//! - the **timer** task fires call timeouts and delayed sends while parked;
 //! - the **command** task serves client handles (register, send, call,
 //!   stats, shutdown).
+//!
+//! Why a doorbell next to each glommio channel: a glommio receiver can only
+//! be polled by registering a waker, and glommio's own wake-up path costs a
+//! full reactor iteration (several µs here). Each sender bumps a shared
+//! counter after each batch; a spinning dispatcher sees it change within
+//! nanoseconds and takes the batch, which is then certain to be there.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -76,41 +88,149 @@ pub(crate) struct Probe {
     pub cross_in: u64,
 }
 
+/// Counts batches put on one shard-to-shard channel; the receiving shard
+/// compares it with what it took off. On its own cache line, since two
+/// cores touch it.
+#[repr(align(128))]
+#[derive(Default)]
+pub(crate) struct Doorbell(AtomicU64);
+
 /// Everything a shard's thread needs, built on the node's thread.
 pub(crate) struct ShardWiring {
     pub cfg: ShardConfig,
     pub dispatch_budget: usize,
-    /// Index = peer shard; `None` for this shard itself.
-    pub senders: Vec<Option<SharedSender<Batch>>>,
-    pub receivers: Vec<SharedReceiver<Batch>>,
+    /// Stop taking batches from peers while this many messages wait here.
+    pub intake_limit: usize,
+    /// Keep polling this long when idle before parking.
+    pub spin: Option<Duration>,
+    /// Index = peer shard; `None` for this shard itself. With the doorbell
+    /// this shard rings after each batch it puts on that channel.
+    pub senders: Vec<Option<(SharedSender<Batch>, Arc<Doorbell>)>>,
+    /// One per peer, with the doorbell that peer rings.
+    pub receivers: Vec<(SharedReceiver<Batch>, Arc<Doorbell>)>,
     pub commands: flume::Receiver<Command>,
+}
+
+struct Outbound {
+    peer: u16,
+    sender: ConnectedSender<Batch>,
+    doorbell: Arc<Doorbell>,
+    /// A batch the channel had no room for, now the flusher's to send.
+    parked: RefCell<Option<Batch>>,
+    /// Set while the flusher owns this route: the dispatcher then leaves the
+    /// outbox alone, so that order is kept.
+    blocked: Cell<bool>,
+    wake_flusher: Signal,
+}
+
+impl Outbound {
+    fn sent(&self) {
+        self.doorbell.0.fetch_add(1, Ordering::Release);
+    }
+}
+
+struct Inbound {
+    receiver: ConnectedReceiver<Batch>,
+    doorbell: Arc<Doorbell>,
+    /// Batches taken off (by the dispatcher or the receiver task).
+    taken: Cell<u64>,
+}
+
+impl Inbound {
+    fn has_batches(&self) -> bool {
+        self.doorbell.0.load(Ordering::Acquire) > self.taken.get()
+    }
 }
 
 struct Shared {
     core: RefCell<ShardCore>,
     work: Signal,
     timer: Signal,
-    flush: Vec<Signal>,
-    /// Batches taken from an outbox and not yet on the channel.
+    outbound: Vec<Outbound>,
+    inbound: Vec<Inbound>,
+    commands: flume::Receiver<Command>,
+    /// Batches taken from an outbox and not yet on a channel.
     in_flight: Cell<usize>,
     stopped: Cell<bool>,
 }
 
 impl Shared {
-    /// After anything changed the core: wake whoever has new work.
-    fn kick(&self) {
-        let mut core = self.core.borrow_mut();
-        for (peer, flush) in self.flush.iter().enumerate() {
-            if core.outbox_len(peer as u16) > 0 {
-                flush.notify();
+    /// Delivers the batches waiting on the inbound channels while fewer than
+    /// `intake_limit` messages wait here; returns how many envelopes came in.
+    ///
+    /// A shard that is behind leaves batches on its channels: they fill,
+    /// the sending shard's outbox fills behind them, and its agents get
+    /// `QueueFull` at once, which costs far less than accepting messages
+    /// that would only bounce off full mailboxes later.
+    async fn take_inbound(&self, intake_limit: usize) -> usize {
+        let mut delivered = 0;
+        for inbound in &self.inbound {
+            while inbound.has_batches() && self.core.borrow().queued() < intake_limit {
+                // The doorbell rang after the push, so the batch is there and
+                // this poll completes without registering a waker.
+                match future::poll_once(inbound.receiver.recv()).await {
+                    Some(Some(batch)) => {
+                        inbound.taken.set(inbound.taken.get() + 1);
+                        delivered += batch.len();
+                        self.deliver(batch);
+                    }
+                    _ => break,
+                }
             }
         }
-        if core.take_timer_rearm() {
-            self.timer.notify();
+        delivered
+    }
+
+    fn deliver(&self, batch: Batch) {
+        let mut core = self.core.borrow_mut();
+        for env in batch {
+            core.deliver_from_peer(env);
         }
-        if core.has_ready() {
-            self.work.notify();
+    }
+
+    /// Puts every non-empty outbox on its channel; a full channel hands its
+    /// route to the flusher. Returns how many batches went out.
+    fn flush_outbound(&self) -> usize {
+        let mut sent = 0;
+        for out in &self.outbound {
+            if out.blocked.get() {
+                continue;
+            }
+            let batch = {
+                let mut core = self.core.borrow_mut();
+                if core.outbox_len(out.peer) == 0 {
+                    continue;
+                }
+                core.take_outbox(out.peer)
+            };
+            match out.sender.try_send(batch) {
+                Ok(()) => {
+                    out.sent();
+                    sent += 1;
+                }
+                Err(GlommioError::WouldBlock(ResourceType::Channel(batch))) => {
+                    out.blocked.set(true);
+                    self.in_flight.set(self.in_flight.get() + 1);
+                    *out.parked.borrow_mut() = Some(batch);
+                    out.wake_flusher.notify();
+                }
+                Err(GlommioError::Closed(ResourceType::Channel(batch))) => {
+                    self.core
+                        .borrow_mut()
+                        .reject_undeliverable(batch, Rejection::ShuttingDown);
+                }
+                Err(_) => {}
+            }
         }
+        sent
+    }
+
+    /// Something for the dispatcher to do right now? (`with_commands`: also
+    /// look at the client queue, which takes a lock.)
+    fn has_news(&self, with_commands: bool) -> bool {
+        self.inbound.iter().any(Inbound::has_batches)
+            || self.work.is_set()
+            || (with_commands && !self.commands.is_empty())
     }
 
     fn stop(&self) {
@@ -125,8 +245,8 @@ impl Shared {
         self.stopped.set(true);
         self.work.notify();
         self.timer.notify();
-        for f in &self.flush {
-            f.notify();
+        for out in &self.outbound {
+            out.wake_flusher.notify();
         }
     }
 }
@@ -134,130 +254,172 @@ impl Shared {
 /// Runs a shard until it is told to stop and every peer has closed its
 /// channel towards it; returns the shard's final figures.
 pub(crate) async fn run_shard(wiring: ShardWiring) -> ShardStats {
-    let shard_count = wiring.cfg.shard_count;
-    let shared = Rc::new(Shared {
-        core: RefCell::new(ShardCore::new(wiring.cfg)),
-        work: Signal::default(),
-        timer: Signal::default(),
-        flush: (0..shard_count).map(|_| Signal::default()).collect(),
-        in_flight: Cell::new(0),
-        stopped: Cell::new(false),
-    });
-
     // Connect every channel end at once: a connect waits for its peer's, and
     // peers connect in their own order.
     let sender_tasks: Vec<_> = wiring
         .senders
         .into_iter()
         .enumerate()
-        .filter_map(|(peer, s)| s.map(|s| (peer, glommio::spawn_local(s.connect()))))
+        .filter_map(|(peer, s)| s.map(|(s, bell)| (peer, bell, glommio::spawn_local(s.connect()))))
         .collect();
     let receiver_tasks: Vec<_> = wiring
         .receivers
         .into_iter()
-        .map(|r| glommio::spawn_local(r.connect()))
+        .map(|(r, bell)| (bell, glommio::spawn_local(r.connect())))
         .collect();
-    let mut senders = Vec::new();
-    for (peer, task) in sender_tasks {
-        senders.push((peer, task.await));
+    let mut outbound = Vec::new();
+    for (peer, doorbell, task) in sender_tasks {
+        outbound.push(Outbound {
+            peer: peer as u16,
+            sender: task.await,
+            doorbell,
+            parked: RefCell::new(None),
+            blocked: Cell::new(false),
+            wake_flusher: Signal::default(),
+        });
     }
-    let mut receivers = Vec::new();
-    for task in receiver_tasks {
-        receivers.push(task.await);
+    let mut inbound = Vec::new();
+    for (doorbell, task) in receiver_tasks {
+        inbound.push(Inbound {
+            receiver: task.await,
+            doorbell,
+            taken: Cell::new(0),
+        });
     }
 
+    let shared = Rc::new(Shared {
+        core: RefCell::new(ShardCore::new(wiring.cfg)),
+        work: Signal::default(),
+        timer: Signal::default(),
+        outbound,
+        inbound,
+        commands: wiring.commands,
+        in_flight: Cell::new(0),
+        stopped: Cell::new(false),
+    });
     let mut tasks = Vec::new();
-    for (peer, sender) in senders {
-        tasks.push(glommio::spawn_local(flusher(shared.clone(), peer, sender)));
+    for i in 0..shared.outbound.len() {
+        tasks.push(glommio::spawn_local(flusher(shared.clone(), i)));
     }
-    let receiver_handles: Vec<_> = receivers
-        .into_iter()
-        .map(|r| glommio::spawn_local(receiver(shared.clone(), r)))
+    let receivers: Vec<_> = (0..shared.inbound.len())
+        .map(|i| glommio::spawn_local(receiver(shared.clone(), i)))
         .collect();
     tasks.push(glommio::spawn_local(timers(shared.clone())));
-    tasks.push(glommio::spawn_local(commands(
-        shared.clone(),
-        wiring.commands,
-    )));
+    tasks.push(glommio::spawn_local(commands(shared.clone())));
 
-    dispatcher(&shared, wiring.dispatch_budget).await;
+    dispatcher(
+        &shared,
+        wiring.dispatch_budget,
+        wiring.intake_limit,
+        wiring.spin,
+    )
+    .await;
     for t in tasks {
         t.await;
     }
     // Peers may still be sending until they stop too; what arrives now is
     // counted as rejected by the stopped core.
-    for r in receiver_handles {
+    for r in receivers {
         r.await;
     }
     let stats = shared.core.borrow().stats();
     stats
 }
 
-async fn dispatcher(shared: &Shared, budget: usize) {
+async fn dispatcher(shared: &Shared, budget: usize, intake_limit: usize, spin: Option<Duration>) {
     loop {
-        shared.work.wait().await;
         if shared.stopped.get() {
             return;
         }
-        loop {
-            let more = {
-                let mut core = shared.core.borrow_mut();
-                core.run(budget);
-                core.has_ready()
-            };
-            shared.kick();
-            if !more || shared.stopped.get() {
-                break;
-            }
-            // Let receivers, flushers and timers in between budgets.
-            future::yield_now().await;
-        }
-    }
-}
-
-async fn flusher(shared: Rc<Shared>, peer: usize, sender: ConnectedSender<Batch>) {
-    let signal = &shared.flush[peer];
-    loop {
-        signal.wait().await;
-        loop {
-            let batch = shared.core.borrow_mut().take_outbox(peer as u16);
-            if batch.is_empty() {
-                break;
-            }
-            shared.in_flight.set(shared.in_flight.get() + 1);
-            let sent = match sender.try_send(batch) {
-                Ok(()) => Ok(()),
-                Err(GlommioError::WouldBlock(ResourceType::Channel(batch))) => {
-                    sender.send(batch).await
-                }
-                Err(e) => Err(e),
-            };
-            shared.in_flight.set(shared.in_flight.get() - 1);
-            if let Err(GlommioError::Closed(ResourceType::Channel(batch))) = sent {
-                shared
-                    .core
-                    .borrow_mut()
-                    .reject_undeliverable(batch, Rejection::ShuttingDown);
-            }
-        }
-        if shared.stopped.get() {
-            sender.close();
-            return;
-        }
-    }
-}
-
-async fn receiver(shared: Rc<Shared>, rx: ConnectedReceiver<Batch>) {
-    while let Some(batch) = rx.recv().await {
+        let mut progress = shared.take_inbound(intake_limit).await;
         {
             let mut core = shared.core.borrow_mut();
-            for env in batch {
-                core.deliver_from_peer(env);
+            progress += core.run(budget);
+            // A busy shard keeps its timers itself; the timer task only
+            // covers a parked one.
+            progress += core.fire_due_timers();
+        }
+        progress += shared.flush_outbound();
+        if shared.core.borrow_mut().take_timer_rearm() {
+            shared.timer.notify();
+        }
+        if progress > 0 {
+            // Busy: let glommio in only when its time slice is up.
+            glommio::yield_if_needed().await;
+            continue;
+        }
+        if shared.core.borrow().has_ready() {
+            continue;
+        }
+        if let Some(spin) = spin {
+            if spin_for_news(shared, spin) {
+                // Commands and timers are served by their own tasks, which
+                // glommio must get to run.
+                future::yield_now().await;
+                continue;
             }
         }
-        if !shared.stopped.get() {
-            shared.kick();
+        shared.work.wait().await;
+    }
+}
+
+/// Polls for work without yielding for up to `spin`; true if some came.
+fn spin_for_news(shared: &Shared, spin: Duration) -> bool {
+    let until = Instant::now() + spin;
+    let next_timer = shared.core.borrow_mut().next_timer();
+    let mut rounds = 0u32;
+    loop {
+        if shared.has_news(rounds.is_multiple_of(16)) {
+            return true;
         }
+        rounds += 1;
+        if rounds.is_multiple_of(64) {
+            let now = Instant::now();
+            if now >= until || next_timer.is_some_and(|t| now >= t) {
+                return now < until;
+            }
+        }
+        std::hint::spin_loop();
+    }
+}
+
+async fn flusher(shared: Rc<Shared>, index: usize) {
+    let out = &shared.outbound[index];
+    loop {
+        out.wake_flusher.wait().await;
+        let mut next = out.parked.borrow_mut().take();
+        while let Some(batch) = next {
+            match out.sender.send(batch).await {
+                Ok(()) => out.sent(),
+                Err(GlommioError::Closed(ResourceType::Channel(batch))) => {
+                    shared
+                        .core
+                        .borrow_mut()
+                        .reject_undeliverable(batch, Rejection::ShuttingDown);
+                }
+                Err(_) => {}
+            }
+            // Whatever queued up meanwhile goes next, still in order.
+            let more = shared.core.borrow_mut().take_outbox(out.peer);
+            next = (!more.is_empty()).then_some(more);
+        }
+        if out.blocked.replace(false) {
+            shared.in_flight.set(shared.in_flight.get() - 1);
+        }
+        shared.work.notify();
+        if shared.stopped.get() {
+            out.sender.close();
+            return;
+        }
+    }
+}
+
+async fn receiver(shared: Rc<Shared>, index: usize) {
+    let inbound = &shared.inbound[index];
+    while let Some(batch) = inbound.receiver.recv().await {
+        inbound.taken.set(inbound.taken.get() + 1);
+        shared.deliver(batch);
+        shared.work.notify();
     }
 }
 
@@ -276,16 +438,15 @@ async fn timers(shared: Rc<Shared>) {
         if shared.stopped.get() {
             return;
         }
-        let fired = shared.core.borrow_mut().fire_timers(Instant::now());
-        if fired > 0 {
-            shared.kick();
+        if shared.core.borrow_mut().fire_timers(Instant::now()) > 0 {
+            shared.work.notify();
         }
     }
 }
 
-async fn commands(shared: Rc<Shared>, rx: flume::Receiver<Command>) {
+async fn commands(shared: Rc<Shared>) {
     let mut since_yield = 0u32;
-    while let Ok(cmd) = rx.recv_async().await {
+    while let Ok(cmd) = shared.commands.recv_async().await {
         let stop = matches!(cmd, Command::Stop);
         serve(&shared, cmd);
         if stop {
@@ -293,7 +454,7 @@ async fn commands(shared: Rc<Shared>, rx: flume::Receiver<Command>) {
             // reply channel, which the client reports as `ShuttingDown`.
             return;
         }
-        shared.kick();
+        shared.work.notify();
         since_yield += 1;
         if since_yield >= 64 {
             since_yield = 0;

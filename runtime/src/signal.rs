@@ -26,6 +26,11 @@ impl Signal {
         }
     }
 
+    /// True when a notification waits to be consumed.
+    pub fn is_set(&self) -> bool {
+        self.set.get()
+    }
+
     /// Returns once `notify` has been called since the last `wait` returned.
     pub async fn wait(&self) {
         poll_fn(|cx| {

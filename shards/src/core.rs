@@ -177,6 +177,8 @@ pub struct ShardCore {
     timeouts_in_timers: usize,
     timer_seq: u64,
     timer_rearm: bool,
+    /// Messages waiting in all mailboxes.
+    queued: usize,
     /// The clock as read when the current `run` began.
     turn_clock: Instant,
     message_seq: u64,
@@ -205,6 +207,7 @@ impl ShardCore {
             timeouts_in_timers: 0,
             timer_seq: 0,
             timer_rearm: false,
+            queued: 0,
             turn_clock: Instant::now(),
             message_seq: 0,
             ticket_seq: 0,
@@ -285,6 +288,7 @@ impl ShardCore {
         slot.live = false;
         slot.agent = None;
         let waiting: Vec<Envelope> = slot.mailbox.drain().collect();
+        self.queued -= waiting.len();
         if !slot.scheduled {
             self.free_slots.push(idx);
         }
@@ -304,6 +308,11 @@ impl ShardCore {
     /// True when `id` is registered here.
     pub fn is_registered(&self, id: &AgentId) -> bool {
         self.by_name.contains_key(id)
+    }
+
+    /// Messages waiting in this shard's mailboxes, all agents together.
+    pub fn queued(&self) -> usize {
+        self.queued
     }
 
     /// Agents registered here.
@@ -448,6 +457,7 @@ impl ShardCore {
                 let Some(env) = self.slots[idx].mailbox.pop() else {
                     break;
                 };
+                self.queued -= 1;
                 turn += 1;
                 self.dispatch(agent.as_mut(), &me, idx, env, &mut now);
             }
@@ -654,6 +664,17 @@ impl ShardCore {
         }
     }
 
+    /// Fires the timers due at the start of the last `run` (no clock read):
+    /// for a driver that is too busy to wait on a timer of its own.
+    pub fn fire_due_timers(&mut self) -> usize {
+        let now = self.turn_clock;
+        if self.next_timer().is_some_and(|t| t <= now) {
+            self.fire_timers(now)
+        } else {
+            0
+        }
+    }
+
     /// Nothing to run and nothing waiting for the mesh.
     pub fn is_idle(&self) -> bool {
         self.ready.is_empty() && self.outboxes.iter().all(Vec::is_empty)
@@ -669,11 +690,7 @@ impl ShardCore {
     pub fn stats(&self) -> ShardStats {
         let mut s = self.stats.clone();
         s.agents = self.by_name.len() as u64;
-        s.queued = self
-            .by_name
-            .values()
-            .map(|&i| self.slots[i].mailbox.len() as u64)
-            .sum();
+        s.queued = self.queued as u64;
         s
     }
 
@@ -730,6 +747,7 @@ impl ShardCore {
         for (_, call) in self.client_calls.drain() {
             (call.waiter)(Err(CallError::Rejected(Rejection::ShuttingDown)));
         }
+        self.queued = 0;
         self.pending_calls.clear();
         self.call_timeouts.clear();
         self.timers.clear();
@@ -891,6 +909,7 @@ impl ShardCore {
         let slot = &mut self.slots[idx];
         match slot.mailbox.push(env) {
             Ok(()) => {
+                self.queued += 1;
                 if !slot.scheduled {
                     slot.scheduled = true;
                     self.ready.push_back(idx);
