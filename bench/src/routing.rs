@@ -194,7 +194,7 @@ impl Producer {
             skipped = 0;
             self.in_flight[t] += 1;
             // Every CREDIT_BATCH-th message asks the consumer for credit.
-            let payload = if self.in_flight[t] % CREDIT_BATCH == 0 || self.left[t] == 1 {
+            let payload = if self.in_flight[t].is_multiple_of(CREDIT_BATCH) || self.left[t] == 1 {
                 Bytes::from_static(ASK_FOR_CREDIT)
             } else {
                 Bytes::from_static(&PAYLOAD)
