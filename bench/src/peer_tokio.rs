@@ -102,6 +102,50 @@ impl TokioNode {
         h
     }
 
+    /// Request/reply latency between two threads, the tokio counterpart of
+    /// Quire's cross-shard figure: the echo agent runs on a current-thread
+    /// runtime of its own thread, the driver on another, and they talk over
+    /// the same bounded mpsc mailbox and oneshot reply.
+    pub fn cross_thread_request_reply(&self, warmup: u64, samples: u64) -> Histogram<u64> {
+        let (mailbox, mut rx) = mpsc::channel::<Msg>(self.mailbox_capacity);
+        let echo = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .expect("tokio runtime");
+            rt.block_on(async move {
+                while let Some(m) = rx.recv().await {
+                    if let Some(r) = m.reply {
+                        let _ = r.send(m.payload);
+                    }
+                }
+            });
+        });
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        let h = rt.block_on(async move {
+            let mut h = new_latency_histogram();
+            for i in 0..warmup + samples {
+                let started = Instant::now();
+                let (tx, rx) = oneshot::channel();
+                let msg = Msg {
+                    payload: Bytes::from_static(&PAYLOAD),
+                    reply: Some(tx),
+                };
+                if mailbox.send(msg).await.is_err() || rx.await.is_err() {
+                    break;
+                }
+                if i >= warmup {
+                    h.saturating_record((started.elapsed().as_nanos() as u64).max(1));
+                }
+            }
+            h
+        });
+        let _ = echo.join();
+        h
+    }
+
     /// One-way throughput: `producers` tasks each send `per_target` messages
     /// to each of `consumers` agents. Returns messages per second.
     pub fn one_way_throughput(

@@ -105,6 +105,7 @@ pub fn run(opts: &RoutingOptions) -> Result<RoutingReport, String> {
     let mut cross = Vec::new();
     let mut quire_tput = Vec::new();
     let mut peer_rr = Vec::new();
+    let mut peer_cross: Vec<Percentiles> = Vec::new();
     let mut peer_tput = Vec::new();
     let mut cpus = Vec::new();
     let per_shard = opts.agents_per_shard;
@@ -153,6 +154,11 @@ pub fn run(opts: &RoutingOptions) -> Result<RoutingReport, String> {
             opts.warmup,
             opts.samples,
         )));
+        if opts.shards > 1 {
+            peer_cross.push(Percentiles::of(
+                &peer.cross_thread_request_reply(opts.warmup, opts.samples),
+            ));
+        }
         let agents = per_shard * opts.shards;
         peer_tput.push(peer.one_way_throughput(
             &format!("tput{run}"),
@@ -162,30 +168,37 @@ pub fn run(opts: &RoutingOptions) -> Result<RoutingReport, String> {
         ));
         drop(peer);
         eprintln!(
-            "  run {}: same-shard p50 {} ns, cross-shard p50 {} ns, quire {} msg/s | tokio p50 {} ns, {} msg/s",
+            "  run {}: quire same-shard p50 {} ns, cross-shard p50 {} ns, {} msg/s | tokio p50 {} ns, cross-thread p50 {} ns, {} msg/s",
             run + 1,
             same.last().map_or(0, |p| p.p50_ns),
             cross.last().map_or(0, |p| p.p50_ns),
             quire_tput.last().copied().unwrap_or(0),
             peer_rr.last().map_or(0, |p| p.p50_ns),
+            peer_cross.last().map_or(0, |p| p.p50_ns),
             peer_tput.last().copied().unwrap_or(0),
         );
     }
 
     let peer_median = Percentiles::median_of(&peer_rr);
     let same_shard_request_reply = LatencyComparison {
-        name: "request/reply, same shard (agent to agent, 64-byte payload)".into(),
+        name: "request/reply, same shard (tokio: multi-threaded runtime, DashMap lookup per call)"
+            .into(),
         quire: Percentiles::median_of(&same),
         peer: peer_median,
         quire_runs: same,
-        peer_runs: peer_rr.clone(),
+        peer_runs: Vec::new(),
+    };
+    let same_shard_request_reply = LatencyComparison {
+        peer_runs: peer_rr,
+        ..same_shard_request_reply
     };
     let cross_shard_request_reply = (!cross.is_empty()).then(|| LatencyComparison {
-        name: "request/reply, cross shard (tokio: the same request/reply figure)".into(),
+        name: "request/reply, cross shard (tokio: driver and echo on two threads, each a current-thread runtime)"
+            .into(),
         quire: Percentiles::median_of(&cross),
-        peer: peer_median,
+        peer: Percentiles::median_of(&peer_cross),
         quire_runs: cross,
-        peer_runs: peer_rr,
+        peer_runs: peer_cross,
     });
     let one_way_throughput = ThroughputComparison {
         name: format!(
