@@ -107,8 +107,8 @@ pub fn request_reply(
     samples: u64,
 ) -> Result<Histogram<u64>, String> {
     let n = client.shard_count();
-    let echo = names_on_shard(&format!("bench/{tag}/echo"), echo_shard, n, 1).remove(0);
-    let driver = names_on_shard(&format!("bench/{tag}/driver"), driver_shard, n, 1).remove(0);
+    let echo = names_on_shard(&format!("{tag}/echo"), echo_shard, n, 1).remove(0);
+    let driver = names_on_shard(&format!("{tag}/driver"), driver_shard, n, 1).remove(0);
     client
         .register_blocking(echo.clone(), || Echo)
         .map_err(|e| e.to_string())?;
@@ -289,10 +289,10 @@ pub fn one_way_throughput(
 ) -> Result<u64, String> {
     let n = client.shard_count();
     let consumers: Vec<AgentId> = (0..n)
-        .flat_map(|s| names_on_shard(&format!("bench/{tag}/consumer"), s, n, per_shard))
+        .flat_map(|s| names_on_shard(&format!("{tag}/cons"), s, n, per_shard))
         .collect();
     let producers: Vec<AgentId> = (0..n)
-        .flat_map(|s| names_on_shard(&format!("bench/{tag}/producer"), s, n, per_shard))
+        .flat_map(|s| names_on_shard(&format!("{tag}/prod"), s, n, per_shard))
         .collect();
     let expected = per_target * producers.len() as u64;
     let (tx, rx) = mpsc::channel();

@@ -30,9 +30,9 @@ pub struct RoutingOptions {
     /// Producers and consumers per shard in the throughput workload.
     #[arg(long, default_value_t = 2)]
     pub agents_per_shard: usize,
-    /// Messages a producer sends per turn (half the shard's per-agent turn
-    /// of 32, so that consumers keep ahead of producers).
-    #[arg(long, default_value_t = 16)]
+    /// Messages a producer sends per turn (its credit window per consumer
+    /// keeps consumers' mailboxes bounded whatever this is).
+    #[arg(long, default_value_t = 64)]
     pub burst: usize,
     /// Shards (and tokio worker threads).
     #[arg(long, default_value_t = 2)]

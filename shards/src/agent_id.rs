@@ -20,10 +20,12 @@ use std::sync::Arc;
 /// Index of a shard inside one node: `0..shard_count`.
 pub type ShardId = u16;
 
-/// The name of an agent. One pointer wide and cheap to clone (a shared,
-/// immutable allocation that also holds the name's hash, so routing never
-/// hashes the string again), and `Send`, so it crosses shard boundaries
-/// without copying the name.
+/// The name of an agent, with its routing hash computed once.
+///
+/// Names of up to 22 bytes (most of them) are stored inline: cloning
+/// one copies bytes and touches no shared counter, so envelopes crossing
+/// shards never make two cores fight over a reference count's cache line.
+/// Longer names share one allocation.
 ///
 /// ```
 /// use quire_shards::AgentId;
@@ -32,12 +34,18 @@ pub type ShardId = u16;
 /// assert!(id.owning_shard(4) < 4);
 /// ```
 #[derive(Clone)]
-pub struct AgentId(Arc<IdInner>);
-
-struct IdInner {
+pub struct AgentId {
     /// `fnv1a64(name)`: the routing hash of the module docs.
     hash: u64,
-    name: Box<str>,
+    name: Name,
+}
+
+const INLINE: usize = 22;
+
+#[derive(Clone)]
+enum Name {
+    Inline { len: u8, bytes: [u8; INLINE] },
+    Shared(Arc<str>),
 }
 
 impl AgentId {
@@ -58,20 +66,37 @@ impl AgentId {
         if name.len() > Self::MAX_LEN {
             return Err(InvalidAgentId::TooLong(name.len()));
         }
-        Ok(Self(Arc::new(IdInner {
+        let stored = if name.len() <= INLINE {
+            let mut bytes = [0u8; INLINE];
+            bytes[..name.len()].copy_from_slice(name.as_bytes());
+            Name::Inline {
+                len: name.len() as u8,
+                bytes,
+            }
+        } else {
+            Name::Shared(Arc::from(name))
+        };
+        Ok(Self {
             hash: fnv1a64(name.as_bytes()),
-            name: name.into(),
-        })))
+            name: stored,
+        })
     }
 
     /// The name as a string slice.
     pub fn as_str(&self) -> &str {
-        &self.0.name
+        match &self.name {
+            Name::Inline { len, bytes } => {
+                // SAFETY: the bytes were copied from a `&str` in `new`, up to
+                // `len`, and are never changed afterwards.
+                unsafe { std::str::from_utf8_unchecked(&bytes[..*len as usize]) }
+            }
+            Name::Shared(s) => s,
+        }
     }
 
     /// The routing hash, `fnv1a64` of the name.
     pub fn routing_hash(&self) -> u64 {
-        self.0.hash
+        self.hash
     }
 
     /// The shard (of `shard_count`) that owns this agent. See the module docs
@@ -80,14 +105,13 @@ impl AgentId {
         if shard_count == 1 {
             return 0;
         }
-        jump_consistent_hash(self.0.hash, shard_count) as ShardId
+        jump_consistent_hash(self.hash, shard_count) as ShardId
     }
 }
 
 impl PartialEq for AgentId {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
-            || (self.0.hash == other.0.hash && self.0.name == other.0.name)
+        self.hash == other.hash && self.as_str() == other.as_str()
     }
 }
 
@@ -97,7 +121,7 @@ impl std::hash::Hash for AgentId {
     /// Feeds only the cached hash: equal names have equal hashes, and the
     /// string is not walked again on every lookup.
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        state.write_u64(self.0.hash);
+        state.write_u64(self.hash);
     }
 }
 
@@ -258,6 +282,10 @@ mod tests {
         }
         assert_eq!(AgentId::from("x"), AgentId::from("x"));
         assert_ne!(AgentId::from("x"), AgentId::from("y"));
+        let long = "a-name-well-over-thirty-bytes-long/with/parts";
+        assert_eq!(AgentId::from(long).as_str(), long);
+        assert_eq!(AgentId::from(long), AgentId::from(long).clone());
+        assert_eq!(AgentId::from("exactly-22-bytes-long-").as_str().len(), 22);
     }
 
     #[test]

@@ -491,11 +491,16 @@ impl ShardCore {
 
     /// Takes everything waiting for `peer`, in order, as one batch.
     pub fn take_outbox(&mut self, peer: ShardId) -> Vec<Envelope> {
-        let batch = std::mem::take(&mut self.outboxes[peer as usize]);
-        if !batch.is_empty() {
-            self.stats.cross_shard_out += batch.len() as u64;
-            self.stats.batches_out += 1;
+        let outbox = &mut self.outboxes[peer as usize];
+        if outbox.is_empty() {
+            return Vec::new();
         }
+        // The next batch will likely be as large as this one: allocate it
+        // once now rather than growing it message by message.
+        let next = Vec::with_capacity(outbox.len().next_power_of_two().min(4096));
+        let batch = std::mem::replace(outbox, next);
+        self.stats.cross_shard_out += batch.len() as u64;
+        self.stats.batches_out += 1;
         batch
     }
 
