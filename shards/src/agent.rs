@@ -132,7 +132,7 @@ impl Context<'_> {
     /// was refused at once (the receiver's queue or the route to its shard is
     /// full, or a local receiver does not exist); a refusal found later comes
     /// back through [`Agent::on_undelivered`].
-    #[inline]
+    #[inline(always)]
     pub fn send(
         &mut self,
         to: impl Into<AgentId>,
@@ -142,7 +142,7 @@ impl Context<'_> {
     }
 
     /// Sends a one-way message with options.
-    #[inline]
+    #[inline(always)]
     pub fn send_with(
         &mut self,
         to: impl Into<AgentId>,
@@ -157,7 +157,7 @@ impl Context<'_> {
 
     /// Calls another agent: the reply, a rejection or a timeout arrives later
     /// through [`Agent::on_reply`] with the returned call id.
-    #[inline]
+    #[inline(always)]
     pub fn call(
         &mut self,
         to: impl Into<AgentId>,
@@ -168,7 +168,7 @@ impl Context<'_> {
     }
 
     /// Calls with options.
-    #[inline]
+    #[inline(always)]
     pub fn call_with(
         &mut self,
         to: impl Into<AgentId>,
@@ -183,7 +183,7 @@ impl Context<'_> {
     }
 
     /// Replies to the call being handled. Only calls take a reply, and only one.
-    #[inline]
+    #[inline(always)]
     pub fn reply(&mut self, payload: impl Into<Bytes>) -> Result<(), Rejection> {
         let cur = match &mut self.current {
             Some(cur) if cur.kind == Kind::Call && !cur.replied => cur,
@@ -218,7 +218,7 @@ impl Context<'_> {
         self.core.schedule(Instant::now() + delay, env);
     }
 
-    #[inline]
+    #[inline(always)]
     fn envelope(&mut self, to: AgentId, payload: Bytes, kind: Kind, opts: SendOptions) -> Envelope {
         let id = self.core.next_message_id();
         let conversation = opts

@@ -389,7 +389,7 @@ impl ShardCore {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn send_from_agent(
         &mut self,
         env: Envelope,
@@ -420,7 +420,7 @@ impl ShardCore {
         Ok(())
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn send_control(&mut self, env: Envelope) {
         self.route_control(env);
     }
@@ -613,8 +613,11 @@ impl ShardCore {
     }
 
     fn add_call_timeout(&mut self, at: Instant, of: TimeoutOf) {
-        // Entries of finished calls at the front cost nothing to drop now.
-        for _ in 0..2 {
+        // Entries of finished calls at the front are dropped as they come up
+        // (or by `compact_timeouts`); checking them here costs lookups, so
+        // only once the queue has grown.
+        let checks = if self.call_timeouts.len() > 256 { 2 } else { 0 };
+        for _ in 0..checks {
             match self.call_timeouts.front() {
                 Some(&(_, front)) if !self.is_waiting(front) => {
                     self.call_timeouts.pop_front();
@@ -820,7 +823,7 @@ impl ShardCore {
     /// Routes an ordinary message emitted on this shard; counts it as sent,
     /// and as rejected when refused at once.
     #[allow(clippy::result_large_err)] // the message itself comes back, unboxed
-    #[inline]
+    #[inline(always)]
     fn route_ordinary(&mut self, env: Envelope) -> Result<(), (Rejection, Envelope)> {
         self.stats.sent += 1;
         let result = if self.stopping {
@@ -852,7 +855,7 @@ impl ShardCore {
 
     /// Routes a reply or a bounce. These are never refused for room (see
     /// [`Kind`]); one whose receiver is gone is counted and dropped.
-    #[inline]
+    #[inline(always)]
     fn route_control(&mut self, env: Envelope) {
         let owner = match &env.to {
             Address::Agent(id) => id.owning_shard(self.cfg.shard_count),
@@ -873,44 +876,50 @@ impl ShardCore {
 
     /// Puts a message for an agent (or a client) of this shard where it goes.
     #[allow(clippy::result_large_err)] // the message itself comes back, unboxed
-    #[inline]
+    #[inline(always)]
     fn deliver_local(&mut self, mut env: Envelope) -> Result<(), (Rejection, Envelope)> {
-        let idx = match &env.to {
-            Address::Agent(id) => match self.by_name.get(id) {
-                Some(&idx) => idx,
-                None => return Err((Rejection::NoSuchAgent, env)),
-            },
-            Address::Client(ticket) => {
-                self.complete_client_call(ticket.key(), env);
-                return Ok(());
-            }
-            Address::Nobody => return Err((Rejection::Invalid, env)),
-        };
-        match env.kind {
+        if let Address::Client(ticket) = &env.to {
+            self.complete_client_call(ticket.key(), env);
+            return Ok(());
+        }
+        // An answer to a call goes to the slot recorded with the call, with
+        // no name lookup; anything else finds its agent by name.
+        let answered_slot = match env.kind {
             Kind::Reply | Kind::CallRejected(_) => {
-                match env
+                let Some(pending) = env
                     .in_reply_to
                     .and_then(|call| self.pending_calls.remove(&call))
-                {
-                    Some(pending) => {
-                        if let Kind::CallRejected(reason) = env.kind {
-                            env.kind = Kind::CallFailed(CallError::Rejected(reason));
-                        } else {
-                            self.stats.replies += 1;
-                            if let Some(started) = pending.started {
-                                self.record_round_trip(started);
-                            }
-                        }
-                    }
-                    None => {
-                        // The call already timed out: its caller has its answer.
-                        self.stats.late_replies += 1;
-                        return Ok(());
+                else {
+                    // The call already timed out: its caller has its answer.
+                    self.stats.late_replies += 1;
+                    return Ok(());
+                };
+                if let Kind::CallRejected(reason) = env.kind {
+                    env.kind = Kind::CallFailed(CallError::Rejected(reason));
+                } else {
+                    self.stats.replies += 1;
+                    if let Some(started) = pending.started {
+                        self.record_round_trip(started);
                     }
                 }
+                let slot = &self.slots[pending.caller_slot];
+                if !slot.live || slot.generation != pending.caller_generation {
+                    return Err((Rejection::NoSuchAgent, env));
+                }
+                Some(pending.caller_slot)
             }
-            Kind::Send | Kind::Call | Kind::Bounce(_) | Kind::CallFailed(_) => {}
-        }
+            Kind::Send | Kind::Call | Kind::Bounce(_) | Kind::CallFailed(_) => None,
+        };
+        let idx = match answered_slot {
+            Some(idx) => idx,
+            None => match &env.to {
+                Address::Agent(id) => match self.by_name.get(id) {
+                    Some(&idx) => idx,
+                    None => return Err((Rejection::NoSuchAgent, env)),
+                },
+                _ => return Err((Rejection::Invalid, env)),
+            },
+        };
         let slot = &mut self.slots[idx];
         match slot.mailbox.push(env) {
             Ok(()) => {

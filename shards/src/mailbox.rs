@@ -43,7 +43,7 @@ impl Mailbox {
     // The Err variant is the caller's own message handed back, not an error
     // value: boxing it would cost an allocation on the hot path.
     #[allow(clippy::result_large_err)]
-    #[inline]
+    #[inline(always)]
     pub fn push(&mut self, env: Envelope) -> Result<(), Envelope> {
         if !env.kind.is_control() {
             if self.bounded_len >= self.capacity {
@@ -56,7 +56,7 @@ impl Mailbox {
     }
 
     /// The next message: highest class first, FIFO within a class.
-    #[inline]
+    #[inline(always)]
     pub fn pop(&mut self) -> Option<Envelope> {
         let env = self.classes.iter_mut().find_map(VecDeque::pop_front)?;
         if !env.kind.is_control() {
