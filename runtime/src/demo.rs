@@ -127,7 +127,8 @@ pub fn interval(now: &ShardStats, previous: &ShardStats) -> Interval {
     }
 }
 
-/// Formats an interval as `calls/s` and percentiles in µs.
+/// Formats an interval as `calls/s` and percentiles in µs (of the calls the
+/// shards timed: one agent call in [`quire_shards::LATENCY_SAMPLE_EVERY`]).
 pub fn summary_line(i: &Interval, seconds: f64) -> String {
     let us = |q: f64| i.latency.value_at_quantile(q) as f64 / 1e3;
     format!(

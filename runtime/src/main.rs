@@ -131,9 +131,10 @@ fn run_node(
             break;
         }
     }
-    let all = previous.call_latency_ns;
+    let all = &previous.call_latency_ns;
     println!(
-        "whole run: {} calls, round trip p50 {:.1} µs, p99 {:.1} µs, p99.9 {:.1} µs, max {:.1} µs",
+        "whole run: {} calls ({} timed), round trip p50 {:.1} µs, p99 {:.1} µs, p99.9 {:.1} µs, max {:.1} µs",
+        previous.replies,
         all.len(),
         all.value_at_quantile(0.5) as f64 / 1e3,
         all.value_at_quantile(0.99) as f64 / 1e3,

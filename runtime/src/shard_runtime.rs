@@ -225,14 +225,6 @@ impl Shared {
         sent
     }
 
-    /// Something for the dispatcher to do right now? (`with_commands`: also
-    /// look at the client queue, which takes a lock.)
-    fn has_news(&self, with_commands: bool) -> bool {
-        self.inbound.iter().any(Inbound::has_batches)
-            || self.work.is_set()
-            || (with_commands && !self.commands.is_empty())
-    }
-
     fn stop(&self) {
         let rejected = self.core.borrow_mut().abort_all();
         if rejected > 0 {
@@ -331,6 +323,8 @@ async fn dispatcher(shared: &Shared, budget: usize, intake_limit: usize, spin: O
         if shared.stopped.get() {
             return;
         }
+        // Whatever woke us is about to be handled by this iteration.
+        shared.work.clear();
         let mut progress = shared.take_inbound(intake_limit).await;
         {
             let mut core = shared.core.borrow_mut();
@@ -352,31 +346,51 @@ async fn dispatcher(shared: &Shared, budget: usize, intake_limit: usize, spin: O
             continue;
         }
         if let Some(spin) = spin {
-            if spin_for_news(shared, spin) {
-                // Commands and timers are served by their own tasks, which
-                // glommio must get to run.
-                future::yield_now().await;
-                continue;
+            match spin_for_news(shared, spin) {
+                // Batches from peers and due timers are the dispatcher's own.
+                News::Work => continue,
+                // Client commands are served by their task, which glommio
+                // wakes only from its reactor: park, and the command task
+                // wakes the dispatcher when it is done.
+                News::Commands | News::Nothing => {}
             }
         }
         shared.work.wait().await;
     }
 }
 
-/// Polls for work without yielding for up to `spin`; true if some came.
-fn spin_for_news(shared: &Shared, spin: Duration) -> bool {
+/// What ended a spin.
+enum News {
+    /// Batches from peers, a wake-up from another task, or a timer due.
+    Work,
+    /// Client commands are waiting.
+    Commands,
+    /// The spin time ran out.
+    Nothing,
+}
+
+/// Polls for work without yielding for up to `spin`.
+fn spin_for_news(shared: &Shared, spin: Duration) -> News {
     let until = Instant::now() + spin;
     let next_timer = shared.core.borrow_mut().next_timer();
     let mut rounds = 0u32;
     loop {
-        if shared.has_news(rounds.is_multiple_of(16)) {
-            return true;
+        if shared.inbound.iter().any(Inbound::has_batches) || shared.work.is_set() {
+            return News::Work;
         }
         rounds += 1;
+        // The client queue takes a lock and the clock costs a call: look
+        // at them less often than at the doorbells.
+        if rounds.is_multiple_of(16) && !shared.commands.is_empty() {
+            return News::Commands;
+        }
         if rounds.is_multiple_of(64) {
             let now = Instant::now();
-            if now >= until || next_timer.is_some_and(|t| now >= t) {
-                return now < until;
+            if next_timer.is_some_and(|t| now >= t) {
+                return News::Work;
+            }
+            if now >= until {
+                return News::Nothing;
             }
         }
         std::hint::spin_loop();

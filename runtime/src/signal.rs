@@ -31,6 +31,12 @@ impl Signal {
         self.set.get()
     }
 
+    /// Consumes a waiting notification without waiting (for a task that
+    /// is about to do the work anyway).
+    pub fn clear(&self) {
+        self.set.set(false);
+    }
+
     /// Returns once `notify` has been called since the last `wait` returned.
     pub async fn wait(&self) {
         poll_fn(|cx| {

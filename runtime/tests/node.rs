@@ -339,3 +339,32 @@ fn registration_errors_are_clear() {
     assert!(client.unregister_blocking("dup").is_err());
     node.shutdown();
 }
+
+#[test]
+fn spinning_shards_serve_clients_and_drain() {
+    // The low-latency setting: idle dispatchers poll instead of parking.
+    let node = node()
+        .spin_before_park(Duration::from_micros(300))
+        .start()
+        .unwrap();
+    let client = node.client();
+    let echo = names_on_shard("spin-echo", last_shard(), shards(), 1).remove(0);
+    client.register_blocking(echo.clone(), || Echo).unwrap();
+    for name in names_on_shard("spin-chatter", 0, shards(), 2) {
+        let e = echo.clone();
+        client
+            .register_blocking(name.clone(), move || Chatter { echo: e })
+            .unwrap();
+        client.send_blocking(name, Bytes::new()).unwrap();
+    }
+    for i in 0..50 {
+        let reply = client
+            .call_blocking(echo.clone(), format!("{i}"), Duration::from_secs(5))
+            .unwrap();
+        assert_eq!(reply.payload, format!("{i}").as_bytes());
+    }
+    let report = node.shutdown_with_grace(Duration::from_millis(200));
+    let t = report.totals();
+    assert_eq!(t.sent, t.handled + t.rejected_total(), "{report}");
+    assert!(t.replies > 50, "{report}");
+}

@@ -179,6 +179,8 @@ pub struct ShardCore {
     timer_rearm: bool,
     /// Messages waiting in all mailboxes.
     queued: usize,
+    /// Calls agents have made (for sampling their latency).
+    calls_made: u64,
     /// The clock as read when the current `run` began.
     turn_clock: Instant,
     message_seq: u64,
@@ -208,6 +210,7 @@ impl ShardCore {
             timer_seq: 0,
             timer_rearm: false,
             queued: 0,
+            calls_made: 0,
             turn_clock: Instant::now(),
             message_seq: 0,
             ticket_seq: 0,
@@ -403,8 +406,9 @@ impl ShardCore {
         self.route_ordinary(env).map_err(|(r, _)| r)?;
         // Timeouts run from the start of the current turn (the clock the shard
         // read when it began running agents), which saves a clock read per call.
-        let started = id
-            .get()
+        self.calls_made += 1;
+        let started = self
+            .calls_made
             .is_multiple_of(LATENCY_SAMPLE_EVERY)
             .then(Instant::now);
         let caller_generation = self.slots[caller_slot].generation;

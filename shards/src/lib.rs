@@ -17,7 +17,7 @@ pub mod wire;
 
 pub use agent::{Agent, Context, SendOptions};
 pub use agent_id::{fnv1a64, jump_consistent_hash, owning_shard, AgentId, InvalidAgentId, ShardId};
-pub use core::{ClientWaiter, RegisterError, ShardConfig, ShardCore};
+pub use core::{ClientWaiter, RegisterError, ShardConfig, ShardCore, LATENCY_SAMPLE_EVERY};
 pub use envelope::{Address, ClientTicket, ConversationId, Envelope, Kind, MessageId, Priority};
 pub use error::{CallError, Rejection};
 pub use mailbox::Mailbox;
