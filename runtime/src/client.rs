@@ -63,6 +63,22 @@ impl Client {
         &self.shards[owning_shard(id.as_str(), self.shards.len()) as usize]
     }
 
+    /// Sends the command `make` builds around a one-slot answer channel to
+    /// the shard that owns `id`, and awaits the answer; `gone` stands for
+    /// the answer of a node that has stopped.
+    async fn request<T>(
+        &self,
+        id: &AgentId,
+        make: impl FnOnce(flume::Sender<T>) -> Command,
+        gone: T,
+    ) -> T {
+        let (done, answer) = flume::bounded(1);
+        if self.owner(id).send_async(make(done)).await.is_err() {
+            return gone;
+        }
+        answer.recv_async().await.unwrap_or(gone)
+    }
+
     /// Registers a native agent; `make` runs on the owning shard's thread.
     pub async fn register<A, F>(&self, name: impl Into<AgentId>, make: F) -> RegisterResult
     where
@@ -71,19 +87,13 @@ impl Client {
     {
         let id = name.into();
         let factory: AgentFactory = Box::new(move || Box::new(make()));
-        let (done, answer) = flume::bounded(1);
-        let cmd = Command::Register {
-            id: id.clone(),
-            factory,
-            done,
-        };
-        if self.owner(&id).send_async(cmd).await.is_err() {
-            return Err(RegisterError::ShuttingDown);
-        }
-        answer
-            .recv_async()
-            .await
-            .unwrap_or(Err(RegisterError::ShuttingDown))
+        let to = id.clone();
+        self.request(
+            &to,
+            |done| Command::Register { id, factory, done },
+            Err(RegisterError::ShuttingDown),
+        )
+        .await
     }
 
     /// [`Self::register`] for plain threads.
@@ -98,22 +108,13 @@ impl Client {
     /// Removes an agent; returns how many queued messages were rejected.
     pub async fn unregister(&self, name: impl Into<AgentId>) -> Result<usize, RegisterError> {
         let id = name.into();
-        let (done, answer) = flume::bounded(1);
-        if self
-            .owner(&id)
-            .send_async(Command::Unregister {
-                id: id.clone(),
-                done,
-            })
-            .await
-            .is_err()
-        {
-            return Err(RegisterError::ShuttingDown);
-        }
-        answer
-            .recv_async()
-            .await
-            .unwrap_or(Err(RegisterError::ShuttingDown))
+        let to = id.clone();
+        self.request(
+            &to,
+            |done| Command::Unregister { id, done },
+            Err(RegisterError::ShuttingDown),
+        )
+        .await
     }
 
     /// [`Self::unregister`] for plain threads.
@@ -138,20 +139,19 @@ impl Client {
         opts: SendOptions,
     ) -> Result<MessageId, Rejection> {
         let to = to.into();
-        let (done, answer) = flume::bounded(1);
-        let cmd = Command::Send {
-            to: to.clone(),
-            payload: payload.into(),
-            opts,
-            done,
-        };
-        if self.owner(&to).send_async(cmd).await.is_err() {
-            return Err(Rejection::ShuttingDown);
-        }
-        answer
-            .recv_async()
-            .await
-            .unwrap_or(Err(Rejection::ShuttingDown))
+        let payload = payload.into();
+        let owner = to.clone();
+        self.request(
+            &owner,
+            |done| Command::Send {
+                to,
+                payload,
+                opts,
+                done,
+            },
+            Err(Rejection::ShuttingDown),
+        )
+        .await
     }
 
     /// [`Self::send`] for plain threads.
@@ -193,21 +193,21 @@ impl Client {
         opts: SendOptions,
     ) -> Result<Envelope, CallError> {
         let to = to.into();
-        let (done, answer) = flume::bounded(1);
-        let cmd = Command::Call {
-            to: to.clone(),
-            payload: payload.into(),
-            opts,
-            timeout,
-            done,
-        };
-        if self.owner(&to).send_async(cmd).await.is_err() {
-            return Err(CallError::Rejected(Rejection::ShuttingDown));
-        }
-        answer
-            .recv_async()
-            .await
-            .unwrap_or(Err(CallError::Rejected(Rejection::ShuttingDown)))
+        let payload = payload.into();
+        let owner = to.clone();
+        let gone = Err(CallError::Rejected(Rejection::ShuttingDown));
+        self.request(
+            &owner,
+            |done| Command::Call {
+                to,
+                payload,
+                opts,
+                timeout,
+                done,
+            },
+            gone,
+        )
+        .await
     }
 
     /// [`Self::call`] for plain threads.
