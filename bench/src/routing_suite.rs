@@ -179,18 +179,13 @@ pub fn run(opts: &RoutingOptions) -> Result<RoutingReport, String> {
         );
     }
 
-    let peer_median = Percentiles::median_of(&peer_rr);
     let same_shard_request_reply = LatencyComparison {
         name: "request/reply, same shard (tokio: multi-threaded runtime, DashMap lookup per call)"
             .into(),
         quire: Percentiles::median_of(&same),
-        peer: peer_median,
+        peer: Percentiles::median_of(&peer_rr),
         quire_runs: same,
-        peer_runs: Vec::new(),
-    };
-    let same_shard_request_reply = LatencyComparison {
         peer_runs: peer_rr,
-        ..same_shard_request_reply
     };
     let cross_shard_request_reply = (!cross.is_empty()).then(|| LatencyComparison {
         name: "request/reply, cross shard (tokio: driver and echo on two threads, each a current-thread runtime)"

@@ -111,7 +111,7 @@ fn run_node(
     .map_err(|e| format!("cannot install the Ctrl-C handler: {e}"))?;
     let until = duration.map(|s| Instant::now() + Duration::from_secs_f64(s));
     let every = Duration::from_millis(config.demo.report_interval_ms);
-    let mut previous = totals(&client.stats_blocking());
+    let mut previous = ShardStats::total(&client.stats_blocking());
     let mut last = Instant::now();
     loop {
         let wait = match until {
@@ -119,7 +119,7 @@ fn run_node(
             None => every,
         };
         let stop = stop_rx.recv_timeout(wait).is_ok();
-        let now = totals(&client.stats_blocking());
+        let now = ShardStats::total(&client.stats_blocking());
         let seconds = last.elapsed().as_secs_f64();
         last = Instant::now();
         println!(
@@ -143,14 +143,6 @@ fn run_node(
     );
     println!("{}", node.shutdown());
     Ok(())
-}
-
-fn totals(shards: &[ShardStats]) -> ShardStats {
-    let mut t = ShardStats::new(0);
-    for s in shards {
-        t.merge(s);
-    }
-    t
 }
 
 fn main() -> ExitCode {

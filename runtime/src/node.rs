@@ -265,11 +265,7 @@ pub struct ShutdownReport {
 impl ShutdownReport {
     /// Node-wide totals.
     pub fn totals(&self) -> ShardStats {
-        let mut t = ShardStats::new(0);
-        for s in &self.shards {
-            t.merge(s);
-        }
-        t
+        ShardStats::total(&self.shards)
     }
 
     /// Ordinary messages rejected because the node stopped.

@@ -97,9 +97,14 @@ fn client_calls_reach_agents_on_every_shard() {
     assert_eq!(report.totals().replies, 3 * shards() as u64);
 }
 
-#[test]
-fn order_holds_per_sender_receiver_and_priority_across_shards() {
-    let node = node().mailbox_capacity(100_000).start().unwrap();
+/// Runs a node whose agent on the first shard sends `count` messages of
+/// cycling priorities to a recorder on the last shard, then shuts it down.
+/// Returns the report, what the recorder saw, and how many came back.
+fn burst_from_first_to_last_shard(
+    mailbox: usize,
+    count: u32,
+) -> (quire_runtime::ShutdownReport, Seen, Arc<Mutex<u64>>) {
+    let node = node().mailbox_capacity(mailbox).start().unwrap();
     let client = node.client();
     let seen: Seen = Arc::default();
     let receiver = names_on_shard("recv", last_shard(), shards(), 1).remove(0);
@@ -108,18 +113,23 @@ fn order_holds_per_sender_receiver_and_priority_across_shards() {
     client
         .register_blocking(receiver.clone(), move || Recorder(s))
         .unwrap();
-    let bounced = Arc::new(Mutex::new(0));
+    let bounced = Arc::new(Mutex::new(0u64));
     let b = bounced.clone();
-    let to = receiver.clone();
     client
         .register_blocking(sender.clone(), move || Burst {
-            to,
-            count: 12_000,
+            to: receiver,
+            count,
             bounced: b,
         })
         .unwrap();
     client.send_blocking(sender, Bytes::new()).unwrap();
     let report = node.shutdown_with_grace(Duration::from_secs(30));
+    (report, seen, bounced)
+}
+
+#[test]
+fn order_holds_per_sender_receiver_and_priority_across_shards() {
+    let (report, seen, bounced) = burst_from_first_to_last_shard(100_000, 12_000);
     assert!(report.drained, "{report}");
     assert_eq!(*bounced.lock().unwrap(), 0);
     let seen = seen.lock().unwrap();
@@ -137,27 +147,7 @@ fn order_holds_per_sender_receiver_and_priority_across_shards() {
 
 #[test]
 fn queue_full_at_the_bound_and_every_message_accounted_for() {
-    let node = node().mailbox_capacity(16).start().unwrap();
-    let client = node.client();
-    let seen: Seen = Arc::default();
-    let receiver = names_on_shard("slow", last_shard(), shards(), 1).remove(0);
-    let sender = names_on_shard("flood", 0, shards(), 1).remove(0);
-    let s = seen.clone();
-    client
-        .register_blocking(receiver.clone(), move || Recorder(s))
-        .unwrap();
-    let bounced = Arc::new(Mutex::new(0u64));
-    let b = bounced.clone();
-    let to = receiver.clone();
-    client
-        .register_blocking(sender.clone(), move || Burst {
-            to,
-            count: 5_000,
-            bounced: b,
-        })
-        .unwrap();
-    client.send_blocking(sender, Bytes::new()).unwrap();
-    let report = node.shutdown_with_grace(Duration::from_secs(30));
+    let (report, seen, bounced) = burst_from_first_to_last_shard(16, 5_000);
     assert!(report.drained, "{report}");
     let t = report.totals();
     let delivered = seen.lock().unwrap().len() as u64;

@@ -97,6 +97,24 @@ impl ShardStats {
         self.rejected[reason.index()] += 1;
     }
 
+    /// Node-wide totals of several shards' figures (`shard` is 0).
+    ///
+    /// ```
+    /// use quire_shards::ShardStats;
+    /// let mut a = ShardStats::new(0);
+    /// a.sent = 2;
+    /// let mut b = ShardStats::new(1);
+    /// b.sent = 3;
+    /// assert_eq!(ShardStats::total([&a, &b]).sent, 5);
+    /// ```
+    pub fn total<'a>(shards: impl IntoIterator<Item = &'a ShardStats>) -> ShardStats {
+        let mut total = ShardStats::new(0);
+        for s in shards {
+            total.merge(s);
+        }
+        total
+    }
+
     /// Adds `other` into `self` (for node-wide totals; `shard` keeps its value).
     ///
     /// ```

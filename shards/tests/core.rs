@@ -60,11 +60,8 @@ impl Sim {
     }
 
     fn totals(&self) -> ShardStats {
-        let mut t = ShardStats::new(0);
-        for s in &self.shards {
-            t.merge(&s.stats());
-        }
-        t
+        let each: Vec<ShardStats> = self.shards.iter().map(ShardCore::stats).collect();
+        ShardStats::total(&each)
     }
 
     fn client_call(&mut self, to: &str, payload: &'static [u8], timeout: Duration) -> CallSlot {
