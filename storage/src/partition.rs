@@ -1,0 +1,372 @@
+//! One shard's redb file: opening it, committing write batches, and reading
+//! everything back at recovery.
+//!
+//! Tables:
+//! - `agents`: agent name -> [`AgentRecord`];
+//! - `state`: (agent name, key) -> value, the key encoded as the name's
+//!   length (u16, big-endian), the name, then the agent's key, so that one
+//!   agent's keys sit together and an undeploy removes a key range;
+//! - `inbox`: seq -> [`DurableMessage`], accepted and not finished;
+//! - `dedup`: ring slot -> finished message id (see [`crate::DedupWindow`]);
+//! - `meta`: small counters (`dedup_next`).
+
+use std::collections::HashSet;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use ahash::RandomState;
+use bytes::Bytes;
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+
+use crate::batch::{Mutation, WriteBatch};
+use crate::error::StorageError;
+use crate::records::{AgentRecord, DurableMessage};
+
+const AGENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("agents");
+const STATE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("state");
+const INBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("inbox");
+const DEDUP: TableDefinition<u32, u64> = TableDefinition::new("dedup");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// One agent state entry read back at recovery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateEntry {
+    /// The agent.
+    pub agent: String,
+    /// Its key.
+    pub key: Vec<u8>,
+    /// The value.
+    pub value: Bytes,
+}
+
+/// Everything a shard needs to come back after a restart.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    /// Agent definitions, by name.
+    pub agents: Vec<AgentRecord>,
+    /// Agent state, grouped by agent.
+    pub state: Vec<StateEntry>,
+    /// Durable messages accepted and not finished, in acceptance order.
+    pub inbox: Vec<DurableMessage>,
+    /// The de-duplication ring: (slot, id).
+    pub dedup: Vec<(u32, u64)>,
+    /// The ring slot the next finished message takes.
+    pub dedup_next: u32,
+    /// Bytes of state values read.
+    pub state_bytes: u64,
+}
+
+impl Recovered {
+    /// The first inbox sequence number not yet used.
+    pub fn next_seq(&self) -> u64 {
+        self.inbox.last().map_or(1, |m| m.seq + 1)
+    }
+}
+
+/// What one commit did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CommitStats {
+    /// Mutations applied.
+    pub mutations: usize,
+    /// Durable messages accepted in the batch.
+    pub messages: usize,
+    /// Messages accepted and finished within the same batch, so never
+    /// written to the inbox at all.
+    pub coalesced: usize,
+    /// Time spent in the transaction, fsync included.
+    pub elapsed: Duration,
+}
+
+/// A shard's partition. `Sync`: the runtime hands it to a commit thread.
+pub struct Partition {
+    db: redb::Database,
+    file: PathBuf,
+    failed: Mutex<Option<String>>,
+}
+
+impl std::fmt::Debug for Partition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Partition")
+            .field("file", &self.file)
+            .finish()
+    }
+}
+
+impl Partition {
+    /// Opens (or creates) the partition file at `path`. A file that is not a
+    /// redb partition, or is damaged beyond redb's repair, is an error naming
+    /// the file.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StorageError> {
+        let file = path.as_ref().to_path_buf();
+        let exists = file.exists();
+        // redb asserts on some malformed headers; a damaged file must be an
+        // error, never a panic of the node.
+        let opened = catch_unwind(AssertUnwindSafe(|| redb::Database::create(&file)));
+        let db = match opened {
+            Ok(Ok(db)) => db,
+            Ok(Err(e)) => {
+                let e = redb::Error::from(e);
+                return Err(match e {
+                    redb::Error::Corrupted(detail) => StorageError::Corrupted { file, detail },
+                    other => StorageError::Open {
+                        file,
+                        detail: other.to_string(),
+                    },
+                });
+            }
+            Err(panic) => {
+                return Err(StorageError::Corrupted {
+                    file,
+                    detail: panic_message(&panic),
+                })
+            }
+        };
+        let part = Partition {
+            db,
+            file,
+            failed: Mutex::new(None),
+        };
+        if !exists {
+            // Create every table up front so that readers never meet a
+            // missing one.
+            part.commit(WriteBatch::default(), true)?;
+        }
+        Ok(part)
+    }
+
+    /// The partition file.
+    pub fn file(&self) -> &Path {
+        &self.file
+    }
+
+    /// Opens `path` and verifies every page checksum and every record
+    /// (the crash test's "opens cleanly"); returns what it holds.
+    pub fn verify(path: impl AsRef<Path>) -> Result<Recovered, StorageError> {
+        let mut part = Self::open(path)?;
+        let ok = part
+            .db
+            .check_integrity()
+            .map_err(|e| part.error(redb::Error::from(e)))?;
+        if !ok {
+            return Err(StorageError::Corrupted {
+                file: part.file.clone(),
+                detail: "integrity check repaired the file".into(),
+            });
+        }
+        part.recover()
+    }
+
+    /// Applies `batch` as one transaction; with `durable` the commit returns
+    /// only once it is on disk (fsync). After a failed commit the partition
+    /// refuses further writes: the shard's memory may then be ahead of its
+    /// disk, and only a restart (recovery) makes them agree again.
+    pub fn commit(&self, batch: WriteBatch, durable: bool) -> Result<CommitStats, StorageError> {
+        if let Some(detail) = self.failed.lock().expect("failure flag").clone() {
+            return Err(StorageError::Failed {
+                file: self.file.clone(),
+                detail,
+            });
+        }
+        let started = Instant::now();
+        let result = self.apply(batch, durable);
+        match result {
+            Ok(mut stats) => {
+                stats.elapsed = started.elapsed();
+                Ok(stats)
+            }
+            Err(e) => {
+                *self.failed.lock().expect("failure flag") = Some(e.to_string());
+                Err(e)
+            }
+        }
+    }
+
+    fn apply(&self, batch: WriteBatch, durable: bool) -> Result<CommitStats, StorageError> {
+        let mut stats = CommitStats {
+            mutations: batch.len(),
+            messages: batch.messages(),
+            ..CommitStats::default()
+        };
+        // A message accepted and finished within this batch never needs the
+        // inbox: skipping both writes is most of batched mode's speed.
+        let finished: HashSet<u64, RandomState> = batch
+            .mutations()
+            .iter()
+            .filter_map(|m| match m {
+                Mutation::Finish { seq, .. } => Some(*seq),
+                _ => None,
+            })
+            .collect();
+        let mut enqueued_here: HashSet<u64, RandomState> = HashSet::default();
+
+        let mut tx = self.db.begin_write().map_err(|e| self.error(e))?;
+        tx.set_durability(if durable {
+            redb::Durability::Immediate
+        } else {
+            redb::Durability::None
+        })
+        .map_err(|e| self.error(e))?;
+        tx.set_quick_repair(true);
+        {
+            let mut agents = tx.open_table(AGENTS).map_err(|e| self.error(e))?;
+            let mut state = tx.open_table(STATE).map_err(|e| self.error(e))?;
+            let mut inbox = tx.open_table(INBOX).map_err(|e| self.error(e))?;
+            let mut dedup = tx.open_table(DEDUP).map_err(|e| self.error(e))?;
+            let mut meta = tx.open_table(META).map_err(|e| self.error(e))?;
+            let mut dedup_next = None;
+            let mut key_buf = Vec::new();
+            for m in batch.into_mutations() {
+                match m {
+                    Mutation::PutAgent(rec) => {
+                        agents
+                            .insert(rec.name.as_str(), rec.encode().as_slice())
+                            .map_err(|e| self.error(e))?;
+                    }
+                    Mutation::DeleteAgent(name) => {
+                        agents.remove(name.as_str()).map_err(|e| self.error(e))?;
+                        let prefix = state_key(&name, b"", &mut key_buf).to_vec();
+                        let keys: Vec<Vec<u8>> = state
+                            .range(prefix.as_slice()..)
+                            .map_err(|e| self.error(e))?
+                            .map_while(|entry| {
+                                let (k, _) = entry.ok()?;
+                                let k = k.value();
+                                k.starts_with(&prefix).then(|| k.to_vec())
+                            })
+                            .collect();
+                        for k in keys {
+                            state.remove(k.as_slice()).map_err(|e| self.error(e))?;
+                        }
+                    }
+                    Mutation::PutState { agent, key, value } => {
+                        let k = state_key(&agent, &key, &mut key_buf);
+                        state.insert(k, value.as_ref()).map_err(|e| self.error(e))?;
+                    }
+                    Mutation::DeleteState { agent, key } => {
+                        let k = state_key(&agent, &key, &mut key_buf);
+                        state.remove(k).map_err(|e| self.error(e))?;
+                    }
+                    Mutation::Enqueue(msg) => {
+                        if finished.contains(&msg.seq) {
+                            enqueued_here.insert(msg.seq);
+                            stats.coalesced += 1;
+                        } else {
+                            inbox
+                                .insert(msg.seq, msg.encode().as_slice())
+                                .map_err(|e| self.error(e))?;
+                        }
+                    }
+                    Mutation::Finish {
+                        seq,
+                        dedup: id,
+                        slot,
+                    } => {
+                        if !enqueued_here.contains(&seq) {
+                            inbox.remove(seq).map_err(|e| self.error(e))?;
+                        }
+                        dedup.insert(slot, id).map_err(|e| self.error(e))?;
+                        dedup_next = Some(slot.wrapping_add(1));
+                    }
+                }
+            }
+            if let Some(next) = dedup_next {
+                meta.insert("dedup_next", u64::from(next))
+                    .map_err(|e| self.error(e))?;
+            }
+        }
+        tx.commit().map_err(|e| self.error(e))?;
+        Ok(stats)
+    }
+
+    /// Reads everything back (recovery).
+    pub fn recover(&self) -> Result<Recovered, StorageError> {
+        let tx = self.db.begin_read().map_err(|e| self.error(e))?;
+        let mut out = Recovered::default();
+
+        let agents = tx.open_table(AGENTS).map_err(|e| self.error(e))?;
+        for entry in agents.iter().map_err(|e| self.error(e))? {
+            let (name, rec) = entry.map_err(|e| self.error(e))?;
+            let rec = AgentRecord::decode(rec.value())
+                .map_err(|e| self.corrupted(format!("agent record {:?}: {e}", name.value())))?;
+            out.agents.push(rec);
+        }
+
+        let state = tx.open_table(STATE).map_err(|e| self.error(e))?;
+        for entry in state.iter().map_err(|e| self.error(e))? {
+            let (k, v) = entry.map_err(|e| self.error(e))?;
+            let (agent, key) =
+                split_state_key(k.value()).ok_or_else(|| self.corrupted("malformed state key"))?;
+            let value = Bytes::copy_from_slice(v.value());
+            out.state_bytes += value.len() as u64;
+            out.state.push(StateEntry {
+                agent: agent.to_string(),
+                key: key.to_vec(),
+                value,
+            });
+        }
+
+        let inbox = tx.open_table(INBOX).map_err(|e| self.error(e))?;
+        for entry in inbox.iter().map_err(|e| self.error(e))? {
+            let (seq, msg) = entry.map_err(|e| self.error(e))?;
+            let msg = DurableMessage::decode(msg.value())
+                .map_err(|e| self.corrupted(format!("inbox message {}: {e}", seq.value())))?;
+            out.inbox.push(msg);
+        }
+
+        let dedup = tx.open_table(DEDUP).map_err(|e| self.error(e))?;
+        for entry in dedup.iter().map_err(|e| self.error(e))? {
+            let (slot, id) = entry.map_err(|e| self.error(e))?;
+            out.dedup.push((slot.value(), id.value()));
+        }
+
+        let meta = tx.open_table(META).map_err(|e| self.error(e))?;
+        out.dedup_next = meta
+            .get("dedup_next")
+            .map_err(|e| self.error(e))?
+            .map_or(0, |v| v.value() as u32);
+        Ok(out)
+    }
+
+    fn error(&self, e: impl Into<redb::Error>) -> StorageError {
+        match e.into() {
+            redb::Error::Corrupted(detail) => self.corrupted(detail),
+            other => StorageError::Io {
+                file: self.file.clone(),
+                detail: other.to_string(),
+            },
+        }
+    }
+
+    fn corrupted(&self, detail: impl Into<String>) -> StorageError {
+        StorageError::Corrupted {
+            file: self.file.clone(),
+            detail: detail.into(),
+        }
+    }
+}
+
+/// The `state` table key of `key` of `agent`, built in `buf`.
+fn state_key<'b>(agent: &str, key: &[u8], buf: &'b mut Vec<u8>) -> &'b [u8] {
+    buf.clear();
+    let len = u16::try_from(agent.len()).expect("agent names are shorter than 64 KiB");
+    buf.extend_from_slice(&len.to_be_bytes());
+    buf.extend_from_slice(agent.as_bytes());
+    buf.extend_from_slice(key);
+    buf
+}
+
+fn split_state_key(k: &[u8]) -> Option<(&str, &[u8])> {
+    let len = usize::from(u16::from_be_bytes(k.get(..2)?.try_into().ok()?));
+    let name = std::str::from_utf8(k.get(2..2 + len)?).ok()?;
+    Some((name, &k[2 + len..]))
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "redb panicked while opening the file".into())
+}
