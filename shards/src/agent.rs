@@ -207,6 +207,28 @@ impl Context<'_> {
         Ok(())
     }
 
+    /// This agent's value for `key` in its key-value state.
+    ///
+    /// State lives in the shard's memory, so reads never wait on a disk.
+    /// For a deployed agent on a node with storage, every change is
+    /// journaled and committed in the same transaction as the completion of
+    /// the durable message being handled: after a crash the state matches
+    /// exactly the messages whose handling was committed.
+    pub fn state(&self, key: &[u8]) -> Option<Bytes> {
+        self.core.state_get(self.slot, key)
+    }
+
+    /// Sets `key` to `value` in this agent's state.
+    pub fn put_state(&mut self, key: impl Into<Vec<u8>>, value: impl Into<Bytes>) {
+        self.core
+            .state_put(self.slot, self.me, key.into(), value.into());
+    }
+
+    /// Removes `key` from this agent's state; `true` if it was there.
+    pub fn delete_state(&mut self, key: &[u8]) -> bool {
+        self.core.state_delete(self.slot, self.me, key)
+    }
+
     /// Sends `payload` to this agent itself after `delay` (a timer).
     pub fn send_after(&mut self, delay: Duration, payload: impl Into<Bytes>) {
         let env = self.envelope(

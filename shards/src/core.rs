@@ -18,10 +18,13 @@ use std::time::{Duration, Instant};
 use ahash::RandomState;
 use bytes::Bytes;
 
+use quire_storage::{AgentRecord, DurableMessage, Mutation, WriteBatch};
+
 use crate::agent::{Agent, Context, Current, SendOptions};
 use crate::agent_id::{AgentId, ShardId};
-use crate::envelope::{Address, ClientTicket, Envelope, Kind, MessageId};
+use crate::envelope::{Address, ClientTicket, Envelope, Kind, MessageId, Priority};
 use crate::error::{CallError, Rejection};
+use crate::journal::{DurableAdmission, Journal};
 use crate::mailbox::Mailbox;
 use crate::stats::ShardStats;
 
@@ -46,6 +49,11 @@ pub struct ShardConfig {
     pub max_pending_calls: usize,
     /// Messages an agent handles in one turn before others get theirs.
     pub agent_batch: usize,
+    /// Journal deployments, agent state and durable messages for a storage
+    /// partition (off when the node's durability is `none`).
+    pub journal: bool,
+    /// Finished durable message ids remembered for de-duplication.
+    pub dedup_window: usize,
 }
 
 impl ShardConfig {
@@ -58,6 +66,8 @@ impl ShardConfig {
             outbox_capacity: 16 * 1024,
             max_pending_calls: 64 * 1024,
             agent_batch: 32,
+            journal: false,
+            dedup_window: 256 * 1024,
         }
     }
 }
@@ -132,7 +142,14 @@ struct Slot {
     /// In the ready queue (or being run) right now.
     scheduled: bool,
     live: bool,
+    /// Deployed (journaled, rebuilt after a restart) rather than registered.
+    persistent: bool,
+    /// The agent's key-value state, kept here so that reads never wait on
+    /// the disk; journaled writes make it durable.
+    state: AgentState,
 }
+
+type AgentState = HashMap<Box<[u8]>, Bytes, RandomState>;
 
 /// One shard's agents, queues, pending calls and timers.
 ///
@@ -188,12 +205,14 @@ pub struct ShardCore {
     stats: ShardStats,
     draining: bool,
     stopping: bool,
+    journal: Journal,
 }
 
 impl ShardCore {
     /// An empty shard.
     pub fn new(cfg: ShardConfig) -> Self {
         assert!(cfg.shard_count > 0 && (cfg.shard as usize) < cfg.shard_count);
+        let journal = Journal::new(cfg.journal, cfg.dedup_window);
         Self {
             outboxes: (0..cfg.shard_count).map(|_| Vec::new()).collect(),
             stats: ShardStats::new(cfg.shard),
@@ -216,6 +235,7 @@ impl ShardCore {
             ticket_seq: 0,
             draining: false,
             stopping: false,
+            journal,
         }
     }
 
@@ -264,6 +284,8 @@ impl ShardCore {
             mailbox: Mailbox::new(self.cfg.mailbox_capacity),
             scheduled: false,
             live: true,
+            persistent: false,
+            state: AgentState::default(),
         };
         let idx = match self.free_slots.pop() {
             Some(idx) => {
@@ -290,6 +312,12 @@ impl ShardCore {
         let slot = &mut self.slots[idx];
         slot.live = false;
         slot.agent = None;
+        slot.state = AgentState::default();
+        if std::mem::take(&mut slot.persistent) {
+            self.journal
+                .log(Mutation::DeleteAgent(id.as_str().to_string()));
+        }
+        let slot = &mut self.slots[idx];
         let waiting: Vec<Envelope> = slot.mailbox.drain().collect();
         self.queued -= waiting.len();
         if !slot.scheduled {
@@ -768,6 +796,197 @@ impl ShardCore {
         self.stats.rejected_for(Rejection::ShuttingDown) - before
     }
 
+    // ---- persistence ----
+
+    /// Deploys an agent: registers it and journals its definition, so that a
+    /// restart rebuilds it (with its state) from `record`.
+    pub fn deploy(
+        &mut self,
+        record: AgentRecord,
+        agent: Box<dyn Agent>,
+    ) -> Result<(), RegisterError> {
+        let id = AgentId::from(record.name.as_str());
+        self.register(id.clone(), agent)?;
+        let idx = self.by_name[&id];
+        self.slots[idx].persistent = true;
+        self.journal.log(Mutation::PutAgent(record));
+        Ok(())
+    }
+
+    /// Brings back a deployed agent at recovery (its definition is stored
+    /// already, so nothing is journaled).
+    pub fn restore_agent(
+        &mut self,
+        id: AgentId,
+        agent: Box<dyn Agent>,
+    ) -> Result<(), RegisterError> {
+        self.register(id.clone(), agent)?;
+        let idx = self.by_name[&id];
+        self.slots[idx].persistent = true;
+        Ok(())
+    }
+
+    /// Puts back one state entry of a restored agent; `false` when no such
+    /// agent is registered.
+    pub fn restore_state(&mut self, id: &AgentId, key: Vec<u8>, value: Bytes) -> bool {
+        let Some(&idx) = self.by_name.get(id) else {
+            return false;
+        };
+        self.slots[idx].state.insert(key.into_boxed_slice(), value);
+        true
+    }
+
+    /// Rebuilds the de-duplication window from the partition.
+    pub fn restore_dedup(&mut self, slots: impl IntoIterator<Item = (u32, u64)>, next: u32) {
+        self.journal.restore_dedup(slots, next);
+    }
+
+    /// Queues again a durable message that was accepted before a restart and
+    /// not finished. It takes its place even in a full mailbox (it was
+    /// acknowledged long ago); one whose agent is gone is dead-lettered.
+    pub fn redeliver(&mut self, msg: DurableMessage) -> Result<MessageId, Rejection> {
+        let id = self.next_message_id();
+        self.journal.readmit(id, msg.seq, msg.dedup);
+        self.stats.durable_redelivered += 1;
+        self.stats.sent += 1;
+        let to = AgentId::from(msg.to.as_str());
+        let priority = Priority::ALL
+            .get(usize::from(msg.priority))
+            .copied()
+            .unwrap_or_default();
+        let env = Envelope {
+            id,
+            from: Address::Nobody,
+            to: Address::Agent(to.clone()),
+            conversation: Some(id),
+            in_reply_to: None,
+            priority,
+            deadline: None,
+            kind: Kind::Send,
+            payload: msg.payload,
+        };
+        let Some(&idx) = self.by_name.get(&to) else {
+            self.stats.reject(Rejection::NoSuchAgent);
+            self.journal.finish(id);
+            return Err(Rejection::NoSuchAgent);
+        };
+        let slot = &mut self.slots[idx];
+        slot.mailbox.push_unbounded(env);
+        self.queued += 1;
+        if !slot.scheduled {
+            slot.scheduled = true;
+            self.ready.push_back(idx);
+        }
+        Ok(id)
+    }
+
+    /// A one-way message from a client that must survive a crash once
+    /// acknowledged. `dedup` is the sender's id for it, the same on every
+    /// retry. The runtime acknowledges an accepted message (and a duplicate)
+    /// once [`Self::journal_position`], read right after this call, is
+    /// committed. Without a journal this is [`Self::admit_client`].
+    pub fn admit_durable(
+        &mut self,
+        to: AgentId,
+        payload: Bytes,
+        opts: SendOptions,
+        dedup: u64,
+    ) -> Result<DurableAdmission, Rejection> {
+        if !self.journal.enabled() {
+            return self
+                .admit_client(to, payload, opts)
+                .map(DurableAdmission::Accepted);
+        }
+        if self.journal.is_duplicate(dedup) {
+            self.stats.durable_duplicates += 1;
+            return Ok(DurableAdmission::Duplicate);
+        }
+        if to.owning_shard(self.cfg.shard_count) != self.cfg.shard {
+            // Durable messages are journaled where their agent lives.
+            return Err(Rejection::Invalid);
+        }
+        let msg = DurableMessage {
+            seq: self.journal.next_seq(),
+            dedup,
+            to: to.as_str().to_string(),
+            priority: opts.priority as u8,
+            payload: payload.clone(),
+        };
+        let env = self.outside_envelope(to, payload, Kind::Send, Address::Nobody, opts);
+        let id = env.id;
+        self.refuse_while_draining()?;
+        self.route_ordinary(env).map_err(|(r, _)| r)?;
+        self.journal.accept(id, msg);
+        self.stats.durable_accepted += 1;
+        Ok(DurableAdmission::Accepted(id))
+    }
+
+    /// True when this shard journals writes for a partition.
+    pub fn is_journaling(&self) -> bool {
+        self.journal.enabled()
+    }
+
+    /// Mutations journaled since the shard started: a write is durable once
+    /// a commit ending at or after its position succeeded.
+    pub fn journal_position(&self) -> u64 {
+        self.journal.position()
+    }
+
+    /// Journaled writes not yet taken, and the durable messages among them.
+    pub fn pending_writes(&self) -> (usize, usize) {
+        self.journal.pending()
+    }
+
+    /// Durable messages accepted (or redelivered) and not yet finished.
+    pub fn durable_inflight(&self) -> usize {
+        self.journal.inflight()
+    }
+
+    /// Takes journaled writes, oldest first, with at most `max_messages`
+    /// durable messages among them; returns the batch and the journal
+    /// position it ends at.
+    pub fn take_writes(&mut self, max_messages: usize) -> (WriteBatch, u64) {
+        self.journal.take(max_messages)
+    }
+
+    pub(crate) fn state_get(&self, slot: usize, key: &[u8]) -> Option<Bytes> {
+        self.slots[slot].state.get(key).cloned()
+    }
+
+    pub(crate) fn state_put(&mut self, slot: usize, me: &AgentId, key: Vec<u8>, value: Bytes) {
+        let s = &mut self.slots[slot];
+        if s.persistent {
+            self.journal.log(Mutation::PutState {
+                agent: me.as_str().to_string(),
+                key: key.clone(),
+                value: value.clone(),
+            });
+        }
+        s.state.insert(key.into_boxed_slice(), value);
+    }
+
+    pub(crate) fn state_delete(&mut self, slot: usize, me: &AgentId, key: &[u8]) -> bool {
+        let s = &mut self.slots[slot];
+        let existed = s.state.remove(key).is_some();
+        if existed && s.persistent {
+            self.journal.log(Mutation::DeleteState {
+                agent: me.as_str().to_string(),
+                key: key.to_vec(),
+            });
+        }
+        existed
+    }
+
+    /// Bytes of state values held by this shard's agents.
+    pub fn state_bytes(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|s| s.live)
+            .flat_map(|s| s.state.iter())
+            .map(|(k, v)| k.len() + v.len())
+            .sum()
+    }
+
     // ---- internals ----
 
     fn outside_envelope(
@@ -966,6 +1185,9 @@ impl ShardCore {
 
     /// Sends a refused ordinary message back to its sender.
     fn bounce(&mut self, env: Envelope, reason: Rejection) {
+        // A durable message that cannot be delivered is dead-lettered: it
+        // leaves the inbox like a handled one.
+        self.journal.finish(env.id);
         let kind = match env.kind {
             Kind::Send => Kind::Bounce(reason),
             Kind::Call => Kind::CallRejected(reason),
@@ -1022,6 +1244,10 @@ impl ShardCore {
                 let panicked =
                     catch_unwind(AssertUnwindSafe(|| agent.handle(&mut ctx, env))).is_err();
                 let current = ctx.current.take().expect("current message is kept");
+                // A durable message is finished once handled, failed or not:
+                // a message that makes its handler panic must not come back
+                // after every restart.
+                self.journal.finish(current.id);
                 if !panicked {
                     self.stats.handled += 1;
                     return;

@@ -10,6 +10,7 @@ mod agent_id;
 mod core;
 mod envelope;
 mod error;
+mod journal;
 mod mailbox;
 mod stats;
 pub mod testing;
@@ -20,5 +21,7 @@ pub use agent_id::{fnv1a64, jump_consistent_hash, owning_shard, AgentId, Invalid
 pub use core::{ClientWaiter, RegisterError, ShardConfig, ShardCore, LATENCY_SAMPLE_EVERY};
 pub use envelope::{Address, ClientTicket, ConversationId, Envelope, Kind, MessageId, Priority};
 pub use error::{CallError, Rejection};
+pub use journal::DurableAdmission;
 pub use mailbox::Mailbox;
+pub use quire_storage::{AgentRecord, DurableMessage};
 pub use stats::{new_latency_histogram, ShardStats, MAX_TRACKED_NS};

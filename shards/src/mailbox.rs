@@ -55,6 +55,15 @@ impl Mailbox {
         Ok(())
     }
 
+    /// Queues an ordinary message even past the bound (a redelivered
+    /// durable message that was acknowledged long ago).
+    pub fn push_unbounded(&mut self, env: Envelope) {
+        if !env.kind.is_control() {
+            self.bounded_len += 1;
+        }
+        self.classes[env.priority.index()].push_back(env);
+    }
+
     /// The next message: highest class first, FIFO within a class.
     #[inline(always)]
     pub fn pop(&mut self) -> Option<Envelope> {

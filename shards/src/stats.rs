@@ -52,6 +52,12 @@ pub struct ShardStats {
     pub agents: u64,
     /// Messages waiting in this shard's mailboxes now.
     pub queued: u64,
+    /// Durable messages accepted (journaled) on this shard.
+    pub durable_accepted: u64,
+    /// Durable messages refused as already accepted or finished (retries).
+    pub durable_duplicates: u64,
+    /// Durable messages queued again after a restart.
+    pub durable_redelivered: u64,
     /// Call round trips completed on this shard (call to reply), in ns.
     pub call_latency_ns: Histogram<u64>,
 }
@@ -74,6 +80,9 @@ impl ShardStats {
             batches_out: 0,
             agents: 0,
             queued: 0,
+            durable_accepted: 0,
+            durable_duplicates: 0,
+            durable_redelivered: 0,
             call_latency_ns: new_latency_histogram(),
         }
     }
@@ -138,6 +147,9 @@ impl ShardStats {
         self.call_timeouts += other.call_timeouts;
         self.control_dropped += other.control_dropped;
         self.agent_panics += other.agent_panics;
+        self.durable_accepted += other.durable_accepted;
+        self.durable_duplicates += other.durable_duplicates;
+        self.durable_redelivered += other.durable_redelivered;
         self.cross_shard_out += other.cross_shard_out;
         self.cross_shard_in += other.cross_shard_in;
         self.batches_out += other.batches_out;
