@@ -5,14 +5,15 @@
 //! it goes straight to the shard that owns the target agent, so a client
 //! call costs no extra hop on the mesh.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_lite::future::block_on;
 use quire_shards::{
-    owning_shard, Agent, AgentId, CallError, Envelope, MessageId, RegisterError, Rejection,
-    SendOptions, ShardStats,
+    owning_shard, Agent, AgentId, AgentRecord, CallError, Envelope, MessageId, RegisterError,
+    Rejection, SendOptions, ShardStats,
 };
 
 use crate::shard_runtime::{AgentFactory, Command, Probe};
@@ -42,6 +43,51 @@ use crate::shard_runtime::{AgentFactory, Command, Probe};
 #[derive(Clone)]
 pub struct Client {
     shards: Arc<[flume::Sender<Command>]>,
+    /// Source of de-duplication ids for durable sends that bring none: a
+    /// random start per handle, counted up.
+    dedup_ids: Arc<AtomicU64>,
+}
+
+/// A durable send's acknowledgement: the message is committed (or was
+/// already, under the same de-duplication id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurableReceipt {
+    /// The message's id on the node; `None` for a duplicate.
+    pub id: Option<MessageId>,
+    /// The same de-duplication id was accepted before: nothing new was
+    /// queued, and the first one is (or was) delivered exactly once.
+    pub duplicate: bool,
+}
+
+/// Why a durable send was not acknowledged. Either way the message may be
+/// sent again with the same de-duplication id without risk of a double.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurableError {
+    /// Refused at once (full mailbox, no such agent, shutting down).
+    #[error("refused: {0}")]
+    Rejected(Rejection),
+    /// The shard's partition could not commit it.
+    #[error("storage failed: {0}")]
+    Storage(String),
+}
+
+/// Why a deploy failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeployError {
+    /// The kind is unknown, or its factory refused the config.
+    #[error("cannot build agent {name}: {reason}")]
+    Build {
+        /// The agent.
+        name: String,
+        /// The factory's words.
+        reason: String,
+    },
+    /// The name is taken, or the node is stopping.
+    #[error(transparent)]
+    Register(RegisterError),
+    /// The definition could not be committed.
+    #[error("storage failed: {0}")]
+    Storage(String),
 }
 
 /// Why an agent could not be registered through a client.
@@ -49,8 +95,11 @@ pub type RegisterResult = Result<(), RegisterError>;
 
 impl Client {
     pub(crate) fn new(shards: Vec<flume::Sender<Command>>) -> Self {
+        use std::hash::{BuildHasher, RandomState};
+        let start = RandomState::new().hash_one(std::time::SystemTime::now());
         Self {
             shards: shards.into(),
+            dedup_ids: Arc::new(AtomicU64::new(start)),
         }
     }
 
@@ -120,6 +169,98 @@ impl Client {
     /// [`Self::unregister`] for plain threads.
     pub fn unregister_blocking(&self, name: impl Into<AgentId>) -> Result<usize, RegisterError> {
         block_on(self.unregister(name))
+    }
+
+    /// Deploys an agent of a kind the node knows (see
+    /// [`crate::NodeBuilder::agent_kind`]). On a durable node the answer
+    /// comes once the definition is committed; after a restart the agent is
+    /// rebuilt from it, with its state.
+    pub async fn deploy(
+        &self,
+        name: impl Into<AgentId>,
+        kind: &str,
+        config: impl Into<Vec<u8>>,
+    ) -> Result<(), DeployError> {
+        let id = name.into();
+        let record = AgentRecord::new(id.as_str(), kind, config.into());
+        self.request(
+            &id,
+            |done| Command::Deploy { record, done },
+            Err(DeployError::Register(RegisterError::ShuttingDown)),
+        )
+        .await
+    }
+
+    /// [`Self::deploy`] for plain threads.
+    pub fn deploy_blocking(
+        &self,
+        name: impl Into<AgentId>,
+        kind: &str,
+        config: impl Into<Vec<u8>>,
+    ) -> Result<(), DeployError> {
+        block_on(self.deploy(name, kind, config))
+    }
+
+    /// Removes a deployed agent with its state (committed before the
+    /// answer on a durable node); returns how many queued messages were
+    /// rejected.
+    pub async fn undeploy(&self, name: impl Into<AgentId>) -> Result<usize, RegisterError> {
+        self.unregister(name).await
+    }
+
+    /// A fresh de-duplication id for [`Self::send_durable_with`].
+    pub fn next_dedup_id(&self) -> u64 {
+        self.dedup_ids.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Sends a one-way message that survives a crash once acknowledged.
+    pub async fn send_durable(
+        &self,
+        to: impl Into<AgentId>,
+        payload: impl Into<Bytes>,
+    ) -> Result<DurableReceipt, DurableError> {
+        let dedup = self.next_dedup_id();
+        self.send_durable_with(to, payload, SendOptions::default(), dedup)
+            .await
+    }
+
+    /// Sends a durable message under the sender's own de-duplication id:
+    /// sending it again with the same id (a retry after a lost answer)
+    /// never delivers it twice while the receiving shard remembers the id
+    /// (`storage.dedup_window` finished messages).
+    ///
+    /// On a node with `durability = "none"` this is a plain send.
+    pub async fn send_durable_with(
+        &self,
+        to: impl Into<AgentId>,
+        payload: impl Into<Bytes>,
+        opts: SendOptions,
+        dedup: u64,
+    ) -> Result<DurableReceipt, DurableError> {
+        let to = to.into();
+        let payload = payload.into();
+        let owner = to.clone();
+        self.request(
+            &owner,
+            |done| Command::SendDurable {
+                to,
+                payload,
+                opts,
+                dedup,
+                done,
+            },
+            Err(DurableError::Rejected(Rejection::ShuttingDown)),
+        )
+        .await
+    }
+
+    /// [`Self::send_durable`] for plain threads.
+    pub fn send_durable_blocking(
+        &self,
+        to: impl Into<AgentId>,
+        payload: impl Into<Bytes>,
+    ) -> Result<DurableReceipt, DurableError> {
+        block_on(self.send_durable(to, payload))
     }
 
     /// Sends a one-way message; `Ok` once the owning shard has queued it.

@@ -3,9 +3,10 @@
 //! Unknown keys are errors (a typo must not silently fall back to a
 //! default), and every bound is checked with the key named in the message.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use quire_storage::{Durability, GroupCommit};
 use serde::Deserialize;
 
 /// The configuration `quire node` runs with when given no file.
@@ -19,8 +20,52 @@ pub struct NodeConfig {
     pub node: NodeSection,
     /// Bounds of every queue.
     pub queues: QueueSection,
+    /// Durability and the data directory.
+    pub storage: StorageSection,
     /// The demo workload of `quire node`.
     pub demo: DemoSection,
+}
+
+/// `[storage]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSection {
+    /// none, batched or immediate.
+    pub durability: Durability,
+    /// Data directory (partitions and manifest).
+    pub data_dir: PathBuf,
+    /// Node id for a new data directory's manifest.
+    pub node_id: String,
+    /// Durable messages per group commit, at most.
+    pub batch_max_messages: usize,
+    /// Longest wait of a write for its group commit, µs.
+    pub batch_max_delay_us: u64,
+    /// Finished message ids remembered per shard.
+    pub dedup_window: usize,
+}
+
+impl Default for StorageSection {
+    fn default() -> Self {
+        Self {
+            durability: Durability::None,
+            data_dir: PathBuf::from("quire-data"),
+            node_id: "quire-node".into(),
+            batch_max_messages: 4096,
+            batch_max_delay_us: 1000,
+            dedup_window: 262_144,
+        }
+    }
+}
+
+impl StorageSection {
+    /// The group-commit policy these settings give.
+    pub fn group_commit(&self) -> GroupCommit {
+        GroupCommit::new(
+            self.durability,
+            self.batch_max_messages,
+            Duration::from_micros(self.batch_max_delay_us),
+        )
+    }
 }
 
 /// `[node]`
@@ -183,6 +228,11 @@ impl NodeConfig {
                 self.demo.report_interval_ms as usize,
             ),
             ("demo.call_interval_us", self.demo.call_interval_us as usize),
+            (
+                "storage.batch_max_messages",
+                self.storage.batch_max_messages,
+            ),
+            ("storage.dedup_window", self.storage.dedup_window),
         ];
         for (key, value) in positive {
             if value == 0 {
@@ -196,6 +246,21 @@ impl NodeConfig {
             return Err(ConfigError::Invalid {
                 key: "node.shards",
                 problem: "must be at least 1".into(),
+            });
+        }
+        if self.storage.durability.is_persistent() && self.storage.data_dir.as_os_str().is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "storage.data_dir",
+                problem: "must name a directory when durability is not none".into(),
+            });
+        }
+        if self.storage.batch_max_delay_us > 10_000_000 {
+            return Err(ConfigError::Invalid {
+                key: "storage.batch_max_delay_us",
+                problem: format!(
+                    "is {} but at most 10000000 (10 s) makes sense",
+                    self.storage.batch_max_delay_us
+                ),
             });
         }
         if self.node.spin_before_park_us > 1_000_000 {
@@ -242,6 +307,16 @@ mod tests {
         assert!(err.to_string().contains("sharts"), "{err}");
         let err = NodeConfig::from_toml("[queues]\nmailbox_capacity = \"big\"").unwrap_err();
         assert!(err.to_string().contains("mailbox_capacity"), "{err}");
+        let err = NodeConfig::from_toml("[storage]\ndurability = \"sometimes\"").unwrap_err();
+        assert!(err.to_string().contains("sometimes"), "{err}");
+        let err = NodeConfig::from_toml("[storage]\nbatch_max_messages = 0").unwrap_err();
+        assert!(
+            err.to_string().contains("storage.batch_max_messages"),
+            "{err}"
+        );
+        let err = NodeConfig::from_toml("[storage]\ndurability = \"batched\"\ndata_dir = \"\"")
+            .unwrap_err();
+        assert!(err.to_string().contains("storage.data_dir"), "{err}");
         let err = NodeConfig::from_toml("[node]\nspin_before_park_us = 5000000").unwrap_err();
         assert!(
             err.to_string().contains("node.spin_before_park_us"),

@@ -22,6 +22,8 @@
 //! println!("{}", node.shutdown());
 //! ```
 
+pub mod agent_kinds;
+pub mod builtin_kinds;
 pub mod client;
 pub mod config;
 pub mod cpuset;
@@ -30,9 +32,12 @@ mod node;
 pub mod placement;
 pub mod preflight;
 mod shard_runtime;
+mod shard_storage;
 mod signal;
 pub mod topology;
 
-pub use client::Client;
+pub use agent_kinds::AgentKinds;
+pub use client::{Client, DeployError, DurableError, DurableReceipt};
 pub use node::{Node, NodeBuilder, ShutdownReport, StartError};
 pub use shard_runtime::AgentFactory;
+pub use shard_storage::RecoveryReport;

@@ -8,14 +8,17 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use glommio::channels::shared_channel;
-use glommio::LocalExecutorBuilder;
-use quire_shards::{Rejection, ShardConfig, ShardStats};
+use glommio::{LocalExecutorBuilder, PoolPlacement};
+use quire_shards::{Agent, AgentRecord, Rejection, ShardConfig, ShardCore, ShardStats};
+use quire_storage::{partition_path, Durability, NodeManifest, Partition, StorageError};
 
+use crate::agent_kinds::AgentKinds;
 use crate::client::Client;
 use crate::config::NodeConfig;
 use crate::placement::{inherited_affinity, Placement, PlacementError, PlacementRequest};
 use crate::preflight::{check_host, PreflightError};
 use crate::shard_runtime::{run_shard, Batch, Command, Doorbell, ShardWiring};
+use crate::shard_storage::{restore, RecoveryReport, StorageSetup};
 use crate::topology::{MachineTopology, TopologyError};
 
 /// Why a node did not start. Each variant's message says what to change.
@@ -34,6 +37,18 @@ pub enum StartError {
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
     /// An executor could not be created.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(
+        "{file}: agent {agent} is of kind {kind:?}, which this node does not know (known: {known}); \
+         register the kind with NodeBuilder::agent_kind"
+    )]
+    UnknownAgentKind {
+        file: String,
+        agent: String,
+        kind: String,
+        known: String,
+    },
     #[error("shard {shard} could not start its executor on CPU {cpu}: {reason}")]
     Executor {
         /// The shard.
@@ -57,6 +72,7 @@ pub enum StartError {
 pub struct NodeBuilder {
     config: NodeConfig,
     affinity: Option<Vec<usize>>,
+    kinds: AgentKinds,
 }
 
 impl NodeBuilder {
@@ -92,6 +108,53 @@ impl NodeBuilder {
     }
 
     /// Plans against this affinity mask instead of the calling thread's.
+    /// Sets the durability mode (`storage.durability`).
+    pub fn durability(mut self, mode: Durability) -> Self {
+        self.config.storage.durability = mode;
+        self
+    }
+
+    /// Sets the data directory (`storage.data_dir`).
+    pub fn data_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.config.storage.data_dir = dir.into();
+        self
+    }
+
+    /// Teaches the node an agent kind: [`Client::deploy`] with this kind
+    /// builds agents with `factory`, and so does recovery after a restart.
+    ///
+    /// ```no_run
+    /// use quire_runtime::Node;
+    /// use quire_shards::{Agent, Context, Envelope};
+    ///
+    /// struct Counter;
+    /// impl Agent for Counter {
+    ///     fn handle(&mut self, ctx: &mut Context<'_>, _msg: Envelope) {
+    ///         let n = ctx.state(b"n").map_or(0, |v| v[0]);
+    ///         ctx.put_state(b"n".to_vec(), vec![n.wrapping_add(1)]);
+    ///     }
+    /// }
+    ///
+    /// let node = Node::builder()
+    ///     .agent_kind("counter", |_record| Ok(Box::new(Counter)))
+    ///     .start()
+    ///     .unwrap();
+    /// node.client().deploy_blocking("c1", "counter", Vec::new()).unwrap();
+    /// ```
+    pub fn agent_kind<F>(mut self, kind: &str, factory: F) -> Self
+    where
+        F: Fn(&AgentRecord) -> Result<Box<dyn Agent>, String> + Send + Sync + 'static,
+    {
+        self.kinds.add(kind, factory);
+        self
+    }
+
+    /// Adds every kind of `kinds` (see [`crate::builtin_kinds`]).
+    pub fn agent_kinds(mut self, kinds: AgentKinds) -> Self {
+        self.kinds.extend(kinds);
+        self
+    }
+
     pub fn affinity(mut self, cpus: Vec<usize>) -> Self {
         self.affinity = Some(cpus);
         self
@@ -114,8 +177,10 @@ impl NodeBuilder {
         let placement = self.plan()?;
         check_host(placement.len())?;
         let config = self.config;
+        let kinds = self.kinds;
         let n = placement.len();
         let q = &config.queues;
+        let mut storage = open_storage(&config, n, &kinds)?;
 
         // Full mesh: one SPSC channel per ordered pair of shards.
         type Route = (shared_channel::SharedSender<Batch>, Arc<Doorbell>);
@@ -137,7 +202,7 @@ impl NodeBuilder {
         let mut command_senders = Vec::with_capacity(n);
         let mut threads = Vec::with_capacity(n);
         let mut go_senders = Vec::with_capacity(n);
-        let (ready_tx, ready_rx) = mpsc::channel::<(usize, Result<(), String>)>();
+        let (ready_tx, ready_rx) = mpsc::channel::<(usize, Ready)>();
         for (shard, (row, rx_row)) in senders.into_iter().zip(receivers).enumerate() {
             let (cmd_tx, cmd_rx) = flume::bounded(q.client_channel_capacity);
             command_senders.push(cmd_tx);
@@ -146,6 +211,8 @@ impl NodeBuilder {
                 outbox_capacity: q.outbox_capacity,
                 max_pending_calls: q.max_pending_calls,
                 agent_batch: q.agent_batch,
+                journal: config.storage.durability.is_persistent(),
+                dedup_window: config.storage.dedup_window,
                 ..ShardConfig::new(shard as u16, n)
             };
             let wiring = ShardWiring {
@@ -156,6 +223,8 @@ impl NodeBuilder {
                 senders: row,
                 receivers: rx_row,
                 commands: cmd_rx,
+                kinds: kinds.clone(),
+                storage: storage.as_mut().map(|s| s.remove(0)),
             };
             let cpu = placement.shards[shard].cpu.cpu;
             let ready = ready_tx.clone();
@@ -177,9 +246,15 @@ impl NodeBuilder {
         // Every executor must exist before any shard connects to the mesh:
         // a shard waiting for a peer that failed would wait forever.
         let mut failure = None;
+        let mut recovery = Vec::new();
         for _ in 0..n {
             match ready_rx.recv() {
-                Ok((_, Ok(()))) => {}
+                Ok((_, Ok(report))) => {
+                    if let Some(report) = report {
+                        tracing::info!("{report}");
+                        recovery.push(report);
+                    }
+                }
                 Ok((shard, Err(reason))) => {
                     failure.get_or_insert(StartError::Executor {
                         shard,
@@ -200,7 +275,9 @@ impl NodeBuilder {
             }
             return Err(err);
         }
+        recovery.sort_by_key(|r| r.shard);
         Ok(Node {
+            recovery,
             client: Client::new(command_senders),
             placement,
             threads,
@@ -209,12 +286,67 @@ impl NodeBuilder {
     }
 }
 
+/// A shard's start-up outcome: its recovery (on a durable node) or why its
+/// executor could not start.
+type Ready = Result<Option<RecoveryReport>, String>;
+
+/// Checks the data directory against this node and reads every partition,
+/// one thread per shard; `None` when the node keeps nothing on disk.
+fn open_storage(
+    config: &NodeConfig,
+    shards: usize,
+    kinds: &AgentKinds,
+) -> Result<Option<Vec<StorageSetup>>, StartError> {
+    let s = &config.storage;
+    if s.durability == Durability::None {
+        return Ok(None);
+    }
+    NodeManifest::open_or_create(&s.data_dir, shards, &s.node_id)?;
+    let read = |shard: usize| -> Result<StorageSetup, StorageError> {
+        let started = Instant::now();
+        let partition = Partition::open(partition_path(&s.data_dir, shard))?;
+        let recovered = partition.recover()?;
+        Ok(StorageSetup {
+            partition: Arc::new(partition),
+            recovered,
+            read_time: started.elapsed(),
+            policy: s.group_commit(),
+        })
+    };
+    let setups: Vec<Result<StorageSetup, StorageError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..shards)
+            .map(|shard| scope.spawn(move || read(shard)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("partition reader panicked"))
+            .collect()
+    });
+    let setups = setups.into_iter().collect::<Result<Vec<_>, _>>()?;
+    for setup in &setups {
+        if let Some(rec) = setup
+            .recovered
+            .agents
+            .iter()
+            .find(|a| !kinds.knows(&a.kind))
+        {
+            return Err(StartError::UnknownAgentKind {
+                file: setup.partition.file().display().to_string(),
+                agent: rec.name.clone(),
+                kind: rec.kind.clone(),
+                known: kinds.names().join(", "),
+            });
+        }
+    }
+    Ok(Some(setups))
+}
+
 fn shard_thread(
     shard: usize,
     cpu: usize,
     name: &str,
-    wiring: ShardWiring,
-    ready: mpsc::Sender<(usize, Result<(), String>)>,
+    mut wiring: ShardWiring,
+    ready: mpsc::Sender<(usize, Ready)>,
     go: mpsc::Receiver<bool>,
 ) -> ShardStats {
     // The dispatcher spins on its own (cheaper than glommio's reactor spin,
@@ -226,25 +358,35 @@ fn shard_thread(
         .preempt_timer(Duration::from_micros(500))
         // Registered I/O buffers are not used yet; keep the locked-memory
         // footprint within the default limit.
-        .io_memory(256 * 1024);
+        .io_memory(256 * 1024)
+        // Commits (fsync) run here, off the reactor. Not pinned to the
+        // shard's CPU: a spinning shard would starve a thread that shares
+        // its core.
+        .blocking_thread_pool_placement(PoolPlacement::Unbound(1));
     let executor = match builder.make() {
-        Ok(ex) => {
-            let _ = ready.send((shard, Ok(())));
-            ex
-        }
+        Ok(ex) => ex,
         Err(e) => {
             let _ = ready.send((shard, Err(e.to_string())));
             return ShardStats::new(shard as u16);
         }
     };
+    // The core and its agents are built here, on the shard's own thread
+    // (agents need not be Send), before the node reports itself started.
+    let mut core = ShardCore::new(wiring.cfg.clone());
+    let report = wiring
+        .storage
+        .as_mut()
+        .map(|setup| restore(&mut core, setup, &wiring.kinds));
+    let _ = ready.send((shard, Ok(report)));
     if go.recv() != Ok(true) {
         return ShardStats::new(shard as u16);
     }
-    executor.run(run_shard(wiring))
+    executor.run(run_shard(wiring, core))
 }
 
 /// A running node. Dropping it shuts it down (with the configured grace).
 pub struct Node {
+    recovery: Vec<RecoveryReport>,
     client: Client,
     placement: Placement,
     threads: Vec<JoinHandle<ShardStats>>,
@@ -321,6 +463,12 @@ impl Node {
     /// Where the shards run.
     pub fn placement(&self) -> &Placement {
         &self.placement
+    }
+
+    /// What each shard found in its partition at start (empty unless the
+    /// node is durable).
+    pub fn recovery(&self) -> &[RecoveryReport] {
+        &self.recovery
     }
 
     /// Stops the node: clients are refused from now on, queued work gets the

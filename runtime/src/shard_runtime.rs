@@ -34,11 +34,18 @@ use glommio::channels::shared_channel::{
 };
 use glommio::{GlommioError, ResourceType};
 use quire_shards::{
-    Agent, AgentId, CallError, Envelope, MessageId, RegisterError, Rejection, SendOptions,
-    ShardConfig, ShardCore, ShardStats,
+    Agent, AgentId, AgentRecord, CallError, DurableAdmission, Envelope, MessageId, RegisterError,
+    Rejection, SendOptions, ShardConfig, ShardCore, ShardStats,
 };
 
+use crate::agent_kinds::AgentKinds;
+use crate::client::{DeployError, DurableError, DurableReceipt};
+use crate::shard_storage::{ShardStorage, StorageSetup};
 use crate::signal::Signal;
+
+/// Longest time a shard's reactor sleeps without looking around (see the
+/// timers task).
+const HEARTBEAT: Duration = Duration::from_millis(2);
 
 /// What crosses the mesh: envelopes in send order.
 pub(crate) type Batch = Vec<Envelope>;
@@ -56,6 +63,17 @@ pub(crate) enum Command {
     Unregister {
         id: AgentId,
         done: flume::Sender<Result<usize, RegisterError>>,
+    },
+    Deploy {
+        record: AgentRecord,
+        done: flume::Sender<Result<(), DeployError>>,
+    },
+    SendDurable {
+        to: AgentId,
+        payload: Bytes,
+        opts: SendOptions,
+        dedup: u64,
+        done: flume::Sender<Result<DurableReceipt, DurableError>>,
     },
     Send {
         to: AgentId,
@@ -109,6 +127,10 @@ pub(crate) struct ShardWiring {
     /// One per peer, with the doorbell that peer rings.
     pub receivers: Vec<(SharedReceiver<Batch>, Arc<Doorbell>)>,
     pub commands: flume::Receiver<Command>,
+    /// How deployed agents are built.
+    pub kinds: AgentKinds,
+    /// The shard's partition and what it held, when the node is durable.
+    pub storage: Option<StorageSetup>,
 }
 
 struct Outbound {
@@ -152,9 +174,27 @@ struct Shared {
     /// Batches taken from an outbox and not yet on a channel.
     in_flight: Cell<usize>,
     stopped: Cell<bool>,
+    kinds: AgentKinds,
+    storage: Option<ShardStorage>,
 }
 
 impl Shared {
+    /// Wakes the committer when the core journaled something.
+    #[inline]
+    fn note_writes(&self) {
+        if let Some(storage) = &self.storage {
+            storage.note_writes(self.core.borrow().journal_position());
+        }
+    }
+
+    fn stats(&self) -> ShardStats {
+        let mut stats = self.core.borrow().stats();
+        if let Some(storage) = &self.storage {
+            storage.fill(&mut stats);
+        }
+        stats
+    }
+
     /// Delivers the batches waiting on the inbound channels while fewer than
     /// `intake_limit` messages wait here; returns how many envelopes came in.
     ///
@@ -237,6 +277,9 @@ impl Shared {
         self.stopped.set(true);
         self.work.notify();
         self.timer.notify();
+        if let Some(storage) = &self.storage {
+            storage.kick.notify();
+        }
         for out in &self.outbound {
             out.wake_flusher.notify();
         }
@@ -245,7 +288,7 @@ impl Shared {
 
 /// Runs a shard until it is told to stop and every peer has closed its
 /// channel towards it; returns the shard's final figures.
-pub(crate) async fn run_shard(wiring: ShardWiring) -> ShardStats {
+pub(crate) async fn run_shard(wiring: ShardWiring, core: ShardCore) -> ShardStats {
     // Connect every channel end at once: a connect waits for its peer's, and
     // peers connect in their own order.
     let sender_tasks: Vec<_> = wiring
@@ -280,7 +323,7 @@ pub(crate) async fn run_shard(wiring: ShardWiring) -> ShardStats {
     }
 
     let shared = Rc::new(Shared {
-        core: RefCell::new(ShardCore::new(wiring.cfg)),
+        core: RefCell::new(core),
         work: Signal::default(),
         timer: Signal::default(),
         outbound,
@@ -288,6 +331,10 @@ pub(crate) async fn run_shard(wiring: ShardWiring) -> ShardStats {
         commands: wiring.commands,
         in_flight: Cell::new(0),
         stopped: Cell::new(false),
+        kinds: wiring.kinds,
+        storage: wiring
+            .storage
+            .map(|s| ShardStorage::new(s.partition, s.policy)),
     });
     let mut tasks = Vec::new();
     for i in 0..shared.outbound.len() {
@@ -298,6 +345,14 @@ pub(crate) async fn run_shard(wiring: ShardWiring) -> ShardStats {
         .collect();
     tasks.push(glommio::spawn_local(timers(shared.clone())));
     tasks.push(glommio::spawn_local(commands(shared.clone())));
+    let committer = shared.storage.is_some().then(|| {
+        let shared = shared.clone();
+        glommio::spawn_local(async move {
+            if let Some(storage) = &shared.storage {
+                storage.run(&shared.core, || shared.stopped.get()).await;
+            }
+        })
+    });
 
     dispatcher(
         &shared,
@@ -314,8 +369,12 @@ pub(crate) async fn run_shard(wiring: ShardWiring) -> ShardStats {
     for r in receivers {
         r.await;
     }
-    let stats = shared.core.borrow().stats();
-    stats
+    // What handlers journaled before the stop is committed before the shard
+    // reports, so a clean shutdown redelivers nothing that was handled.
+    if let Some(c) = committer {
+        c.await;
+    }
+    shared.stats()
 }
 
 async fn dispatcher(shared: &Shared, budget: usize, intake_limit: usize, spin: Option<Duration>) {
@@ -333,6 +392,7 @@ async fn dispatcher(shared: &Shared, budget: usize, intake_limit: usize, spin: O
             // covers a parked one.
             progress += core.fire_due_timers();
         }
+        shared.note_writes();
         progress += shared.flush_outbound();
         if shared.core.borrow_mut().take_timer_rearm() {
             shared.timer.notify();
@@ -440,20 +500,24 @@ async fn receiver(shared: Rc<Shared>, index: usize) {
 async fn timers(shared: Rc<Shared>) {
     while !shared.stopped.get() {
         let next = shared.core.borrow_mut().next_timer();
-        match next {
-            None => shared.timer.wait().await,
-            Some(at) => {
-                let now = Instant::now();
-                if at > now {
-                    future::or(glommio::timer::sleep(at - now), shared.timer.wait()).await;
-                }
-            }
+        // Never sleep longer than a heartbeat: glommio 0.9 can lose the
+        // wake-up a foreign thread (a client, the blocking pool) sends to a
+        // reactor that is just going to sleep (seen in tests about once in
+        // ten runs as a shard asleep on a waiting command). A reactor that
+        // wakes each heartbeat picks such a wake-up up within it.
+        let now = Instant::now();
+        let wait = next.map_or(HEARTBEAT, |at| {
+            at.saturating_duration_since(now).min(HEARTBEAT)
+        });
+        if !wait.is_zero() {
+            future::or(glommio::timer::sleep(wait), shared.timer.wait()).await;
         }
         if shared.stopped.get() {
             return;
         }
         if shared.core.borrow_mut().fire_timers(Instant::now()) > 0 {
             shared.work.notify();
+            shared.note_writes();
         }
     }
 }
@@ -463,6 +527,7 @@ async fn commands(shared: Rc<Shared>) {
     while let Ok(cmd) = shared.commands.recv_async().await {
         let stop = matches!(cmd, Command::Stop);
         serve(&shared, cmd);
+        shared.note_writes();
         if stop {
             // Anything still queued from clients is answered by dropping its
             // reply channel, which the client reports as `ShuttingDown`.
@@ -486,7 +551,91 @@ fn serve(shared: &Shared, cmd: Command) {
             let _ = done.send(core.register(id, factory()));
         }
         Command::Unregister { id, done } => {
-            let _ = done.send(core.unregister(&id));
+            let result = core.unregister(&id);
+            match (&shared.storage, result) {
+                // An undeploy is answered once it is committed.
+                (Some(storage), Ok(rejected)) => {
+                    let position = core.journal_position();
+                    storage.ack_after(
+                        position,
+                        Box::new(move |r| {
+                            let _ = done.send(
+                                r.map(|()| rejected)
+                                    .map_err(|e| RegisterError::Storage(e.to_string())),
+                            );
+                        }),
+                    );
+                }
+                (_, result) => {
+                    let _ = done.send(result);
+                }
+            }
+        }
+        Command::Deploy { record, done } => {
+            let name = record.name.clone();
+            let built = shared
+                .kinds
+                .build(&record)
+                .map_err(|reason| DeployError::Build { name, reason })
+                .and_then(|agent| core.deploy(record, agent).map_err(DeployError::Register));
+            match (&shared.storage, built) {
+                (Some(storage), Ok(())) => {
+                    let position = core.journal_position();
+                    storage.ack_after(
+                        position,
+                        Box::new(move |r| {
+                            let _ = done.send(r.map_err(|e| DeployError::Storage(e.to_string())));
+                        }),
+                    );
+                }
+                (_, built) => {
+                    let _ = done.send(built);
+                }
+            }
+        }
+        Command::SendDurable {
+            to,
+            payload,
+            opts,
+            dedup,
+            done,
+        } => {
+            if let Some(reason) = shared.storage.as_ref().and_then(ShardStorage::failure) {
+                let _ = done.send(Err(DurableError::Storage(reason.to_string())));
+                return;
+            }
+            let admitted = core.admit_durable(to, payload, opts, dedup);
+            let receipt = match admitted {
+                Err(reason) => {
+                    let _ = done.send(Err(DurableError::Rejected(reason)));
+                    return;
+                }
+                Ok(DurableAdmission::Accepted(id)) => DurableReceipt {
+                    id: Some(id),
+                    duplicate: false,
+                },
+                Ok(DurableAdmission::Duplicate) => DurableReceipt {
+                    id: None,
+                    duplicate: true,
+                },
+            };
+            match &shared.storage {
+                Some(storage) => {
+                    let position = core.journal_position();
+                    storage.ack_after(
+                        position,
+                        Box::new(move |r| {
+                            let _ = done.send(
+                                r.map(|()| receipt)
+                                    .map_err(|e| DurableError::Storage(e.to_string())),
+                            );
+                        }),
+                    );
+                }
+                None => {
+                    let _ = done.send(Ok(receipt));
+                }
+            }
         }
         Command::Send {
             to,
@@ -509,7 +658,8 @@ fn serve(shared: &Shared, cmd: Command) {
             let _ = core.admit_client_call(to, payload, opts, timeout, waiter);
         }
         Command::Stats { done } => {
-            let _ = done.send(core.stats());
+            drop(core);
+            let _ = done.send(shared.stats());
         }
         Command::Probe { done } => {
             let s = core.counters();

@@ -94,6 +94,9 @@ pub enum RegisterError {
     /// The shard is stopping.
     #[error("the node is shutting down")]
     ShuttingDown,
+    /// The change could not be committed to the shard's partition.
+    #[error("storage failed: {0}")]
+    Storage(String),
 }
 
 /// Completes a client's call on the client's side (a channel send, usually).

@@ -58,6 +58,16 @@ pub struct ShardStats {
     pub durable_duplicates: u64,
     /// Durable messages queued again after a restart.
     pub durable_redelivered: u64,
+    /// Commits of this shard's journal to its partition.
+    pub commits: u64,
+    /// Durable messages those commits accepted.
+    pub committed_messages: u64,
+    /// Mutations those commits applied.
+    pub committed_mutations: u64,
+    /// Commits that failed (the partition then takes no more writes).
+    pub commit_failures: u64,
+    /// Time per commit, fsync included, in ns.
+    pub commit_latency_ns: Histogram<u64>,
     /// Call round trips completed on this shard (call to reply), in ns.
     pub call_latency_ns: Histogram<u64>,
 }
@@ -83,6 +93,11 @@ impl ShardStats {
             durable_accepted: 0,
             durable_duplicates: 0,
             durable_redelivered: 0,
+            commits: 0,
+            committed_messages: 0,
+            committed_mutations: 0,
+            commit_failures: 0,
+            commit_latency_ns: new_latency_histogram(),
             call_latency_ns: new_latency_histogram(),
         }
     }
@@ -150,6 +165,11 @@ impl ShardStats {
         self.durable_accepted += other.durable_accepted;
         self.durable_duplicates += other.durable_duplicates;
         self.durable_redelivered += other.durable_redelivered;
+        self.commits += other.commits;
+        self.committed_messages += other.committed_messages;
+        self.committed_mutations += other.committed_mutations;
+        self.commit_failures += other.commit_failures;
+        let _ = self.commit_latency_ns.add(&other.commit_latency_ns);
         self.cross_shard_out += other.cross_shard_out;
         self.cross_shard_in += other.cross_shard_in;
         self.batches_out += other.batches_out;
