@@ -59,6 +59,30 @@ pub struct DurableReceipt {
     pub duplicate: bool,
 }
 
+/// The acknowledgement of a durable message sent with
+/// [`Client::send_durable_pipelined`], still to come.
+#[must_use = "the message is only known to be durable once its acknowledgement arrives"]
+pub struct PendingDurable {
+    answer: flume::Receiver<Result<DurableReceipt, DurableError>>,
+}
+
+impl PendingDurable {
+    /// Waits for the acknowledgement.
+    pub async fn wait(self) -> Result<DurableReceipt, DurableError> {
+        self.answer
+            .recv_async()
+            .await
+            .unwrap_or(Err(DurableError::Rejected(Rejection::ShuttingDown)))
+    }
+
+    /// [`Self::wait`] for plain threads.
+    pub fn wait_blocking(self) -> Result<DurableReceipt, DurableError> {
+        self.answer
+            .recv()
+            .unwrap_or(Err(DurableError::Rejected(Rejection::ShuttingDown)))
+    }
+}
+
 /// Why a durable send was not acknowledged. Either way the message may be
 /// sent again with the same de-duplication id without risk of a double.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -252,6 +276,45 @@ impl Client {
             Err(DurableError::Rejected(Rejection::ShuttingDown)),
         )
         .await
+    }
+
+    /// Hands a durable message to its shard at once (waiting only while the
+    /// shard's command queue is full) and returns its pending
+    /// acknowledgement, so that one plain thread can keep many durable
+    /// messages in flight, and each group commit covers many of them.
+    ///
+    /// ```no_run
+    /// # use quire_runtime::Node;
+    /// # use quire_shards::SendOptions;
+    /// # let node = Node::builder().start().unwrap();
+    /// let client = node.client();
+    /// let acks: Vec<_> = (0..100)
+    ///     .map(|i| client.send_durable_pipelined("counter-1", format!("{i}"), SendOptions::default(), client.next_dedup_id()))
+    ///     .collect();
+    /// for ack in acks {
+    ///     ack.wait_blocking().unwrap();
+    /// }
+    /// ```
+    pub fn send_durable_pipelined(
+        &self,
+        to: impl Into<AgentId>,
+        payload: impl Into<Bytes>,
+        opts: SendOptions,
+        dedup: u64,
+    ) -> PendingDurable {
+        let to = to.into();
+        let (done, answer) = flume::bounded(1);
+        let cmd = Command::SendDurable {
+            to: to.clone(),
+            payload: payload.into(),
+            opts,
+            dedup,
+            done,
+        };
+        // A node that is gone drops the command, and with it the answer's
+        // sender: the wait then reports ShuttingDown.
+        let _ = self.owner(&to).send(cmd);
+        PendingDurable { answer }
     }
 
     /// [`Self::send_durable`] for plain threads.

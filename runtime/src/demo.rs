@@ -8,10 +8,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use quire_shards::{
-    owning_shard, Agent, AgentId, CallError, Context, Envelope, MessageId, ShardStats,
+    owning_shard, Agent, AgentId, CallError, Context, Envelope, MessageId, RegisterError,
+    ShardStats,
 };
 
-use crate::client::Client;
+use crate::client::{Client, DeployError};
 use crate::config::DemoSection;
 
 /// Answers every call with the request's payload.
@@ -139,5 +140,57 @@ pub fn summary_line(i: &Interval, seconds: f64) -> String {
         us(0.999),
         i.latency.max() as f64 / 1e3,
         i.rejected
+    )
+}
+
+/// Deploys one `counter` agent per shard for the durable part of the demo
+/// (on a restart they are back already, with their counts).
+pub fn deploy_counters(client: &Client) -> Result<Vec<AgentId>, String> {
+    let n = client.shard_count();
+    let names: Vec<AgentId> = (0..n)
+        .flat_map(|s| names_on_shard("demo/counter", s, n, 1))
+        .collect();
+    for name in &names {
+        match client.deploy_blocking(name.clone(), "counter", Vec::new()) {
+            Ok(()) | Err(DeployError::Register(RegisterError::AlreadyRegistered(_))) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Ok(names)
+}
+
+/// Sends `count` durable messages spread over `counters`, all in flight at
+/// once, and waits for every acknowledgement.
+pub fn durable_round(client: &Client, counters: &[AgentId], count: usize) -> Result<(), String> {
+    let acks: Vec<_> = (0..count)
+        .map(|i| {
+            client.send_durable_pipelined(
+                counters[i % counters.len()].clone(),
+                Bytes::new(),
+                quire_shards::SendOptions::default(),
+                client.next_dedup_id(),
+            )
+        })
+        .collect();
+    for ack in acks {
+        ack.wait_blocking().map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// One line about commits since `previous`.
+pub fn storage_line(now: &ShardStats, previous: &ShardStats, seconds: f64) -> String {
+    let mut latency = now.commit_latency_ns.clone();
+    let _ = latency.subtract(&previous.commit_latency_ns);
+    let commits = now.commits - previous.commits;
+    let messages = now.committed_messages - previous.committed_messages;
+    format!(
+        "{:>9.0} durable msgs/s  {:>6.0} commits/s  ({:.1} msgs per commit)  commit p50 {:.2} ms  p99 {:.2} ms  failures {}",
+        messages as f64 / seconds,
+        commits as f64 / seconds,
+        messages as f64 / commits.max(1) as f64,
+        latency.value_at_quantile(0.5) as f64 / 1e6,
+        latency.value_at_quantile(0.99) as f64 / 1e6,
+        now.commit_failures
     )
 }

@@ -37,7 +37,7 @@ mod signal;
 pub mod topology;
 
 pub use agent_kinds::AgentKinds;
-pub use client::{Client, DeployError, DurableError, DurableReceipt};
+pub use client::{Client, DeployError, DurableError, DurableReceipt, PendingDurable};
 pub use node::{Node, NodeBuilder, ShutdownReport, StartError};
 pub use shard_runtime::AgentFactory;
 pub use shard_storage::RecoveryReport;
