@@ -4,6 +4,7 @@
 //!
 //! Run them with `cargo run --release -p quire-bench -- routing`.
 
+pub mod crash;
 pub mod peer_tokio;
 pub mod report;
 pub mod routing;

@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use quire_bench::crash::{self, CrashOptions, WorkerOptions};
 use quire_bench::routing_suite::{self, RoutingOptions};
 
 #[global_allocator]
@@ -24,12 +25,21 @@ enum Command {
     /// Request/reply latency and one-way throughput between native agents,
     /// next to a tokio + mpsc + DashMap design.
     Routing(RoutingOptions),
+    /// Kill a durable node with SIGKILL at random moments under load,
+    /// restart it, and check that nothing acknowledged was lost or handled
+    /// twice.
+    Crash(CrashOptions),
+    /// The crash test's worker process (started by `crash`).
+    #[command(hide = true)]
+    CrashWorker(WorkerOptions),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Routing(opts) => routing_suite::run(opts).map(|_| ()),
+        Command::Crash(opts) => crash::run(opts).map(|_| ()),
+        Command::CrashWorker(opts) => crash::worker(opts),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
