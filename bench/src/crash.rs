@@ -265,8 +265,8 @@ pub fn run(opts: &CrashOptions) -> Result<CrashReport, String> {
         out.read_line(&mut line).map_err(|e| e.to_string())?;
         if line.trim() != "ready" {
             let status = child.wait().map_err(|e| e.to_string())?;
-            let err = std::io::read_to_string(child.stderr.take().expect("piped"))
-                .unwrap_or_default();
+            let err =
+                std::io::read_to_string(child.stderr.take().expect("piped")).unwrap_or_default();
             return Err(format!(
                 "cycle {cycle}: the worker failed before it was ready ({status}):\n{err}"
             ));
@@ -279,9 +279,11 @@ pub fn run(opts: &CrashOptions) -> Result<CrashReport, String> {
         std::thread::sleep(Duration::from_millis(delay));
         // A worker that stopped by itself failed.
         if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
-            let err = std::io::read_to_string(child.stderr.take().expect("piped"))
-                .unwrap_or_default();
-            return Err(format!("cycle {cycle}: the worker exited ({status}):\n{err}"));
+            let err =
+                std::io::read_to_string(child.stderr.take().expect("piped")).unwrap_or_default();
+            return Err(format!(
+                "cycle {cycle}: the worker exited ({status}):\n{err}"
+            ));
         }
         child.kill().map_err(|e| e.to_string())?; // SIGKILL
         child.wait().map_err(|e| e.to_string())?;
@@ -297,7 +299,11 @@ pub fn run(opts: &CrashOptions) -> Result<CrashReport, String> {
         let redelivered: u64 = recovered
             .iter()
             .filter_map(|l| {
-                let n = l.split(" messages to redeliver").next()?.rsplit(' ').next()?;
+                let n = l
+                    .split(" messages to redeliver")
+                    .next()?
+                    .rsplit(' ')
+                    .next()?;
                 n.parse::<u64>().ok()
             })
             .sum();

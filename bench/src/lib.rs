@@ -5,7 +5,9 @@
 //! Run them with `cargo run --release -p quire-bench -- routing`.
 
 pub mod crash;
+pub mod peer_sqlite;
 pub mod peer_tokio;
 pub mod report;
 pub mod routing;
 pub mod routing_suite;
+pub mod storage_suite;

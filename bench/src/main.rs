@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use quire_bench::crash::{self, CrashOptions, WorkerOptions};
 use quire_bench::routing_suite::{self, RoutingOptions};
+use quire_bench::storage_suite::{self, StorageOptions};
 
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -25,6 +26,9 @@ enum Command {
     /// Request/reply latency and one-way throughput between native agents,
     /// next to a tokio + mpsc + DashMap design.
     Routing(RoutingOptions),
+    /// Durable messages per mode next to SQLite, routing during a commit
+    /// storm, recovery of a big data directory.
+    Storage(StorageOptions),
     /// Kill a durable node with SIGKILL at random moments under load,
     /// restart it, and check that nothing acknowledged was lost or handled
     /// twice.
@@ -39,6 +43,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Routing(opts) => routing_suite::run(opts).map(|_| ()),
         Command::Crash(opts) => crash::run(opts).map(|_| ()),
+        Command::Storage(opts) => storage_suite::run(opts).map(|_| ()),
         Command::CrashWorker(opts) => crash::worker(opts),
     };
     match result {

@@ -42,6 +42,8 @@ pub struct StorageSection {
     pub batch_max_delay_us: u64,
     /// Finished message ids remembered per shard.
     pub dedup_window: usize,
+    /// CPUs the commit threads may run on (cpuset list); default: any.
+    pub commit_cpuset: Option<String>,
 }
 
 impl Default for StorageSection {
@@ -53,6 +55,7 @@ impl Default for StorageSection {
             batch_max_messages: 4096,
             batch_max_delay_us: 1000,
             dedup_window: 262_144,
+            commit_cpuset: None,
         }
     }
 }
@@ -253,6 +256,12 @@ impl NodeConfig {
                 key: "storage.data_dir",
                 problem: "must name a directory when durability is not none".into(),
             });
+        }
+        if let Some(list) = &self.storage.commit_cpuset {
+            crate::cpuset::parse_cpu_list(list).map_err(|e| ConfigError::Invalid {
+                key: "storage.commit_cpuset",
+                problem: e.to_string(),
+            })?;
         }
         if self.storage.batch_max_delay_us > 10_000_000 {
             return Err(ConfigError::Invalid {

@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use glommio::channels::shared_channel;
-use glommio::{LocalExecutorBuilder, PoolPlacement};
+use glommio::{CpuSet, LocalExecutorBuilder, PoolPlacement};
 use quire_shards::{Agent, AgentRecord, Rejection, ShardConfig, ShardCore, ShardStats};
 use quire_storage::{partition_path, Durability, NodeManifest, Partition, StorageError};
 
@@ -114,6 +114,12 @@ impl NodeBuilder {
         self
     }
 
+    /// CPUs the commit threads may use (`storage.commit_cpuset`).
+    pub fn commit_cpuset(mut self, list: &str) -> Self {
+        self.config.storage.commit_cpuset = Some(list.to_owned());
+        self
+    }
+
     /// Sets the data directory (`storage.data_dir`).
     pub fn data_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
         self.config.storage.data_dir = dir.into();
@@ -181,6 +187,15 @@ impl NodeBuilder {
         let n = placement.len();
         let q = &config.queues;
         let mut storage = open_storage(&config, n, &kinds)?;
+        let commit_cpus = match &config.storage.commit_cpuset {
+            Some(list) => Some(crate::cpuset::parse_cpu_list(list).map_err(|e| {
+                StartError::Config(crate::config::ConfigError::Invalid {
+                    key: "storage.commit_cpuset",
+                    problem: e.to_string(),
+                })
+            })?),
+            None => None,
+        };
 
         // Full mesh: one SPSC channel per ordered pair of shards.
         type Route = (shared_channel::SharedSender<Batch>, Arc<Doorbell>);
@@ -227,13 +242,14 @@ impl NodeBuilder {
                 storage: storage.as_mut().map(|s| s.remove(0)),
             };
             let cpu = placement.shards[shard].cpu.cpu;
+            let commit_cpus = commit_cpus.clone();
             let ready = ready_tx.clone();
             let (go_tx, go_rx) = mpsc::channel::<bool>();
             go_senders.push(go_tx);
             let name = format!("quire-shard-{shard}");
             let thread = std::thread::Builder::new()
                 .name(name.clone())
-                .spawn(move || shard_thread(shard, cpu, &name, wiring, ready, go_rx))
+                .spawn(move || shard_thread(shard, cpu, commit_cpus, &name, wiring, ready, go_rx))
                 .map_err(|e| StartError::Executor {
                     shard,
                     cpu,
@@ -344,6 +360,7 @@ fn open_storage(
 fn shard_thread(
     shard: usize,
     cpu: usize,
+    commit_cpus: Option<Vec<usize>>,
     name: &str,
     mut wiring: ShardWiring,
     ready: mpsc::Sender<(usize, Ready)>,
@@ -362,7 +379,16 @@ fn shard_thread(
         // Commits (fsync) run here, off the reactor. Not pinned to the
         // shard's CPU: a spinning shard would starve a thread that shares
         // its core.
-        .blocking_thread_pool_placement(PoolPlacement::Unbound(1));
+        .blocking_thread_pool_placement(
+            match commit_cpus.and_then(|cpus| {
+                CpuSet::online()
+                    .ok()
+                    .map(|set| set.filter(|l| cpus.contains(&l.cpu)))
+            }) {
+                Some(set) => PoolPlacement::Fenced(1, set),
+                None => PoolPlacement::Unbound(1),
+            },
+        );
     let executor = match builder.make() {
         Ok(ex) => ex,
         Err(e) => {

@@ -7,10 +7,12 @@
 //!   length (u16, big-endian), the name, then the agent's key, so that one
 //!   agent's keys sit together and an undeploy removes a key range;
 //! - `inbox`: seq -> [`DurableMessage`], accepted and not finished;
-//! - `dedup`: ring slot -> finished message id (see [`crate::DedupWindow`]);
+//! - `dedup`: the finished message ids of the de-duplication ring (see
+//!   [`crate::DedupWindow`]), 512 slots a row (a bitmap of the slots in use,
+//!   then the ids);
 //! - `meta`: small counters (`dedup_next`).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -27,7 +29,13 @@ use crate::records::{AgentRecord, DurableMessage};
 const AGENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("agents");
 const STATE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("state");
 const INBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("inbox");
-const DEDUP: TableDefinition<u32, u64> = TableDefinition::new("dedup");
+const DEDUP: TableDefinition<u32, &[u8]> = TableDefinition::new("dedup");
+
+/// Ring slots per `dedup` row: a batch of finished messages rewrites one or
+/// two rows instead of inserting one row per message.
+const DEDUP_CHUNK: u32 = 512;
+/// A row: a bitmap of the slots in use, then one id per slot.
+const DEDUP_ROW_BYTES: usize = (DEDUP_CHUNK as usize) / 8 + 8 * DEDUP_CHUNK as usize;
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 /// One agent state entry read back at recovery.
@@ -75,6 +83,8 @@ pub struct CommitStats {
     /// Messages accepted and finished within the same batch, so never
     /// written to the inbox at all.
     pub coalesced: usize,
+    /// State writes overwritten later in the same batch, so skipped.
+    pub superseded: usize,
     /// Time spent in the transaction, fsync included.
     pub elapsed: Duration,
 }
@@ -200,6 +210,30 @@ impl Partition {
             })
             .collect();
         let mut enqueued_here: HashSet<u64, RandomState> = HashSet::default();
+        // Only the last write of a state key in a batch reaches the table
+        // (a counter bumped by every message of a batch is written once).
+        let mut last_write: HashMap<(&str, &[u8]), usize, RandomState> = HashMap::default();
+        for (i, m) in batch.mutations().iter().enumerate() {
+            match m {
+                Mutation::PutState { agent, key, .. } | Mutation::DeleteState { agent, key } => {
+                    last_write.insert((agent.as_str(), key.as_slice()), i);
+                }
+                _ => {}
+            }
+        }
+        let superseded: Vec<bool> = batch
+            .mutations()
+            .iter()
+            .enumerate()
+            .map(|(i, m)| match m {
+                Mutation::PutState { agent, key, .. } | Mutation::DeleteState { agent, key } => {
+                    last_write[&(agent.as_str(), key.as_slice())] != i
+                }
+                _ => false,
+            })
+            .collect();
+        drop(last_write);
+        let mut ring: BTreeMap<u32, Vec<(u32, u64)>> = BTreeMap::new();
 
         let mut tx = self.db.begin_write().map_err(|e| self.error(e))?;
         tx.set_durability(if durable {
@@ -217,7 +251,11 @@ impl Partition {
             let mut meta = tx.open_table(META).map_err(|e| self.error(e))?;
             let mut dedup_next = None;
             let mut key_buf = Vec::new();
-            for m in batch.into_mutations() {
+            for (m, superseded) in batch.into_mutations().into_iter().zip(superseded) {
+                if superseded {
+                    stats.superseded += 1;
+                    continue;
+                }
                 match m {
                     Mutation::PutAgent(rec) => {
                         agents
@@ -266,10 +304,29 @@ impl Partition {
                         if !enqueued_here.contains(&seq) {
                             inbox.remove(seq).map_err(|e| self.error(e))?;
                         }
-                        dedup.insert(slot, id).map_err(|e| self.error(e))?;
+                        ring.entry(slot / DEDUP_CHUNK)
+                            .or_default()
+                            .push((slot % DEDUP_CHUNK, id));
                         dedup_next = Some(slot.wrapping_add(1));
                     }
                 }
+            }
+            for (chunk, slots) in ring {
+                let mut row = dedup
+                    .get(chunk)
+                    .map_err(|e| self.error(e))?
+                    .map(|v| v.value().to_vec())
+                    .filter(|v| v.len() == DEDUP_ROW_BYTES)
+                    .unwrap_or_else(|| vec![0; DEDUP_ROW_BYTES]);
+                for (offset, id) in slots {
+                    let offset = offset as usize;
+                    row[offset / 8] |= 1 << (offset % 8);
+                    let at = DEDUP_CHUNK as usize / 8 + offset * 8;
+                    row[at..at + 8].copy_from_slice(&id.to_le_bytes());
+                }
+                dedup
+                    .insert(chunk, row.as_slice())
+                    .map_err(|e| self.error(e))?;
             }
             if let Some(next) = dedup_next {
                 meta.insert("dedup_next", u64::from(next))
@@ -317,8 +374,18 @@ impl Partition {
 
         let dedup = tx.open_table(DEDUP).map_err(|e| self.error(e))?;
         for entry in dedup.iter().map_err(|e| self.error(e))? {
-            let (slot, id) = entry.map_err(|e| self.error(e))?;
-            out.dedup.push((slot.value(), id.value()));
+            let (chunk, row) = entry.map_err(|e| self.error(e))?;
+            let (chunk, row) = (chunk.value(), row.value());
+            if row.len() != DEDUP_ROW_BYTES {
+                return Err(self.corrupted(format!("dedup row {chunk} has {} bytes", row.len())));
+            }
+            for offset in 0..DEDUP_CHUNK as usize {
+                if row[offset / 8] & (1 << (offset % 8)) != 0 {
+                    let at = DEDUP_CHUNK as usize / 8 + offset * 8;
+                    let id = u64::from_le_bytes(row[at..at + 8].try_into().expect("8 bytes"));
+                    out.dedup.push((chunk * DEDUP_CHUNK + offset as u32, id));
+                }
+            }
         }
 
         let meta = tx.open_table(META).map_err(|e| self.error(e))?;
