@@ -92,3 +92,68 @@ fn config_default_round_trips_through_check() {
     assert!(String::from_utf8_lossy(&check.stderr).contains("queues.mailbox_capacity"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn storage_reshard_and_check_move_agents_to_their_new_owners() {
+    use quire_shards::owning_shard;
+    use quire_storage::{partition_path, AgentRecord, Mutation, NodeManifest, Partition};
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    NodeManifest::open_or_create(data, 1, "cli").unwrap();
+    {
+        let part = Partition::open(partition_path(data, 0)).unwrap();
+        let batch = (0..20)
+            .map(|i| Mutation::PutAgent(AgentRecord::new(format!("a{i}"), "counter", vec![])))
+            .collect();
+        part.commit(batch, true).unwrap();
+    }
+    let data_arg = data.to_str().unwrap();
+    let out = quire()
+        .args([
+            "storage",
+            "reshard",
+            "--data-dir",
+            data_arg,
+            "--shards",
+            "3",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("20 agents"));
+    for shard in 0..3 {
+        let rec = Partition::open(partition_path(data, shard))
+            .unwrap()
+            .recover()
+            .unwrap();
+        assert!(rec
+            .agents
+            .iter()
+            .all(|a| owning_shard(&a.name, 3) as usize == shard));
+    }
+    let out = quire()
+        .args(["storage", "check", "--data-dir", data_arg])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.matches(": ok,").count(), 3, "{text}");
+
+    // A damaged partition fails the check with its name.
+    std::fs::write(partition_path(data, 2), b"garbage").unwrap();
+    let out = quire()
+        .args(["storage", "check", "--data-dir", data_arg])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("shard-2.redb"));
+}
