@@ -544,6 +544,33 @@ async fn commands(shared: Rc<Shared>) {
     shared.stop();
 }
 
+/// Answers `done` with `result`: an error at once, a success once what
+/// the core journaled so far is committed (at once on a node without
+/// storage); a failed commit answers with `storage_error`.
+fn answer_when_durable<T: Send + 'static, E: Send + 'static>(
+    shared: &Shared,
+    core: &ShardCore,
+    result: Result<T, E>,
+    done: flume::Sender<Result<T, E>>,
+    storage_error: fn(String) -> E,
+) {
+    match (&shared.storage, result) {
+        (Some(storage), Ok(value)) => storage.ack_after(
+            core.journal_position(),
+            Box::new(move |committed| {
+                let _ = done.send(
+                    committed
+                        .map(|()| value)
+                        .map_err(|e| storage_error(e.to_string())),
+                );
+            }),
+        ),
+        (_, result) => {
+            let _ = done.send(result);
+        }
+    }
+}
+
 fn serve(shared: &Shared, cmd: Command) {
     let mut core = shared.core.borrow_mut();
     match cmd {
@@ -552,24 +579,7 @@ fn serve(shared: &Shared, cmd: Command) {
         }
         Command::Unregister { id, done } => {
             let result = core.unregister(&id);
-            match (&shared.storage, result) {
-                // An undeploy is answered once it is committed.
-                (Some(storage), Ok(rejected)) => {
-                    let position = core.journal_position();
-                    storage.ack_after(
-                        position,
-                        Box::new(move |r| {
-                            let _ = done.send(
-                                r.map(|()| rejected)
-                                    .map_err(|e| RegisterError::Storage(e.to_string())),
-                            );
-                        }),
-                    );
-                }
-                (_, result) => {
-                    let _ = done.send(result);
-                }
-            }
+            answer_when_durable(shared, &core, result, done, RegisterError::Storage);
         }
         Command::Deploy { record, done } => {
             let name = record.name.clone();
@@ -578,20 +588,7 @@ fn serve(shared: &Shared, cmd: Command) {
                 .build(&record)
                 .map_err(|reason| DeployError::Build { name, reason })
                 .and_then(|agent| core.deploy(record, agent).map_err(DeployError::Register));
-            match (&shared.storage, built) {
-                (Some(storage), Ok(())) => {
-                    let position = core.journal_position();
-                    storage.ack_after(
-                        position,
-                        Box::new(move |r| {
-                            let _ = done.send(r.map_err(|e| DeployError::Storage(e.to_string())));
-                        }),
-                    );
-                }
-                (_, built) => {
-                    let _ = done.send(built);
-                }
-            }
+            answer_when_durable(shared, &core, built, done, DeployError::Storage);
         }
         Command::SendDurable {
             to,
@@ -604,38 +601,20 @@ fn serve(shared: &Shared, cmd: Command) {
                 let _ = done.send(Err(DurableError::Storage(reason.to_string())));
                 return;
             }
-            let admitted = core.admit_durable(to, payload, opts, dedup);
-            let receipt = match admitted {
-                Err(reason) => {
-                    let _ = done.send(Err(DurableError::Rejected(reason)));
-                    return;
-                }
-                Ok(DurableAdmission::Accepted(id)) => DurableReceipt {
-                    id: Some(id),
-                    duplicate: false,
-                },
-                Ok(DurableAdmission::Duplicate) => DurableReceipt {
-                    id: None,
-                    duplicate: true,
-                },
-            };
-            match &shared.storage {
-                Some(storage) => {
-                    let position = core.journal_position();
-                    storage.ack_after(
-                        position,
-                        Box::new(move |r| {
-                            let _ = done.send(
-                                r.map(|()| receipt)
-                                    .map_err(|e| DurableError::Storage(e.to_string())),
-                            );
-                        }),
-                    );
-                }
-                None => {
-                    let _ = done.send(Ok(receipt));
-                }
-            }
+            let receipt = core
+                .admit_durable(to, payload, opts, dedup)
+                .map(|admitted| match admitted {
+                    DurableAdmission::Accepted(id) => DurableReceipt {
+                        id: Some(id),
+                        duplicate: false,
+                    },
+                    DurableAdmission::Duplicate => DurableReceipt {
+                        id: None,
+                        duplicate: true,
+                    },
+                })
+                .map_err(DurableError::Rejected);
+            answer_when_durable(shared, &core, receipt, done, DurableError::Storage);
         }
         Command::Send {
             to,
