@@ -289,6 +289,18 @@ impl Shared {
 /// Runs a shard until it is told to stop and every peer has closed its
 /// channel towards it; returns the shard's final figures.
 pub(crate) async fn run_shard(wiring: ShardWiring, core: ShardCore) -> ShardStats {
+    // Until the timer task runs, a heartbeat of its own keeps this reactor
+    // from sleeping through a lost wake-up while the mesh connects (seen:
+    // two shards asleep, each waiting for the other's connect).
+    let connecting = Rc::new(Cell::new(true));
+    let connect_heartbeat = {
+        let connecting = connecting.clone();
+        glommio::spawn_local(async move {
+            while connecting.get() {
+                glommio::timer::sleep(HEARTBEAT).await;
+            }
+        })
+    };
     // Connect every channel end at once: a connect waits for its peer's, and
     // peers connect in their own order.
     let sender_tasks: Vec<_> = wiring
@@ -321,6 +333,8 @@ pub(crate) async fn run_shard(wiring: ShardWiring, core: ShardCore) -> ShardStat
             taken: Cell::new(0),
         });
     }
+    connecting.set(false);
+    connect_heartbeat.detach();
 
     let shared = Rc::new(Shared {
         core: RefCell::new(core),
