@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use quire_storage::AgentRecord;
+
 use crate::agent_id::{AgentId, ShardId};
 use crate::core::ShardCore;
 use crate::envelope::{Address, ConversationId, Envelope, Kind, MessageId, Priority};
@@ -50,6 +52,59 @@ pub trait Agent: 'static {
     fn on_undelivered(&mut self, ctx: &mut Context<'_>, msg: Envelope, reason: Rejection) {
         let _ = (ctx, msg, reason);
     }
+
+    /// Takes a new definition of this deployed agent (a hot reload): the
+    /// next message is handled by the new version. An `Err` refuses the
+    /// reload and leaves the agent as it was. Agents that cannot change keep
+    /// this default, which refuses.
+    fn reconfigure(&mut self, record: &AgentRecord) -> Result<(), String> {
+        Err(format!(
+            "agents of kind {:?} cannot be reloaded",
+            record.kind
+        ))
+    }
+
+    /// How the agent is doing, for `list` (native agents: always running).
+    fn status(&self) -> AgentStatus {
+        AgentStatus::default()
+    }
+}
+
+/// What an agent is doing now, as listings show it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentState {
+    /// Ready to handle messages (a native agent, or a live instance).
+    #[default]
+    Running,
+    /// Addressable but with no live instance: activated by its next message.
+    Idle,
+    /// Failed too often; messages are refused until the policy lets it run.
+    Quarantined,
+    /// Stopped by an operator; messages are refused until it is started.
+    Stopped,
+}
+
+/// An agent's status: its state and what its supervision counted.
+///
+/// ```
+/// use quire_shards::{AgentState, AgentStatus};
+/// assert_eq!(AgentStatus::default().state, AgentState::Running);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AgentStatus {
+    /// What it is doing.
+    pub state: AgentState,
+    /// The version it runs (a WebAssembly module's content hash), if any.
+    pub version: Option<String>,
+    /// Messages it failed (limits broken, traps) since it was deployed.
+    pub failures: u64,
+    /// Fresh instances it was given after a failure.
+    pub restarts: u64,
+    /// Times it was activated from idle.
+    pub activations: u64,
+    /// Linear memory of its live instance, in bytes (0 when idle or native).
+    pub memory_bytes: u64,
 }
 
 /// Per-message options for [`Context::send_with`] and [`Context::call_with`].
@@ -101,6 +156,8 @@ pub(crate) struct Current {
     pub conversation: Option<ConversationId>,
     pub priority: Priority,
     pub replied: bool,
+    /// Set by [`Context::fail`]: the message failed for this reason.
+    pub failed: Option<Rejection>,
 }
 
 /// A handler's view of its shard: who it is, and how to talk to others.
@@ -205,6 +262,25 @@ impl Context<'_> {
         };
         self.core.send_control(env);
         Ok(())
+    }
+
+    /// Fails the message being handled: its sender gets `reason` (a call's
+    /// caller as the call's error, a send's sender as an undelivered
+    /// message) unless a reply already went out, and the shard counts it as
+    /// rejected for `reason`. The WebAssembly host uses it for broken limits
+    /// and traps. Outside a handler (in `on_reply`) it does nothing.
+    pub fn fail(&mut self, reason: Rejection) {
+        if let Some(cur) = &mut self.current {
+            cur.failed = Some(reason);
+        }
+    }
+
+    /// True when the message being handled is a call that has not been
+    /// replied to yet.
+    pub fn awaits_reply(&self) -> bool {
+        self.current
+            .as_ref()
+            .is_some_and(|c| c.kind == Kind::Call && !c.replied)
     }
 
     /// This agent's value for `key` in its key-value state.

@@ -20,7 +20,9 @@ use bytes::Bytes;
 
 use quire_storage::{AgentRecord, DurableMessage, Mutation, WriteBatch};
 
-use crate::agent::{Agent, Context, Current, SendOptions};
+use crate::agent::{
+    Agent, AgentState as AgentStatusState, AgentStatus, Context, Current, SendOptions,
+};
 use crate::agent_id::{AgentId, ShardId};
 use crate::envelope::{Address, ClientTicket, Envelope, Kind, MessageId, Priority};
 use crate::error::{CallError, Rejection};
@@ -94,9 +96,34 @@ pub enum RegisterError {
     /// The shard is stopping.
     #[error("the node is shutting down")]
     ShuttingDown,
+    /// The agent refused a new definition.
+    #[error("agent {id} refused the new definition: {reason}")]
+    Refused {
+        /// The name.
+        id: AgentId,
+        /// Why.
+        reason: String,
+    },
     /// The change could not be committed to the shard's partition.
     #[error("storage failed: {0}")]
     Storage(String),
+}
+
+/// One agent as [`ShardCore::list_agents`] shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AgentInfo {
+    /// Its name.
+    pub name: String,
+    /// The shard that owns it.
+    pub shard: ShardId,
+    /// Deployed (rebuilt after a restart) rather than registered.
+    pub deployed: bool,
+    /// Ordinary messages waiting in its mailbox.
+    pub queued: usize,
+    /// Keys in its key-value state.
+    pub state_entries: usize,
+    /// What it is doing, and what its supervision counted.
+    pub status: AgentStatus,
 }
 
 /// Completes a client's call on the client's side (a channel send, usually).
@@ -147,6 +174,8 @@ struct Slot {
     live: bool,
     /// Deployed (journaled, rebuilt after a restart) rather than registered.
     persistent: bool,
+    /// Stopped by an operator: ordinary messages are refused (`AgentStopped`).
+    stopped: bool,
     /// The agent's key-value state, kept here so that reads never wait on
     /// the disk; journaled writes make it durable.
     state: AgentState,
@@ -288,6 +317,7 @@ impl ShardCore {
             scheduled: false,
             live: true,
             persistent: false,
+            stopped: false,
             state: AgentState::default(),
         };
         let idx = match self.free_slots.pop() {
@@ -816,6 +846,74 @@ impl ShardCore {
         Ok(())
     }
 
+    /// Gives a deployed agent a new definition (a hot reload): the agent
+    /// takes it through [`Agent::reconfigure`], between two of its messages,
+    /// and the new record is journaled. Nothing queued is lost: what waits in
+    /// the mailbox is handled by the new version.
+    pub fn redeploy(&mut self, record: AgentRecord) -> Result<(), RegisterError> {
+        let id = AgentId::from(record.name.as_str());
+        let idx = *self
+            .by_name
+            .get(&id)
+            .ok_or_else(|| RegisterError::NotRegistered(id.clone()))?;
+        let slot = &mut self.slots[idx];
+        // Handlers run to completion before the shard takes a command, so the
+        // agent is always in its slot here.
+        let agent = slot
+            .agent
+            .as_mut()
+            .ok_or_else(|| RegisterError::NotRegistered(id.clone()))?;
+        agent
+            .reconfigure(&record)
+            .map_err(|reason| RegisterError::Refused { id, reason })?;
+        if slot.persistent {
+            self.journal.log(Mutation::PutAgent(record));
+        }
+        Ok(())
+    }
+
+    /// Stops (`true`) or starts again (`false`) an agent: a stopped agent
+    /// keeps its state and what is queued, and ordinary messages sent to it
+    /// are refused as `AgentStopped`.
+    pub fn set_stopped(&mut self, id: &AgentId, stopped: bool) -> Result<(), RegisterError> {
+        let idx = *self
+            .by_name
+            .get(id)
+            .ok_or_else(|| RegisterError::NotRegistered(id.clone()))?;
+        let slot = &mut self.slots[idx];
+        slot.stopped = stopped;
+        if !stopped && !slot.mailbox.is_empty() && !slot.scheduled {
+            slot.scheduled = true;
+            self.ready.push_back(idx);
+        }
+        Ok(())
+    }
+
+    /// Every agent on this shard with its status, sorted by name.
+    pub fn list_agents(&self) -> Vec<AgentInfo> {
+        let mut list: Vec<AgentInfo> = self
+            .by_name
+            .iter()
+            .map(|(id, &idx)| {
+                let slot = &self.slots[idx];
+                let mut status = slot.agent.as_ref().map(|a| a.status()).unwrap_or_default();
+                if slot.stopped {
+                    status.state = AgentStatusState::Stopped;
+                }
+                AgentInfo {
+                    name: id.as_str().to_string(),
+                    shard: self.cfg.shard,
+                    deployed: slot.persistent,
+                    queued: slot.mailbox.len(),
+                    state_entries: slot.state.len(),
+                    status,
+                }
+            })
+            .collect();
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        list
+    }
+
     /// Brings back a deployed agent at recovery (its definition is stored
     /// already, so nothing is journaled).
     pub fn restore_agent(
@@ -1147,6 +1245,9 @@ impl ShardCore {
             },
         };
         let slot = &mut self.slots[idx];
+        if slot.stopped && !env.kind.is_control() {
+            return Err((Rejection::AgentStopped, env));
+        }
         match slot.mailbox.push(env) {
             Ok(()) => {
                 self.queued += 1;
@@ -1237,6 +1338,7 @@ impl ShardCore {
                     conversation: env.conversation,
                     priority: env.priority,
                     replied: false,
+                    failed: None,
                 };
                 let mut ctx = Context {
                     core: self,
@@ -1251,12 +1353,16 @@ impl ShardCore {
                 // a message that makes its handler panic must not come back
                 // after every restart.
                 self.journal.finish(current.id);
-                if !panicked {
+                let reason = if panicked {
+                    self.stats.agent_panics += 1;
+                    Rejection::AgentFailed
+                } else if let Some(reason) = current.failed {
+                    reason
+                } else {
                     self.stats.handled += 1;
                     return;
-                }
-                self.stats.agent_panics += 1;
-                self.stats.reject(Rejection::AgentFailed);
+                };
+                self.stats.reject(reason);
                 let answered = current.kind == Kind::Call && current.replied;
                 if !answered {
                     // The payload went to the handler; the sender gets the reason.
@@ -1271,7 +1377,7 @@ impl ShardCore {
                         kind: current.kind,
                         payload: Bytes::new(),
                     };
-                    self.bounce(failed, Rejection::AgentFailed);
+                    self.bounce(failed, reason);
                 }
             }
             Kind::Reply | Kind::CallFailed(_) | Kind::Bounce(_) | Kind::CallRejected(_) => {

@@ -21,11 +21,25 @@ pub enum Rejection {
     AgentFailed,
     /// The message is malformed (e.g. a reply to something that was not a call).
     Invalid,
+    /// A WebAssembly agent used up the fuel (instructions) one message may take.
+    FuelExhausted,
+    /// A WebAssembly agent tried to grow its memory past its limit.
+    MemoryLimit,
+    /// A WebAssembly agent ran past the wall-clock time one message may take.
+    TimeLimit,
+    /// A WebAssembly agent trapped (or reported an error) while handling the message.
+    AgentTrapped,
+    /// A message (or a reply) is larger than the agent's limit allows.
+    TooLarge,
+    /// The agent failed too often and is quarantined by its supervision policy.
+    Quarantined,
+    /// The agent is deployed but stopped; it takes messages again once started.
+    AgentStopped,
 }
 
 impl Rejection {
     /// Every reason, in a stable order (used for per-reason counters).
-    pub const ALL: [Rejection; 7] = [
+    pub const ALL: [Rejection; 14] = [
         Self::QueueFull,
         Self::NoSuchAgent,
         Self::Expired,
@@ -33,6 +47,13 @@ impl Rejection {
         Self::ShuttingDown,
         Self::AgentFailed,
         Self::Invalid,
+        Self::FuelExhausted,
+        Self::MemoryLimit,
+        Self::TimeLimit,
+        Self::AgentTrapped,
+        Self::TooLarge,
+        Self::Quarantined,
+        Self::AgentStopped,
     ];
 
     /// Stable snake_case name, as used in metrics and on the wire.
@@ -45,12 +66,44 @@ impl Rejection {
             Self::ShuttingDown => "shutting_down",
             Self::AgentFailed => "agent_failed",
             Self::Invalid => "invalid",
+            Self::FuelExhausted => "fuel_exhausted",
+            Self::MemoryLimit => "memory_limit",
+            Self::TimeLimit => "time_limit",
+            Self::AgentTrapped => "agent_trapped",
+            Self::TooLarge => "too_large",
+            Self::Quarantined => "quarantined",
+            Self::AgentStopped => "agent_stopped",
         }
     }
 
     /// Index into per-reason counter arrays.
     pub fn index(self) -> usize {
         Self::ALL.iter().position(|r| *r == self).unwrap_or(0)
+    }
+
+    /// The reason at `index` (the inverse of [`Self::index`]).
+    ///
+    /// ```
+    /// use quire_shards::Rejection;
+    /// assert_eq!(Rejection::from_index(Rejection::Quarantined.index()), Some(Rejection::Quarantined));
+    /// assert_eq!(Rejection::from_index(99), None);
+    /// ```
+    pub fn from_index(index: usize) -> Option<Self> {
+        Self::ALL.get(index).copied()
+    }
+
+    /// True for the reasons that mean the agent broke one of its limits or
+    /// trapped: what a supervision policy counts as a failure.
+    pub fn is_agent_failure(self) -> bool {
+        matches!(
+            self,
+            Self::AgentFailed
+                | Self::FuelExhausted
+                | Self::MemoryLimit
+                | Self::TimeLimit
+                | Self::AgentTrapped
+                | Self::TooLarge
+        )
     }
 }
 
@@ -64,6 +117,13 @@ impl fmt::Display for Rejection {
             Self::ShuttingDown => "the node is shutting down",
             Self::AgentFailed => "the agent failed while handling the message",
             Self::Invalid => "invalid message",
+            Self::FuelExhausted => "the agent used up its fuel for one message",
+            Self::MemoryLimit => "the agent tried to grow its memory past its limit",
+            Self::TimeLimit => "the agent ran past its time limit for one message",
+            Self::AgentTrapped => "the agent trapped while handling the message",
+            Self::TooLarge => "the message is larger than the agent's limit",
+            Self::Quarantined => "the agent is quarantined after repeated failures",
+            Self::AgentStopped => "the agent is stopped",
         })
     }
 }

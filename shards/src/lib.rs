@@ -14,11 +14,14 @@ mod journal;
 mod mailbox;
 mod stats;
 pub mod testing;
+pub mod wasm;
 pub mod wire;
 
-pub use agent::{Agent, Context, SendOptions};
+pub use agent::{Agent, AgentState, AgentStatus, Context, SendOptions};
 pub use agent_id::{fnv1a64, jump_consistent_hash, owning_shard, AgentId, InvalidAgentId, ShardId};
-pub use core::{ClientWaiter, RegisterError, ShardConfig, ShardCore, LATENCY_SAMPLE_EVERY};
+pub use core::{
+    AgentInfo, ClientWaiter, RegisterError, ShardConfig, ShardCore, LATENCY_SAMPLE_EVERY,
+};
 pub use envelope::{Address, ClientTicket, ConversationId, Envelope, Kind, MessageId, Priority};
 pub use error::{CallError, Rejection};
 pub use journal::DurableAdmission;

@@ -1,0 +1,350 @@
+//! [`WasmAgent`]: a deployed WebAssembly module behaving as an [`Agent`],
+//! under hard limits and a supervision policy, activated on demand and
+//! reloadable while it runs.
+
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use super::abi::{call_error_code, event, rejection_code};
+use super::engine::{ModuleHash, WasmModule};
+use super::instance::{id_to_guest, Event, LiveInstance, Violation};
+use super::limits::{AgentLimits, OnRepeatedFailure, Supervision};
+use super::shard::{Activation, WasmShard};
+use crate::agent::{Agent, AgentState, AgentStatus, Context};
+use crate::envelope::{Envelope, Kind, MessageId};
+use crate::error::{CallError, Rejection};
+use quire_storage::AgentRecord;
+
+/// The agent kind WebAssembly agents are deployed as.
+pub const WASM_KIND: &str = "wasm";
+
+/// What a deployed WebAssembly agent's record holds (MessagePack in
+/// [`AgentRecord::config`]): which module, under which limits.
+///
+/// ```
+/// use quire_shards::wasm::{AgentLimits, ModuleHash, Supervision, WasmSpec};
+/// let spec = WasmSpec::new(ModuleHash::of(b"module bytes"), AgentLimits::default(), Supervision::default());
+/// let record = spec.record("orders/1");
+/// assert_eq!(record.kind, "wasm");
+/// assert_eq!(WasmSpec::from_record(&record).unwrap(), spec);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WasmSpec {
+    /// The module's content hash (hex).
+    pub module: String,
+    /// Its limits.
+    pub limits: AgentLimits,
+    /// Its supervision.
+    pub supervision: Supervision,
+}
+
+impl WasmSpec {
+    /// A spec for `module`.
+    pub fn new(module: ModuleHash, limits: AgentLimits, supervision: Supervision) -> Self {
+        Self {
+            module: module.as_str().to_string(),
+            limits,
+            supervision,
+        }
+    }
+
+    /// The record that deploys agent `name` with this spec.
+    pub fn record(&self, name: &str) -> AgentRecord {
+        let config = rmp_serde::to_vec_named(self).expect("a spec always encodes");
+        AgentRecord::new(name, WASM_KIND, config)
+    }
+
+    /// Reads the spec of a `wasm` record.
+    pub fn from_record(record: &AgentRecord) -> Result<Self, String> {
+        if record.kind != WASM_KIND {
+            return Err(format!(
+                "agent {} is of kind {:?}, not wasm",
+                record.name, record.kind
+            ));
+        }
+        rmp_serde::from_slice(&record.config)
+            .map_err(|e| format!("agent {}: unreadable wasm spec: {e}", record.name))
+    }
+
+    /// The module hash, parsed.
+    pub fn module_hash(&self) -> Result<ModuleHash, String> {
+        ModuleHash::parse(&self.module)
+            .ok_or_else(|| format!("{:?} is not a module hash", self.module))
+    }
+}
+
+/// Quarantine state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Quarantine {
+    None,
+    Until(Instant),
+    UntilReload,
+}
+
+/// A WebAssembly agent (see the module docs).
+pub struct WasmAgent {
+    shard: Rc<WasmShard>,
+    module: WasmModule,
+    limits: AgentLimits,
+    supervision: Supervision,
+    activation: Rc<Activation>,
+    /// Instances of earlier versions that still wait for answers to calls
+    /// they made: their answers go to them, everything else to the new one.
+    retiring: Vec<LiveInstance>,
+    recent_failures: VecDeque<Instant>,
+    quarantine: Quarantine,
+    failures: u64,
+    restarts: u64,
+    activations: u64,
+}
+
+impl WasmAgent {
+    /// An agent of `record` on the shard whose wasm host is `shard`. Makes
+    /// no instance: the first message activates it.
+    pub fn from_record(shard: &Rc<WasmShard>, record: &AgentRecord) -> Result<Self, String> {
+        let spec = WasmSpec::from_record(record)?;
+        spec.limits.validate()?;
+        let module = shard
+            .engine()
+            .module(&spec.module_hash()?)
+            .map_err(|e| e.to_string())?;
+        Ok(Self::new(shard, module, spec.limits, spec.supervision))
+    }
+
+    /// An agent running `module`.
+    pub fn new(
+        shard: &Rc<WasmShard>,
+        module: WasmModule,
+        limits: AgentLimits,
+        supervision: Supervision,
+    ) -> Self {
+        shard.want_pool(&module, &limits);
+        Self {
+            shard: shard.clone(),
+            module,
+            limits,
+            supervision,
+            activation: Rc::default(),
+            retiring: Vec::new(),
+            recent_failures: VecDeque::new(),
+            quarantine: Quarantine::None,
+            failures: 0,
+            restarts: 0,
+            activations: 0,
+        }
+    }
+
+    /// True when quarantined now (a `restart` quarantine that has run its
+    /// course is lifted here).
+    fn quarantined(&mut self) -> bool {
+        match self.quarantine {
+            Quarantine::None => false,
+            Quarantine::UntilReload => true,
+            Quarantine::Until(t) if Instant::now() < t => true,
+            Quarantine::Until(_) => {
+                self.quarantine = Quarantine::None;
+                self.recent_failures.clear();
+                false
+            }
+        }
+    }
+
+    /// Delivers `ev` to the live instance (activating one if needed).
+    fn deliver(
+        &mut self,
+        ctx: &mut Context<'_>,
+        ev: Event,
+        payload: &Bytes,
+    ) -> Result<(), Violation> {
+        if self.activation.live.borrow().is_none() {
+            self.shard
+                .activate(&self.activation, &self.module, &self.limits)
+                .map_err(|detail| Violation {
+                    reason: Rejection::AgentTrapped,
+                    detail: format!("the agent could not be instantiated: {detail}"),
+                })?;
+            self.activations += 1;
+        } else {
+            self.shard.touch(&self.activation);
+        }
+        let mut live = self.activation.live.borrow_mut();
+        let instance = live.as_mut().expect("activated above");
+        instance.deliver(ctx, ev, payload, &self.limits)
+    }
+
+    /// A failure: the message fails with its reason, the instance is
+    /// dropped (the next message gets a fresh one, state kept), and too many
+    /// failures in the window quarantine the agent.
+    fn fail(&mut self, ctx: &mut Context<'_>, violation: Violation) {
+        ctx.fail(violation.reason);
+        self.failures += 1;
+        if self.activation.live.borrow_mut().take().is_some() {
+            self.restarts += 1;
+        }
+        let now = Instant::now();
+        let window = Duration::from_millis(self.supervision.window_ms);
+        self.recent_failures.push_back(now);
+        while self
+            .recent_failures
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > window)
+        {
+            self.recent_failures.pop_front();
+        }
+        let quarantine = self.recent_failures.len() >= self.supervision.max_failures as usize;
+        if quarantine {
+            self.quarantine = match self.supervision.policy {
+                OnRepeatedFailure::Restart => {
+                    Quarantine::Until(now + Duration::from_millis(self.supervision.quarantine_ms))
+                }
+                OnRepeatedFailure::Stop => Quarantine::UntilReload,
+            };
+        }
+        self.shard.count_failure(quarantine);
+        tracing::warn!(
+            agent = ctx.id().as_str(),
+            reason = violation.reason.as_str(),
+            quarantined = quarantine,
+            "{}",
+            violation.detail
+        );
+    }
+
+    /// Hands an answer to a call to the instance that made it.
+    fn answer(&mut self, ctx: &mut Context<'_>, call: MessageId, ev: Event, payload: &Bytes) {
+        if let Some(pos) = self
+            .retiring
+            .iter()
+            .position(|i| i.outstanding_calls.contains(&call))
+        {
+            let old = &mut self.retiring[pos];
+            old.outstanding_calls.remove(&call);
+            let result = old.deliver(ctx, ev, payload, &self.limits);
+            if result.is_err() || old.outstanding_calls.is_empty() {
+                self.retiring.swap_remove(pos);
+            }
+            if let Err(v) = result {
+                self.fail(ctx, v);
+            }
+            return;
+        }
+        if let Some(live) = self.activation.live.borrow_mut().as_mut() {
+            live.outstanding_calls.remove(&call);
+        }
+        if let Err(v) = self.deliver(ctx, ev, payload) {
+            self.fail(ctx, v);
+        }
+    }
+}
+
+impl Agent for WasmAgent {
+    fn handle(&mut self, ctx: &mut Context<'_>, msg: Envelope) {
+        if self.quarantined() {
+            ctx.fail(Rejection::Quarantined);
+            return;
+        }
+        let kind = if msg.kind == Kind::Call {
+            event::CALL
+        } else {
+            event::SEND
+        };
+        let ev = Event {
+            kind,
+            id: id_to_guest(msg.id),
+            code: 0,
+        };
+        if let Err(v) = self.deliver(ctx, ev, &msg.payload) {
+            self.fail(ctx, v);
+        }
+    }
+
+    fn on_reply(
+        &mut self,
+        ctx: &mut Context<'_>,
+        call: MessageId,
+        reply: Result<Envelope, CallError>,
+    ) {
+        if self.quarantined() {
+            return;
+        }
+        let (ev, payload) = match reply {
+            Ok(env) => (
+                Event {
+                    kind: event::REPLY,
+                    id: id_to_guest(call),
+                    code: 0,
+                },
+                env.payload,
+            ),
+            Err(e) => (
+                Event {
+                    kind: event::CALL_FAILED,
+                    id: id_to_guest(call),
+                    code: call_error_code(e),
+                },
+                Bytes::new(),
+            ),
+        };
+        self.answer(ctx, call, ev, &payload);
+    }
+
+    fn on_undelivered(&mut self, ctx: &mut Context<'_>, msg: Envelope, reason: Rejection) {
+        if self.quarantined() {
+            return;
+        }
+        let ev = Event {
+            kind: event::UNDELIVERED,
+            id: id_to_guest(msg.id),
+            code: rejection_code(reason),
+        };
+        if let Err(v) = self.deliver(ctx, ev, &msg.payload) {
+            self.fail(ctx, v);
+        }
+    }
+
+    fn reconfigure(&mut self, record: &AgentRecord) -> Result<(), String> {
+        let spec = WasmSpec::from_record(record)?;
+        spec.limits.validate()?;
+        let module = self
+            .shard
+            .engine()
+            .module(&spec.module_hash()?)
+            .map_err(|e| e.to_string())?;
+        // The running version keeps answering for the calls it made;
+        // everything from now on goes to the new one.
+        if let Some(old) = self.activation.live.borrow_mut().take() {
+            if !old.outstanding_calls.is_empty() {
+                self.retiring.push(old);
+            }
+        }
+        self.shard.want_pool(&module, &spec.limits);
+        self.module = module;
+        self.limits = spec.limits;
+        self.supervision = spec.supervision;
+        self.quarantine = Quarantine::None;
+        self.recent_failures.clear();
+        Ok(())
+    }
+
+    fn status(&self) -> AgentStatus {
+        let live = self.activation.live.borrow();
+        let state = match (self.quarantine, live.is_some()) {
+            (Quarantine::Until(t), _) if Instant::now() < t => AgentState::Quarantined,
+            (Quarantine::UntilReload, _) => AgentState::Quarantined,
+            (_, true) => AgentState::Running,
+            (_, false) => AgentState::Idle,
+        };
+        AgentStatus {
+            state,
+            version: Some(self.module.hash.short().to_string()),
+            failures: self.failures,
+            restarts: self.restarts,
+            activations: self.activations,
+            memory_bytes: live.as_ref().map_or(0, LiveInstance::memory_bytes),
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! Hard limits on one WebAssembly agent, and the supervision policy that
+//! decides what happens when it keeps breaking them.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// What one agent may use. Node-wide defaults come from the configuration;
+/// a deploy may override them.
+///
+/// ```
+/// use quire_shards::wasm::AgentLimits;
+/// let limits = AgentLimits { fuel_per_message: 1_000, ..AgentLimits::default() };
+/// assert_eq!(limits.memory_pages(), 256); // 16 MiB in 64 KiB pages
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentLimits {
+    /// Largest linear memory, in bytes (rounded down to 64 KiB pages).
+    pub max_memory_bytes: u64,
+    /// WebAssembly operators one message (one event) may execute.
+    pub fuel_per_message: u64,
+    /// Wall-clock time one message may take, in microseconds.
+    pub max_time_us: u64,
+    /// Largest payload the agent may send or reply, and largest state value.
+    pub max_message_bytes: u32,
+}
+
+impl Default for AgentLimits {
+    fn default() -> Self {
+        Self {
+            max_memory_bytes: 16 << 20,
+            fuel_per_message: 10_000_000,
+            max_time_us: 100_000,
+            max_message_bytes: 1 << 20,
+        }
+    }
+}
+
+impl AgentLimits {
+    /// The memory limit in wasm pages (at least one).
+    pub fn memory_pages(&self) -> u32 {
+        (self.max_memory_bytes / 65_536).clamp(1, 65_536) as u32
+    }
+
+    /// The time limit.
+    pub fn max_time(&self) -> Duration {
+        Duration::from_micros(self.max_time_us)
+    }
+
+    /// Checks the values make sense; the error names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_memory_bytes < 65_536 {
+            return Err("max_memory_bytes must be at least 65536 (one wasm page)".into());
+        }
+        if self.fuel_per_message == 0 {
+            return Err("fuel_per_message must be at least 1".into());
+        }
+        if self.max_time_us == 0 {
+            return Err("max_time_us must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// What to do with an agent that failed `max_failures` times within
+/// `window_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OnRepeatedFailure {
+    /// Quarantine it for `quarantine_ms`, then give it a fresh instance.
+    #[default]
+    Restart,
+    /// Quarantine it until it is reloaded or started again by an operator.
+    Stop,
+}
+
+/// Supervision of one agent. Every failure (a broken limit, a trap) fails
+/// that message and restarts the agent from a fresh instance, its state
+/// kept; too many failures in a window quarantine it.
+///
+/// ```
+/// use quire_shards::wasm::{OnRepeatedFailure, Supervision};
+/// let s = Supervision { policy: OnRepeatedFailure::Stop, ..Supervision::default() };
+/// assert_eq!(s.max_failures, 5);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Supervision {
+    /// Failures within the window that quarantine the agent.
+    pub max_failures: u32,
+    /// The window, in milliseconds.
+    pub window_ms: u64,
+    /// What quarantine means.
+    pub policy: OnRepeatedFailure,
+    /// How long a `restart` quarantine lasts, in milliseconds.
+    pub quarantine_ms: u64,
+}
+
+impl Default for Supervision {
+    fn default() -> Self {
+        Self {
+            max_failures: 5,
+            window_ms: 10_000,
+            policy: OnRepeatedFailure::Restart,
+            quarantine_ms: 5_000,
+        }
+    }
+}

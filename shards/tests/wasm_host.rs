@@ -1,0 +1,512 @@
+//! The WebAssembly host inside one shard: ABI checks at deploy, every hard
+//! limit (fuel, memory, time, message size), traps, supervision and
+//! quarantine, hot reload, activation and deactivation. Driven through
+//! `ShardCore` alone (no executors): deterministic and fast.
+
+use std::rc::Rc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use quire_shards::wasm::{
+    AgentLimits, OnRepeatedFailure, Supervision, WasmAgent, WasmEngine, WasmError, WasmShard,
+    WasmShardConfig, WasmSpec,
+};
+use quire_shards::{
+    AgentId, AgentState, CallError, Envelope, Rejection, SendOptions, ShardConfig, ShardCore,
+};
+
+/// The exports every test agent shares: memory, version, an allocator that
+/// always hands out offset 1024 (one message at a time).
+const PRELUDE: &str = r#"
+  (import "quire" "reply" (func $reply (param i32 i32) (result i32)))
+  (import "quire" "send" (func $send (param i32 i32 i32 i32) (result i64)))
+  (import "quire" "state_get" (func $state_get (param i32 i32 i32 i32) (result i32)))
+  (import "quire" "state_put" (func $state_put (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "quire_abi_version") (result i32) i32.const 1)
+  (func (export "quire_alloc") (param i32) (result i32) i32.const 1024)
+"#;
+
+fn module(body: &str) -> Vec<u8> {
+    wasmer::wat2wasm(format!("(module {PRELUDE} {body})").as_bytes())
+        .expect("test WAT parses")
+        .into_owned()
+}
+
+/// Replies with the payload.
+fn echo() -> Vec<u8> {
+    module(
+        r#"(func (export "quire_handle") (param i32 i64 i32 i32 i32) (result i32)
+             (drop (call $reply (local.get 3) (local.get 4))) i32.const 0)"#,
+    )
+}
+
+/// Replies with "v2" (for reloads).
+fn echo_v2() -> Vec<u8> {
+    module(
+        r#"(data (i32.const 16) "v2")
+           (func (export "quire_handle") (param i32 i64 i32 i32 i32) (result i32)
+             (drop (call $reply (i32.const 16) (i32.const 2))) i32.const 0)"#,
+    )
+}
+
+/// Keeps a u32 count in its state under key "n" and replies with it.
+fn counter() -> Vec<u8> {
+    module(
+        r#"(data (i32.const 0) "n")
+           (func (export "quire_handle") (param i32 i64 i32 i32 i32) (result i32)
+             (i32.store (i32.const 8) (i32.const 0))
+             (drop (call $state_get (i32.const 0) (i32.const 1) (i32.const 8) (i32.const 4)))
+             (i32.store (i32.const 8) (i32.add (i32.load (i32.const 8)) (i32.const 1)))
+             (drop (call $state_put (i32.const 0) (i32.const 1) (i32.const 8) (i32.const 4)))
+             (drop (call $reply (i32.const 8) (i32.const 4)))
+             i32.const 0)"#,
+    )
+}
+
+/// Loops forever on a message whose payload starts with "loop"; echoes otherwise.
+fn looper() -> Vec<u8> {
+    module(
+        r#"(func (export "quire_handle") (param i32 i64 i32 i32 i32) (result i32)
+             (if (i32.eq (i32.load8_u (local.get 3)) (i32.const 108))
+               (then (loop $forever (br $forever))))
+             (drop (call $reply (local.get 3) (local.get 4))) i32.const 0)"#,
+    )
+}
+
+/// Grows its memory until refused, then traps (as a Rust guest's allocator would).
+fn memory_bomb() -> Vec<u8> {
+    module(
+        r#"(func (export "quire_handle") (param i32 i64 i32 i32 i32) (result i32)
+             (loop $grow
+               (br_if $grow (i32.ne (memory.grow (i32.const 16)) (i32.const -1))))
+             unreachable)"#,
+    )
+}
+
+/// Traps at once.
+fn trapper() -> Vec<u8> {
+    module(
+        r#"(func (export "quire_handle") (param i32 i64 i32 i32 i32) (result i32)
+             unreachable)"#,
+    )
+}
+
+/// Replies with 2 MiB of its memory.
+fn huge_reply() -> Vec<u8> {
+    module(
+        r#"(func (export "quire_handle") (param i32 i64 i32 i32 i32) (result i32)
+             (drop (memory.grow (i32.const 40)))
+             (drop (call $reply (i32.const 0) (i32.const 2097152))) i32.const 0)"#,
+    )
+}
+
+/// Sends 100 000 messages to "sink" per message it handles, then replies.
+fn flooder() -> Vec<u8> {
+    module(
+        r#"(data (i32.const 0) "sink")
+           (func (export "quire_handle") (param i32 i64 i32 i32 i32) (result i32) (local $i i32)
+             (loop $more
+               (drop (call $send (i32.const 0) (i32.const 4) (i32.const 0) (i32.const 0)))
+               (local.set $i (i32.add (local.get $i) (i32.const 1)))
+               (br_if $more (i32.lt_u (local.get $i) (i32.const 100000))))
+             (drop (call $reply (i32.const 0) (i32.const 0))) i32.const 0)"#,
+    )
+}
+
+struct Host {
+    shard: ShardCore,
+    wasm: Rc<WasmShard>,
+}
+
+impl Host {
+    fn new() -> Self {
+        Self::with(WasmShardConfig::default())
+    }
+
+    fn with(config: WasmShardConfig) -> Self {
+        let cfg = ShardConfig {
+            mailbox_capacity: 64,
+            ..ShardConfig::new(0, 1)
+        };
+        Self {
+            shard: ShardCore::new(cfg),
+            wasm: WasmShard::new(WasmEngine::new(None), config),
+        }
+    }
+
+    fn deploy(&mut self, name: &str, bytes: &[u8], limits: AgentLimits, supervision: Supervision) {
+        let module = self.wasm.engine().compile(bytes).expect("module compiles");
+        let agent = WasmAgent::new(&self.wasm, module, limits, supervision);
+        self.shard
+            .register(AgentId::from(name), Box::new(agent))
+            .expect("registers");
+    }
+
+    fn deploy_default(&mut self, name: &str, bytes: &[u8]) {
+        self.deploy(name, bytes, AgentLimits::default(), Supervision::default());
+    }
+
+    fn call(&mut self, to: &str, payload: &[u8]) -> Result<Envelope, CallError> {
+        let (tx, rx) = mpsc::channel();
+        let waiter = Box::new(move |r| tx.send(r).expect("receiver waits"));
+        let _ = self.shard.admit_client_call(
+            to.into(),
+            bytes::Bytes::copy_from_slice(payload),
+            SendOptions::default(),
+            Duration::from_secs(5),
+            waiter,
+        );
+        for _ in 0..10_000 {
+            self.shard.run(usize::MAX);
+            if let Ok(r) = rx.try_recv() {
+                return r;
+            }
+        }
+        panic!("no answer to a call to {to}");
+    }
+}
+
+fn rejected(r: Result<Envelope, CallError>) -> Rejection {
+    match r {
+        Err(CallError::Rejected(reason)) => reason,
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+}
+
+#[test]
+fn echo_round_trip() {
+    let mut h = Host::new();
+    h.deploy_default("echo", &echo());
+    assert_eq!(&h.call("echo", b"hello").unwrap().payload[..], b"hello");
+    assert_eq!(&h.call("echo", b"").unwrap().payload[..], b"");
+}
+
+#[test]
+fn state_survives_restarts_of_the_instance() {
+    let mut h = Host::new();
+    h.deploy_default("counter", &counter());
+    for expected in 1u32..=3 {
+        let r = h.call("counter", b"x").unwrap();
+        assert_eq!(r.payload[..], expected.to_le_bytes());
+    }
+}
+
+#[test]
+fn refuses_garbage_and_foreign_imports_and_wrong_versions() {
+    let engine = WasmEngine::new(None);
+    let err = engine.compile(b"\0asm garbage").unwrap_err();
+    assert!(matches!(err, WasmError::Compile(_)), "{err}");
+
+    let wasi = wasmer::wat2wasm(
+        br#"(module (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))
+            (memory (export "memory") 1)
+            (func (export "quire_abi_version") (result i32) i32.const 1)
+            (func (export "quire_alloc") (param i32) (result i32) i32.const 0)
+            (func (export "quire_handle") (param i32 i64 i32 i32 i32) (result i32) i32.const 0))"#,
+    )
+    .unwrap();
+    let err = engine.compile(&wasi).unwrap_err().to_string();
+    assert!(
+        err.contains("wasi_snapshot_preview1::fd_write") && err.contains("no WASI"),
+        "{err}"
+    );
+
+    let bad_sig = wasmer::wat2wasm(
+        br#"(module (import "quire" "send" (func (param i32) (result i32)))
+            (memory (export "memory") 1)
+            (func (export "quire_abi_version") (result i32) i32.const 1)
+            (func (export "quire_alloc") (param i32) (result i32) i32.const 0)
+            (func (export "quire_handle") (param i32 i64 i32 i32 i32) (result i32) i32.const 0))"#,
+    )
+    .unwrap();
+    let err = engine.compile(&bad_sig).unwrap_err().to_string();
+    assert!(err.contains("quire::send"), "{err}");
+
+    let v2 = wasmer::wat2wasm(
+        br#"(module (memory (export "memory") 1)
+            (func (export "quire_abi_version") (result i32) i32.const 2)
+            (func (export "quire_alloc") (param i32) (result i32) i32.const 0)
+            (func (export "quire_handle") (param i32 i64 i32 i32 i32) (result i32) i32.const 0))"#,
+    )
+    .unwrap();
+    let err = engine.compile(&v2).unwrap_err().to_string();
+    assert!(
+        err.contains("version 2") && err.contains("speaks version 1"),
+        "{err}"
+    );
+
+    let no_handle = wasmer::wat2wasm(
+        br#"(module (memory (export "memory") 1)
+            (func (export "quire_abi_version") (result i32) i32.const 1)
+            (func (export "quire_alloc") (param i32) (result i32) i32.const 0))"#,
+    )
+    .unwrap();
+    let err = engine.compile(&no_handle).unwrap_err().to_string();
+    assert!(err.contains("quire_handle"), "{err}");
+}
+
+#[test]
+fn an_infinite_loop_runs_out_of_fuel_and_the_agent_goes_on() {
+    let mut h = Host::new();
+    let limits = AgentLimits {
+        fuel_per_message: 200_000,
+        ..AgentLimits::default()
+    };
+    h.deploy("loop", &looper(), limits, Supervision::default());
+    let started = Instant::now();
+    assert_eq!(rejected(h.call("loop", b"loop")), Rejection::FuelExhausted);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // A fresh instance takes the next message.
+    assert_eq!(&h.call("loop", b"ok").unwrap().payload[..], b"ok");
+    let stats = h.shard.stats();
+    assert_eq!(stats.rejected_for(Rejection::FuelExhausted), 1);
+    let status = &h.shard.list_agents()[0].status;
+    assert_eq!((status.failures, status.restarts), (1, 1));
+}
+
+/// Spins three million times and returns (no reply: a reply sent before
+/// the limit is found stands, since the time is measured when the handler
+/// returns).
+fn spinner() -> Vec<u8> {
+    module(
+        r#"(func (export "quire_handle") (param i32 i64 i32 i32 i32) (result i32) (local $i i32)
+             (loop $more
+               (local.set $i (i32.add (local.get $i) (i32.const 1)))
+               (br_if $more (i32.lt_u (local.get $i) (i32.const 3000000))))
+             i32.const 0)"#,
+    )
+}
+
+#[test]
+fn a_time_limit_fails_a_slow_message() {
+    let mut h = Host::new();
+    // Fuel enough for the spin; time not (it takes milliseconds).
+    let limits = AgentLimits {
+        fuel_per_message: 100_000_000,
+        max_time_us: 100,
+        ..AgentLimits::default()
+    };
+    h.deploy("slow", &spinner(), limits, Supervision::default());
+    assert_eq!(rejected(h.call("slow", b"x")), Rejection::TimeLimit);
+    let generous = AgentLimits {
+        max_time_us: 10_000_000,
+        ..limits
+    };
+    h.deploy("patient", &spinner(), generous, Supervision::default());
+    h.shard
+        .admit_client("patient".into(), "x".into(), SendOptions::default())
+        .unwrap();
+    h.shard.run(usize::MAX);
+    let stats = h.shard.stats();
+    assert_eq!(
+        (stats.handled, stats.rejected_for(Rejection::TimeLimit)),
+        (1, 1)
+    );
+}
+
+#[test]
+fn a_memory_bomb_stops_at_its_limit() {
+    let mut h = Host::new();
+    let limits = AgentLimits {
+        max_memory_bytes: 4 << 20,
+        ..AgentLimits::default()
+    };
+    h.deploy("bomb", &memory_bomb(), limits, Supervision::default());
+    assert_eq!(rejected(h.call("bomb", b"x")), Rejection::MemoryLimit);
+}
+
+#[test]
+fn a_trap_fails_the_message_not_the_shard() {
+    let mut h = Host::new();
+    h.deploy_default("trap", &trapper());
+    h.deploy_default("echo", &echo());
+    assert_eq!(rejected(h.call("trap", b"x")), Rejection::AgentTrapped);
+    assert_eq!(
+        &h.call("echo", b"still here").unwrap().payload[..],
+        b"still here"
+    );
+}
+
+#[test]
+fn a_huge_reply_is_refused_with_a_clear_error() {
+    let mut h = Host::new();
+    h.deploy_default("huge", &huge_reply());
+    assert_eq!(rejected(h.call("huge", b"x")), Rejection::TooLarge);
+}
+
+#[test]
+fn a_flood_is_bounded_by_queues_and_fuel() {
+    let mut h = Host::new();
+    h.deploy_default("flood", &flooder());
+    h.deploy_default("sink", &echo());
+    // The flood's sends beyond the sink's mailbox are refused at once.
+    let r = h.call("flood", b"go");
+    assert!(r.is_ok(), "{r:?}");
+    let stats = h.shard.stats();
+    assert!(
+        stats.rejected_for(Rejection::QueueFull) > 90_000,
+        "{stats:?}"
+    );
+    assert_eq!(&h.call("sink", b"ok").unwrap().payload[..], b"ok");
+}
+
+#[test]
+fn repeated_failures_quarantine_then_restart() {
+    let mut h = Host::new();
+    let supervision = Supervision {
+        max_failures: 3,
+        window_ms: 60_000,
+        policy: OnRepeatedFailure::Restart,
+        quarantine_ms: 200,
+    };
+    h.deploy("trap", &trapper(), AgentLimits::default(), supervision);
+    for _ in 0..3 {
+        assert_eq!(rejected(h.call("trap", b"x")), Rejection::AgentTrapped);
+    }
+    assert_eq!(rejected(h.call("trap", b"x")), Rejection::Quarantined);
+    assert_eq!(
+        h.shard.list_agents()[0].status.state,
+        AgentState::Quarantined
+    );
+    std::thread::sleep(Duration::from_millis(250));
+    // Out of quarantine: it runs (and traps) again.
+    assert_eq!(rejected(h.call("trap", b"x")), Rejection::AgentTrapped);
+    assert_eq!(h.wasm.stats().quarantines, 1);
+}
+
+#[test]
+fn stop_policy_quarantines_until_a_reload() {
+    let mut h = Host::new();
+    let supervision = Supervision {
+        max_failures: 2,
+        policy: OnRepeatedFailure::Stop,
+        ..Supervision::default()
+    };
+    h.deploy("a", &trapper(), AgentLimits::default(), supervision);
+    for _ in 0..2 {
+        assert_eq!(rejected(h.call("a", b"x")), Rejection::AgentTrapped);
+    }
+    assert_eq!(rejected(h.call("a", b"x")), Rejection::Quarantined);
+    let fixed = h.wasm.engine().compile(&echo()).unwrap();
+    let record =
+        WasmSpec::new(fixed.hash().clone(), AgentLimits::default(), supervision).record("a");
+    h.shard.redeploy(record).expect("reload");
+    assert_eq!(&h.call("a", b"fixed").unwrap().payload[..], b"fixed");
+}
+
+#[test]
+fn hot_reload_loses_no_queued_message() {
+    let mut h = Host::new();
+    h.deploy_default("svc", &echo());
+    let v2 = h.wasm.engine().compile(&echo_v2()).unwrap();
+    // Queue calls, reload between two runs, then let them all finish.
+    let (tx, rx) = mpsc::channel();
+    for i in 0..40u32 {
+        let tx = tx.clone();
+        h.shard
+            .admit_client_call(
+                "svc".into(),
+                bytes::Bytes::copy_from_slice(&i.to_le_bytes()),
+                SendOptions::default(),
+                Duration::from_secs(5),
+                Box::new(move |r| tx.send(r).unwrap()),
+            )
+            .unwrap();
+    }
+    h.shard.run(10); // some handled by v1
+    let record = WasmSpec::new(
+        v2.hash().clone(),
+        AgentLimits::default(),
+        Supervision::default(),
+    )
+    .record("svc");
+    h.shard.redeploy(record).unwrap();
+    h.shard.run(usize::MAX);
+    drop(tx);
+    let replies: Vec<_> = rx.iter().map(|r| r.expect("every call answered")).collect();
+    assert_eq!(replies.len(), 40);
+    let v1 = replies.iter().filter(|r| r.payload.len() == 4).count();
+    let v2n = replies.iter().filter(|r| &r.payload[..] == b"v2").count();
+    assert!(v1 >= 10 && v1 + v2n == 40 && v2n > 0, "v1 {v1}, v2 {v2n}");
+}
+
+#[test]
+fn agents_activate_on_demand_and_deactivate_when_idle() {
+    let mut h = Host::with(WasmShardConfig {
+        pool_size: 4,
+        idle_after: Duration::from_millis(40),
+        refill_per_sweep: 16,
+    });
+    for i in 0..20 {
+        h.deploy_default(&format!("c{i}"), &counter());
+    }
+    // Addressable, not active.
+    assert!(h
+        .shard
+        .list_agents()
+        .iter()
+        .all(|a| a.status.state == AgentState::Idle));
+    assert_eq!(h.wasm.refill(), 4);
+    for _ in 0..2 {
+        h.call("c3", b"x").unwrap();
+    }
+    let info = h.shard.list_agents();
+    let c3 = info.iter().find(|a| a.name == "c3").unwrap();
+    assert_eq!(c3.status.state, AgentState::Running);
+    assert_eq!(
+        info.iter()
+            .filter(|a| a.status.state == AgentState::Running)
+            .count(),
+        1
+    );
+    assert_eq!(h.wasm.stats().pool_hits, 1);
+    // Idle long enough: deactivated, state kept.
+    let start = Instant::now();
+    let mut deactivated = 0;
+    while deactivated == 0 && start.elapsed() < Duration::from_secs(2) {
+        std::thread::sleep(h.wasm.sweep_interval());
+        deactivated += h.wasm.sweep(Instant::now());
+    }
+    assert_eq!(deactivated, 1);
+    let c3 = h
+        .shard
+        .list_agents()
+        .into_iter()
+        .find(|a| a.name == "c3")
+        .unwrap();
+    assert_eq!(c3.status.state, AgentState::Idle);
+    assert_eq!(h.call("c3", b"x").unwrap().payload[..], 3u32.to_le_bytes());
+    assert_eq!(c3.status.activations, 1);
+}
+
+#[test]
+fn a_module_whose_memory_starts_over_the_limit_fails_clearly() {
+    let mut h = Host::new();
+    let big = wasmer::wat2wasm(
+        br#"(module (memory (export "memory") 100)
+            (func (export "quire_abi_version") (result i32) i32.const 1)
+            (func (export "quire_alloc") (param i32) (result i32) i32.const 0)
+            (func (export "quire_handle") (param i32 i64 i32 i32 i32) (result i32) i32.const 0))"#,
+    )
+    .unwrap();
+    let limits = AgentLimits {
+        max_memory_bytes: 1 << 20,
+        ..AgentLimits::default()
+    };
+    h.deploy("big", &big, limits, Supervision::default());
+    assert_eq!(rejected(h.call("big", b"x")), Rejection::AgentTrapped);
+}
+
+#[test]
+fn compiled_modules_are_cached_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = WasmEngine::new(Some(dir.path().to_path_buf()));
+    let m = first.compile(&echo()).unwrap();
+    assert_eq!(first.stats().compiled, 1);
+    // A new engine (a restarted node) loads the artifact instead of compiling.
+    let second = WasmEngine::new(Some(dir.path().to_path_buf()));
+    let again = second.module(m.hash()).unwrap();
+    assert_eq!(again.hash(), m.hash());
+    assert_eq!((second.stats().compiled, second.stats().loaded), (0, 1));
+}
