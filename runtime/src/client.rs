@@ -16,7 +16,11 @@ use quire_shards::{
     Rejection, SendOptions, ShardStats,
 };
 
+use quire_shards::wasm::{ModuleHash, WasmEngine, WasmError, WasmShardStats};
+use quire_shards::AgentInfo;
+
 use crate::shard_runtime::{AgentFactory, Command, Probe};
+use crate::wasm_agents::{WasmDefaults, WasmOptions};
 
 /// A cheap-to-clone, `Send + Sync` handle to a running node.
 ///
@@ -43,6 +47,9 @@ use crate::shard_runtime::{AgentFactory, Command, Probe};
 #[derive(Clone)]
 pub struct Client {
     shards: Arc<[flume::Sender<Command>]>,
+    /// Compiles modules for deploys, on the caller's side of the channel.
+    wasm: WasmEngine,
+    wasm_defaults: WasmDefaults,
     /// Source of de-duplication ids for durable sends that bring none: a
     /// random start per handle, counted up.
     dedup_ids: Arc<AtomicU64>,
@@ -112,17 +119,32 @@ pub enum DeployError {
     /// The definition could not be committed.
     #[error("storage failed: {0}")]
     Storage(String),
+    /// The WebAssembly module was refused (does not compile, not an agent,
+    /// over a limit).
+    #[error("cannot deploy agent {name}: {source}")]
+    Module {
+        /// The agent.
+        name: String,
+        /// Why.
+        source: WasmError,
+    },
 }
 
 /// Why an agent could not be registered through a client.
 pub type RegisterResult = Result<(), RegisterError>;
 
 impl Client {
-    pub(crate) fn new(shards: Vec<flume::Sender<Command>>) -> Self {
+    pub(crate) fn new(
+        shards: Vec<flume::Sender<Command>>,
+        wasm: WasmEngine,
+        wasm_defaults: WasmDefaults,
+    ) -> Self {
         use std::hash::{BuildHasher, RandomState};
         let start = RandomState::new().hash_one(std::time::SystemTime::now());
         Self {
             shards: shards.into(),
+            wasm,
+            wasm_defaults,
             dedup_ids: Arc::new(AtomicU64::new(start)),
         }
     }
@@ -230,6 +252,11 @@ impl Client {
     /// rejected.
     pub async fn undeploy(&self, name: impl Into<AgentId>) -> Result<usize, RegisterError> {
         self.unregister(name).await
+    }
+
+    /// [`Self::undeploy`] for plain threads.
+    pub fn undeploy_blocking(&self, name: impl Into<AgentId>) -> Result<usize, RegisterError> {
+        block_on(self.undeploy(name))
     }
 
     /// A fresh de-duplication id for [`Self::send_durable_with`].
@@ -424,12 +451,177 @@ impl Client {
         block_on(self.call(to, payload, timeout))
     }
 
-    /// Every shard's figures, in shard order (a shard that is gone is left out).
-    pub async fn stats(&self) -> Vec<ShardStats> {
+    /// Deploys a WebAssembly agent: compiles `module` (once per node, on a
+    /// thread of its own: never on a shard), checks it against the agent
+    /// ABI, and deploys agent `name` running it. The agent holds no instance
+    /// until its first message. Returns the module's content hash.
+    pub async fn deploy_wasm(
+        &self,
+        name: impl Into<AgentId>,
+        module: impl Into<Vec<u8>>,
+        opts: WasmOptions,
+    ) -> Result<ModuleHash, DeployError> {
+        let id = name.into();
+        let (record, hash) = self.wasm_record(&id, module.into(), opts).await?;
+        self.request(
+            &id,
+            |done| Command::Deploy { record, done },
+            Err(DeployError::Register(RegisterError::ShuttingDown)),
+        )
+        .await?;
+        Ok(hash)
+    }
+
+    /// [`Self::deploy_wasm`] for plain threads.
+    pub fn deploy_wasm_blocking(
+        &self,
+        name: impl Into<AgentId>,
+        module: impl Into<Vec<u8>>,
+        opts: WasmOptions,
+    ) -> Result<ModuleHash, DeployError> {
+        block_on(self.deploy_wasm(name, module, opts))
+    }
+
+    /// Hot-reloads WebAssembly agent `name` with `module`: messages handled
+    /// from now on run the new version (what is queued included); answers
+    /// to calls the old version made still go to it. Its state is kept.
+    pub async fn reload_wasm(
+        &self,
+        name: impl Into<AgentId>,
+        module: impl Into<Vec<u8>>,
+        opts: WasmOptions,
+    ) -> Result<ModuleHash, DeployError> {
+        let id = name.into();
+        let (record, hash) = self.wasm_record(&id, module.into(), opts).await?;
+        self.request(
+            &id,
+            |done| Command::Redeploy { record, done },
+            Err(DeployError::Register(RegisterError::ShuttingDown)),
+        )
+        .await?;
+        Ok(hash)
+    }
+
+    /// [`Self::reload_wasm`] for plain threads.
+    pub fn reload_wasm_blocking(
+        &self,
+        name: impl Into<AgentId>,
+        module: impl Into<Vec<u8>>,
+        opts: WasmOptions,
+    ) -> Result<ModuleHash, DeployError> {
+        block_on(self.reload_wasm(name, module, opts))
+    }
+
+    /// Compiles on a thread of its own and builds the agent's record.
+    async fn wasm_record(
+        &self,
+        id: &AgentId,
+        bytes: Vec<u8>,
+        opts: WasmOptions,
+    ) -> Result<(AgentRecord, ModuleHash), DeployError> {
+        let engine = self.wasm.clone();
+        let (tx, rx) = flume::bounded(1);
+        std::thread::Builder::new()
+            .name("quire-compile".into())
+            .spawn(move || {
+                let _ = tx.send(engine.compile(&bytes));
+            })
+            .map_err(|e| DeployError::Build {
+                name: id.to_string(),
+                reason: format!("cannot start a compile thread: {e}"),
+            })?;
+        let module = rx
+            .recv_async()
+            .await
+            .map_err(|_| DeployError::Build {
+                name: id.to_string(),
+                reason: "the compile thread died".into(),
+            })?
+            .map_err(|source| DeployError::Module {
+                name: id.to_string(),
+                source,
+            })?;
+        let spec = opts.spec(module.hash().clone(), &self.wasm_defaults);
+        spec.limits
+            .validate()
+            .map_err(|reason| DeployError::Build {
+                name: id.to_string(),
+                reason,
+            })?;
+        Ok((spec.record(id.as_str()), module.hash().clone()))
+    }
+
+    /// Stops an agent: it keeps its state and queue, and ordinary messages
+    /// sent to it are refused as `AgentStopped` until [`Self::start_agent`].
+    pub async fn stop_agent(&self, name: impl Into<AgentId>) -> Result<(), RegisterError> {
+        self.set_stopped(name.into(), true).await
+    }
+
+    /// Starts a stopped agent again (a `stop` quarantine included).
+    pub async fn start_agent(&self, name: impl Into<AgentId>) -> Result<(), RegisterError> {
+        self.set_stopped(name.into(), false).await
+    }
+
+    /// [`Self::stop_agent`] for plain threads.
+    pub fn stop_agent_blocking(&self, name: impl Into<AgentId>) -> Result<(), RegisterError> {
+        block_on(self.stop_agent(name))
+    }
+
+    /// [`Self::start_agent`] for plain threads.
+    pub fn start_agent_blocking(&self, name: impl Into<AgentId>) -> Result<(), RegisterError> {
+        block_on(self.start_agent(name))
+    }
+
+    async fn set_stopped(&self, id: AgentId, stopped: bool) -> Result<(), RegisterError> {
+        let key = id.clone();
+        self.request(
+            &key,
+            |done| Command::SetStopped { id, stopped, done },
+            Err(RegisterError::ShuttingDown),
+        )
+        .await
+    }
+
+    /// Every agent of the node with its status, sorted by name.
+    pub async fn agents(&self) -> Vec<AgentInfo> {
+        let mut all: Vec<AgentInfo> = self
+            .ask_every_shard(|done| Command::ListAgents { done })
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    /// [`Self::agents`] for plain threads.
+    pub fn agents_blocking(&self) -> Vec<AgentInfo> {
+        block_on(self.agents())
+    }
+
+    /// Every shard's WebAssembly figures (activations, pools, failures).
+    pub async fn wasm_stats(&self) -> Vec<WasmShardStats> {
+        self.ask_every_shard(|done| Command::WasmStats { done })
+            .await
+    }
+
+    /// [`Self::wasm_stats`] for plain threads.
+    pub fn wasm_stats_blocking(&self) -> Vec<WasmShardStats> {
+        block_on(self.wasm_stats())
+    }
+
+    /// The node's module compiler (its figures tell compiles from cache hits).
+    pub fn wasm_engine(&self) -> &WasmEngine {
+        &self.wasm
+    }
+
+    /// Asks every shard at once; answers in shard order (a shard that is
+    /// gone is left out).
+    async fn ask_every_shard<T>(&self, make: impl Fn(flume::Sender<T>) -> Command) -> Vec<T> {
         let mut answers = Vec::new();
         for shard in self.shards.iter() {
             let (done, answer) = flume::bounded(1);
-            if shard.send_async(Command::Stats { done }).await.is_ok() {
+            if shard.send_async(make(done)).await.is_ok() {
                 answers.push(answer);
             }
         }
@@ -440,6 +632,11 @@ impl Client {
             }
         }
         out
+    }
+
+    /// Every shard's figures, in shard order (a shard that is gone is left out).
+    pub async fn stats(&self) -> Vec<ShardStats> {
+        self.ask_every_shard(|done| Command::Stats { done }).await
     }
 
     /// [`Self::stats`] for plain threads.

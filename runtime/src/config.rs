@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use quire_shards::wasm::{AgentLimits, Supervision, WasmShardConfig};
 use quire_storage::{Durability, GroupCommit};
 use serde::Deserialize;
 
@@ -24,6 +25,61 @@ pub struct NodeConfig {
     pub storage: StorageSection,
     /// The demo workload of `quire node`.
     pub demo: DemoSection,
+    /// WebAssembly agents: default limits, supervision, pools.
+    pub wasm: WasmSection,
+}
+
+/// `[wasm]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WasmSection {
+    /// Where compiled modules are cached; default: `<data_dir>/modules` on a
+    /// durable node, memory only otherwise.
+    pub cache_dir: Option<PathBuf>,
+    /// Largest module a deploy takes, bytes.
+    pub max_module_bytes: usize,
+    /// Pre-warmed instances per module and shard.
+    pub pool_size: usize,
+    /// An agent idle this long loses its instance (its state is kept), ms.
+    pub idle_deactivate_ms: u64,
+    /// Limits of every agent unless its deploy says otherwise.
+    pub limits: AgentLimits,
+    /// Supervision of every agent unless its deploy says otherwise.
+    pub supervision: Supervision,
+}
+
+impl Default for WasmSection {
+    fn default() -> Self {
+        Self {
+            cache_dir: None,
+            max_module_bytes: 32 << 20,
+            pool_size: 8,
+            idle_deactivate_ms: 30_000,
+            limits: AgentLimits::default(),
+            supervision: Supervision::default(),
+        }
+    }
+}
+
+impl WasmSection {
+    /// The shard-side settings these give.
+    pub fn shard_config(&self) -> WasmShardConfig {
+        WasmShardConfig {
+            pool_size: self.pool_size,
+            idle_after: Duration::from_millis(self.idle_deactivate_ms),
+            ..WasmShardConfig::default()
+        }
+    }
+
+    /// The cache directory for a node whose storage is `storage`.
+    pub fn cache_dir_for(&self, storage: &StorageSection) -> Option<PathBuf> {
+        self.cache_dir.clone().or_else(|| {
+            storage
+                .durability
+                .is_persistent()
+                .then(|| storage.data_dir.join("modules"))
+        })
+    }
 }
 
 /// `[storage]`
@@ -271,6 +327,32 @@ impl NodeConfig {
                     self.storage.batch_max_delay_us
                 ),
             });
+        }
+        self.wasm
+            .limits
+            .validate()
+            .map_err(|problem| ConfigError::Invalid {
+                key: "wasm.limits",
+                problem,
+            })?;
+        for (key, value) in [
+            ("wasm.max_module_bytes", self.wasm.max_module_bytes as u64),
+            ("wasm.idle_deactivate_ms", self.wasm.idle_deactivate_ms),
+            (
+                "wasm.supervision.max_failures",
+                u64::from(self.wasm.supervision.max_failures),
+            ),
+            (
+                "wasm.supervision.window_ms",
+                self.wasm.supervision.window_ms,
+            ),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Invalid {
+                    key,
+                    problem: "must be at least 1".into(),
+                });
+            }
         }
         if self.node.spin_before_park_us > 1_000_000 {
             return Err(ConfigError::Invalid {

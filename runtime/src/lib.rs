@@ -35,9 +35,11 @@ mod shard_runtime;
 mod shard_storage;
 mod signal;
 pub mod topology;
+mod wasm_agents;
 
 pub use agent_kinds::AgentKinds;
 pub use client::{Client, DeployError, DurableError, DurableReceipt, PendingDurable};
 pub use node::{Node, NodeBuilder, ShutdownReport, StartError};
 pub use shard_runtime::AgentFactory;
 pub use shard_storage::RecoveryReport;
+pub use wasm_agents::WasmOptions;

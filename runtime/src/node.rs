@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use glommio::channels::shared_channel;
 use glommio::{CpuSet, LocalExecutorBuilder, PoolPlacement};
+use quire_shards::wasm::{WasmEngine, WasmShard};
 use quire_shards::{Agent, AgentRecord, Rejection, ShardConfig, ShardCore, ShardStats};
 use quire_storage::{partition_path, Durability, NodeManifest, Partition, StorageError};
 
@@ -20,6 +21,7 @@ use crate::preflight::{check_host, PreflightError};
 use crate::shard_runtime::{run_shard, Batch, Command, Doorbell, ShardWiring};
 use crate::shard_storage::{restore, RecoveryReport, StorageSetup};
 use crate::topology::{MachineTopology, TopologyError};
+use crate::wasm_agents::WasmDefaults;
 
 /// Why a node did not start. Each variant's message says what to change.
 #[derive(Debug, thiserror::Error)]
@@ -183,7 +185,16 @@ impl NodeBuilder {
         let placement = self.plan()?;
         check_host(placement.len())?;
         let config = self.config;
-        let kinds = self.kinds;
+        let mut kinds = self.kinds;
+        crate::wasm_agents::add_kind(&mut kinds);
+        let wasm_engine = WasmEngine::with_max_module_bytes(
+            config.wasm.cache_dir_for(&config.storage),
+            config.wasm.max_module_bytes,
+        );
+        let wasm_defaults = WasmDefaults {
+            limits: config.wasm.limits,
+            supervision: config.wasm.supervision,
+        };
         let n = placement.len();
         let q = &config.queues;
         let mut storage = open_storage(&config, n, &kinds)?;
@@ -240,6 +251,8 @@ impl NodeBuilder {
                 commands: cmd_rx,
                 kinds: kinds.clone(),
                 storage: storage.as_mut().map(|s| s.remove(0)),
+                wasm_engine: wasm_engine.clone(),
+                wasm: config.wasm.shard_config(),
             };
             let cpu = placement.shards[shard].cpu.cpu;
             let commit_cpus = commit_cpus.clone();
@@ -294,7 +307,7 @@ impl NodeBuilder {
         recovery.sort_by_key(|r| r.shard);
         Ok(Node {
             recovery,
-            client: Client::new(command_senders),
+            client: Client::new(command_senders, wasm_engine, wasm_defaults),
             placement,
             threads,
             grace: Duration::from_millis(config.node.shutdown_grace_ms),
@@ -399,6 +412,8 @@ fn shard_thread(
     // The core and its agents are built here, on the shard's own thread
     // (agents need not be Send), before the node reports itself started.
     let mut core = ShardCore::new(wiring.cfg.clone());
+    let wasm = WasmShard::new(wiring.wasm_engine.clone(), wiring.wasm);
+    crate::wasm_agents::install(wasm.clone());
     let report = wiring
         .storage
         .as_mut()
@@ -407,7 +422,7 @@ fn shard_thread(
     if go.recv() != Ok(true) {
         return ShardStats::new(shard as u16);
     }
-    executor.run(run_shard(wiring, core))
+    executor.run(run_shard(wiring, core, wasm))
 }
 
 /// A running node. Dropping it shuts it down (with the configured grace).

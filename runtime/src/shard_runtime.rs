@@ -38,6 +38,9 @@ use quire_shards::{
     Rejection, SendOptions, ShardConfig, ShardCore, ShardStats,
 };
 
+use quire_shards::wasm::{WasmEngine, WasmShard, WasmShardConfig, WasmShardStats};
+use quire_shards::AgentInfo;
+
 use crate::agent_kinds::AgentKinds;
 use crate::client::{DeployError, DurableError, DurableReceipt};
 use crate::shard_storage::{ShardStorage, StorageSetup};
@@ -91,6 +94,21 @@ pub(crate) enum Command {
     Stats {
         done: flume::Sender<ShardStats>,
     },
+    Redeploy {
+        record: AgentRecord,
+        done: flume::Sender<Result<(), DeployError>>,
+    },
+    SetStopped {
+        id: AgentId,
+        stopped: bool,
+        done: flume::Sender<Result<(), RegisterError>>,
+    },
+    ListAgents {
+        done: flume::Sender<Vec<AgentInfo>>,
+    },
+    WasmStats {
+        done: flume::Sender<WasmShardStats>,
+    },
     Probe {
         done: flume::Sender<Probe>,
     },
@@ -131,6 +149,10 @@ pub(crate) struct ShardWiring {
     pub kinds: AgentKinds,
     /// The shard's partition and what it held, when the node is durable.
     pub storage: Option<StorageSetup>,
+    /// The node's module compiler, for this shard's wasm host.
+    pub wasm_engine: WasmEngine,
+    /// Pools and idle deactivation of this shard's wasm agents.
+    pub wasm: WasmShardConfig,
 }
 
 struct Outbound {
@@ -176,6 +198,7 @@ struct Shared {
     stopped: Cell<bool>,
     kinds: AgentKinds,
     storage: Option<ShardStorage>,
+    wasm: Rc<WasmShard>,
 }
 
 impl Shared {
@@ -288,7 +311,11 @@ impl Shared {
 
 /// Runs a shard until it is told to stop and every peer has closed its
 /// channel towards it; returns the shard's final figures.
-pub(crate) async fn run_shard(wiring: ShardWiring, core: ShardCore) -> ShardStats {
+pub(crate) async fn run_shard(
+    wiring: ShardWiring,
+    core: ShardCore,
+    wasm: Rc<WasmShard>,
+) -> ShardStats {
     // Until the timer task runs, a heartbeat of its own keeps this reactor
     // from sleeping through a lost wake-up while the mesh connects (seen:
     // two shards asleep, each waiting for the other's connect).
@@ -349,6 +376,7 @@ pub(crate) async fn run_shard(wiring: ShardWiring, core: ShardCore) -> ShardStat
         storage: wiring
             .storage
             .map(|s| ShardStorage::new(s.partition, s.policy)),
+        wasm,
     });
     let mut tasks = Vec::new();
     for i in 0..shared.outbound.len() {
@@ -359,6 +387,7 @@ pub(crate) async fn run_shard(wiring: ShardWiring, core: ShardCore) -> ShardStat
         .collect();
     tasks.push(glommio::spawn_local(timers(shared.clone())));
     tasks.push(glommio::spawn_local(commands(shared.clone())));
+    tasks.push(glommio::spawn_local(wasm_sweeper(shared.clone())));
     let committer = shared.storage.is_some().then(|| {
         let shared = shared.clone();
         glommio::spawn_local(async move {
@@ -536,6 +565,22 @@ async fn timers(shared: Rc<Shared>) {
     }
 }
 
+/// Deactivates idle wasm agents and tops up the instance pools, off the
+/// message path. Checks for a stop every heartbeat, sweeps every tenth of a
+/// second at most (a sweep with nothing to do costs a clock read).
+async fn wasm_sweeper(shared: Rc<Shared>) {
+    let period = shared.wasm.sweep_interval().min(Duration::from_millis(100));
+    let mut last = Instant::now();
+    while !shared.stopped.get() {
+        glommio::timer::sleep(HEARTBEAT).await;
+        let now = Instant::now();
+        if now.duration_since(last) >= period {
+            last = now;
+            shared.wasm.sweep(now);
+        }
+    }
+}
+
 async fn commands(shared: Rc<Shared>) {
     let mut since_yield = 0u32;
     while let Ok(cmd) = shared.commands.recv_async().await {
@@ -653,6 +698,19 @@ fn serve(shared: &Shared, cmd: Command) {
         Command::Stats { done } => {
             drop(core);
             let _ = done.send(shared.stats());
+        }
+        Command::Redeploy { record, done } => {
+            let result = core.redeploy(record).map_err(DeployError::Register);
+            answer_when_durable(shared, &core, result, done, DeployError::Storage);
+        }
+        Command::SetStopped { id, stopped, done } => {
+            let _ = done.send(core.set_stopped(&id, stopped));
+        }
+        Command::ListAgents { done } => {
+            let _ = done.send(core.list_agents());
+        }
+        Command::WasmStats { done } => {
+            let _ = done.send(shared.wasm.stats());
         }
         Command::Probe { done } => {
             let s = core.counters();

@@ -219,37 +219,44 @@ impl WasmShard {
     /// Returns how many agents it deactivated.
     pub fn sweep(&self, now: Instant) -> usize {
         let interval = self.sweep_interval();
-        let mut tick = self.tick.get();
+        let before = self.tick.get();
+        let mut tick = before;
         while now.duration_since(self.tick_started.get()) >= interval {
             self.tick_started.set(self.tick_started.get() + interval);
             tick += 1;
         }
         self.tick.set(tick);
-        // Idle means not touched for four ticks (idle_after).
-        let idle_ticks = 4;
+        let deactivated = if tick > before {
+            self.deactivate_idle(tick)
+        } else {
+            0
+        };
+        self.refill();
+        deactivated
+    }
+
+    /// Drops the instances of agents not touched for `idle_after` (four
+    /// ticks), except those still waiting for answers to their calls.
+    fn deactivate_idle(&self, tick: u64) -> usize {
+        const IDLE_TICKS: u64 = 4;
         let mut deactivated = 0;
         let mut active = self.active.borrow_mut();
-        let mut keep = 0;
-        let len = active.len();
-        for _ in 0..len {
+        for _ in 0..active.len() {
             let Some(weak) = active.pop_front() else {
                 break;
             };
             let Some(activation) = weak.upgrade() else {
                 continue;
             };
-            if tick.saturating_sub(activation.last_tick.get()) < idle_ticks {
+            if tick.saturating_sub(activation.last_tick.get()) < IDLE_TICKS {
                 active.push_back(weak);
-                keep += 1;
                 continue;
             }
             let mut live = activation.live.borrow_mut();
             match live.as_ref() {
-                // An instance waiting for answers to its calls stays.
                 Some(i) if !i.outstanding_calls.is_empty() => {
                     drop(live);
                     active.push_back(weak);
-                    keep += 1;
                 }
                 Some(_) => {
                     *live = None;
@@ -259,9 +266,7 @@ impl WasmShard {
             }
         }
         drop(active);
-        let _ = keep;
         self.stats.borrow_mut().deactivations += deactivated as u64;
-        self.refill();
         deactivated
     }
 

@@ -1,0 +1,227 @@
+//! WebAssembly agents on a running node: deploy, call, refusal of bad
+//! modules, stop/start, list with status, hot reload under load, and a
+//! durable restart that brings agents back (with their state) from the
+//! module cache without compiling again.
+
+use std::time::Duration;
+
+use quire_runtime::{DeployError, Node, WasmOptions};
+use quire_shards::wasm::{AgentLimits, WasmError};
+use quire_shards::{AgentState, CallError, Rejection};
+use quire_storage::Durability;
+
+const PRELUDE: &str = r#"
+  (import "quire" "reply" (func $reply (param i32 i32) (result i32)))
+  (import "quire" "state_get" (func $state_get (param i32 i32 i32 i32) (result i32)))
+  (import "quire" "state_put" (func $state_put (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "quire_abi_version") (result i32) i32.const 1)
+  (func (export "quire_alloc") (param i32) (result i32) i32.const 1024)
+"#;
+
+fn module(body: &str) -> Vec<u8> {
+    wasmer::wat2wasm(format!("(module {PRELUDE} {body})").as_bytes())
+        .unwrap()
+        .into_owned()
+}
+
+fn echo() -> Vec<u8> {
+    module(
+        r#"(func (export "quire_handle") (param i32 i64 i32 i32 i32) (result i32)
+             (drop (call $reply (local.get 3) (local.get 4))) i32.const 0)"#,
+    )
+}
+
+fn tagged_echo(tag: &str) -> Vec<u8> {
+    module(&format!(
+        r#"(data (i32.const 16) "{tag}")
+           (func (export "quire_handle") (param i32 i64 i32 i32 i32) (result i32)
+             (drop (call $reply (i32.const 16) (i32.const {}))) i32.const 0)"#,
+        tag.len()
+    ))
+}
+
+fn counter() -> Vec<u8> {
+    module(
+        r#"(data (i32.const 0) "n")
+           (func (export "quire_handle") (param i32 i64 i32 i32 i32) (result i32)
+             (i32.store (i32.const 8) (i32.const 0))
+             (drop (call $state_get (i32.const 0) (i32.const 1) (i32.const 8) (i32.const 4)))
+             (i32.store (i32.const 8) (i32.add (i32.load (i32.const 8)) (i32.const 1)))
+             (drop (call $state_put (i32.const 0) (i32.const 1) (i32.const 8) (i32.const 4)))
+             (drop (call $reply (i32.const 8) (i32.const 4)))
+             i32.const 0)"#,
+    )
+}
+
+const T: Duration = Duration::from_secs(5);
+
+#[test]
+fn deploy_call_list_stop_start_undeploy() {
+    let node = Node::builder().shards(2).start().unwrap();
+    let client = node.client();
+    for i in 0..8 {
+        client
+            .deploy_wasm_blocking(format!("echo-{i}"), echo(), WasmOptions::default())
+            .unwrap();
+    }
+    // One compile for eight deploys of the same bytes.
+    assert_eq!(client.wasm_engine().stats().compiled, 1);
+    let agents = client.agents_blocking();
+    assert_eq!(agents.len(), 8);
+    assert!(agents
+        .iter()
+        .all(|a| a.deployed && a.status.state == AgentState::Idle));
+    for i in 0..8 {
+        let r = client
+            .call_blocking(format!("echo-{i}"), format!("m{i}"), T)
+            .unwrap();
+        assert_eq!(r.payload, format!("m{i}").as_bytes());
+    }
+    let running = client
+        .agents_blocking()
+        .iter()
+        .filter(|a| a.status.state == AgentState::Running)
+        .count();
+    assert_eq!(running, 8);
+
+    client.stop_agent_blocking("echo-0").unwrap();
+    assert_eq!(
+        client.call_blocking("echo-0", "x", T).unwrap_err(),
+        CallError::Rejected(Rejection::AgentStopped)
+    );
+    let listed = client.agents_blocking();
+    assert_eq!(listed[0].status.state, AgentState::Stopped);
+    client.start_agent_blocking("echo-0").unwrap();
+    assert!(client.call_blocking("echo-0", "x", T).is_ok());
+
+    client.undeploy_blocking("echo-0").unwrap();
+    assert_eq!(
+        client.call_blocking("echo-0", "x", T).unwrap_err(),
+        CallError::Rejected(Rejection::NoSuchAgent)
+    );
+    let stats: u64 = client
+        .wasm_stats_blocking()
+        .iter()
+        .map(|s| s.activations)
+        .sum();
+    assert!(stats >= 8);
+    node.shutdown();
+}
+
+#[test]
+fn bad_modules_are_refused_with_clear_errors() {
+    let node = Node::builder().shards(1).start().unwrap();
+    let client = node.client();
+    let err = client
+        .deploy_wasm_blocking(
+            "junk",
+            b"definitely not wasm".to_vec(),
+            WasmOptions::default(),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DeployError::Module {
+                source: WasmError::Compile(_),
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("junk"), "{err}");
+
+    let wasi = wasmer::wat2wasm(
+        br#"(module (import "wasi_snapshot_preview1" "proc_exit" (func (param i32)))
+            (memory (export "memory") 1)
+            (func (export "quire_abi_version") (result i32) i32.const 1)
+            (func (export "quire_alloc") (param i32) (result i32) i32.const 0)
+            (func (export "quire_handle") (param i32 i64 i32 i32 i32) (result i32) i32.const 0))"#,
+    )
+    .unwrap();
+    let err = client
+        .deploy_wasm_blocking("wasi", wasi.into_owned(), WasmOptions::default())
+        .unwrap_err();
+    assert!(err.to_string().contains("no WASI"), "{err}");
+
+    let bad_limits = WasmOptions::default().limits(AgentLimits {
+        max_memory_bytes: 10,
+        ..AgentLimits::default()
+    });
+    let err = client
+        .deploy_wasm_blocking("tiny", echo(), bad_limits)
+        .unwrap_err();
+    assert!(err.to_string().contains("max_memory_bytes"), "{err}");
+    assert!(client.agents_blocking().is_empty());
+    node.shutdown();
+}
+
+#[test]
+fn hot_reload_under_load_loses_nothing() {
+    let node = Node::builder().shards(2).start().unwrap();
+    let client = node.client();
+    client
+        .deploy_wasm_blocking("svc", tagged_echo("v1"), WasmOptions::default())
+        .unwrap();
+    let caller = {
+        let client = client.clone();
+        std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            for _ in 0..2_000 {
+                let r = client
+                    .call_blocking("svc", "x", T)
+                    .expect("every call answered");
+                seen.push(String::from_utf8(r.payload.to_vec()).unwrap());
+            }
+            seen
+        })
+    };
+    std::thread::sleep(Duration::from_millis(20));
+    client
+        .reload_wasm_blocking("svc", tagged_echo("v2"), WasmOptions::default())
+        .unwrap();
+    let seen = caller.join().unwrap();
+    assert_eq!(seen.len(), 2_000);
+    let first_v2 = seen.iter().position(|s| s == "v2").expect("v2 answered");
+    assert!(seen[..first_v2].iter().all(|s| s == "v1"));
+    assert!(
+        seen[first_v2..].iter().all(|s| s == "v2"),
+        "no v1 after the reload"
+    );
+    node.shutdown();
+}
+
+#[test]
+fn a_durable_restart_brings_wasm_agents_back_without_compiling() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let node = Node::builder()
+            .shards(2)
+            .durability(Durability::Batched)
+            .data_dir(dir.path())
+            .start()
+            .unwrap();
+        let client = node.client();
+        client
+            .deploy_wasm_blocking("count", counter(), WasmOptions::default())
+            .unwrap();
+        for _ in 0..3 {
+            client.call_blocking("count", "x", T).unwrap();
+        }
+        // A clean shutdown commits everything journaled.
+        node.shutdown();
+    }
+    let node = Node::builder()
+        .shards(2)
+        .durability(Durability::Batched)
+        .data_dir(dir.path())
+        .start()
+        .unwrap();
+    let client = node.client();
+    let r = client.call_blocking("count", "x", T).unwrap();
+    assert_eq!(r.payload[..], 4u32.to_le_bytes());
+    let engine = client.wasm_engine().stats();
+    assert_eq!((engine.compiled, engine.loaded), (0, 1), "{engine:?}");
+    node.shutdown();
+}
