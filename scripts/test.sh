@@ -7,7 +7,12 @@ cd "$(dirname "$0")/.."
 bash scripts/setup-host.sh
 ulimit -l unlimited 2>/dev/null || ulimit -l "$(ulimit -H -l)" 2>/dev/null || true
 
+# The guest SDK's example agents, rebuilt when the wasm32 target can be had
+# (the tests load sdk/prebuilt/*.wasm either way).
+bash scripts/build-agents.sh --if-possible
+
 cargo fmt --all -- --check
+(cd sdk && cargo fmt --all -- --check)
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 mkdir -p target
 set +e
