@@ -11,3 +11,4 @@ pub mod report;
 pub mod routing;
 pub mod routing_suite;
 pub mod storage_suite;
+pub mod wasm_suite;

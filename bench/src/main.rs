@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 use quire_bench::crash::{self, CrashOptions, WorkerOptions};
 use quire_bench::routing_suite::{self, RoutingOptions};
 use quire_bench::storage_suite::{self, StorageOptions};
+use quire_bench::wasm_suite::{self, WasmBenchOptions};
 
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -29,6 +30,9 @@ enum Command {
     /// Durable messages per mode next to SQLite, routing during a commit
     /// storm, recovery of a big data directory.
     Storage(StorageOptions),
+    /// WebAssembly agents next to native ones: echo overhead, throughput per
+    /// shard, activation, memory per agent, a looping neighbour.
+    Wasm(WasmBenchOptions),
     /// Kill a durable node with SIGKILL at random moments under load,
     /// restart it, and check that nothing acknowledged was lost or handled
     /// twice.
@@ -44,6 +48,7 @@ fn main() -> ExitCode {
         Command::Routing(opts) => routing_suite::run(opts).map(|_| ()),
         Command::Crash(opts) => crash::run(opts).map(|_| ()),
         Command::Storage(opts) => storage_suite::run(opts).map(|_| ()),
+        Command::Wasm(opts) => wasm_suite::run(opts).map(|_| ()),
         Command::CrashWorker(opts) => crash::worker(opts),
     };
     match result {

@@ -106,12 +106,36 @@ pub fn request_reply(
     warmup: u64,
     samples: u64,
 ) -> Result<Histogram<u64>, String> {
+    request_reply_with(
+        client,
+        tag,
+        driver_shard,
+        echo_shard,
+        warmup,
+        samples,
+        |client, echo| {
+            client
+                .register_blocking(echo, || Echo)
+                .map_err(|e| e.to_string())
+        },
+    )
+}
+
+/// [`request_reply`] against an echo that `make_echo` puts in place under
+/// the name it is given (a native agent, a WebAssembly module, ...).
+pub fn request_reply_with(
+    client: &Client,
+    tag: &str,
+    driver_shard: usize,
+    echo_shard: usize,
+    warmup: u64,
+    samples: u64,
+    make_echo: impl FnOnce(&Client, AgentId) -> Result<(), String>,
+) -> Result<Histogram<u64>, String> {
     let n = client.shard_count();
     let echo = names_on_shard(&format!("{tag}/echo"), echo_shard, n, 1).remove(0);
     let driver = names_on_shard(&format!("{tag}/driver"), driver_shard, n, 1).remove(0);
-    client
-        .register_blocking(echo.clone(), || Echo)
-        .map_err(|e| e.to_string())?;
+    make_echo(client, echo.clone())?;
     let (tx, rx) = mpsc::channel();
     let target = echo.clone();
     client

@@ -16,7 +16,7 @@ use quire_shards::{
     Rejection, SendOptions, ShardStats,
 };
 
-use quire_shards::wasm::{ModuleHash, WasmEngine, WasmError, WasmShardStats};
+use quire_shards::wasm::{ModuleHash, WasmEngine, WasmError, WasmShardStats, WasmSpec};
 use quire_shards::AgentInfo;
 
 use crate::shard_runtime::{AgentFactory, Command, Probe};
@@ -510,6 +510,67 @@ impl Client {
         opts: WasmOptions,
     ) -> Result<ModuleHash, DeployError> {
         block_on(self.reload_wasm(name, module, opts))
+    }
+
+    /// Deploys `module` under a name pattern (`prefix*`): every name with
+    /// that prefix becomes an agent running it, created by its owning
+    /// shard when the first message for it arrives, and kept (with its
+    /// state) like any deployed agent from then on. Every shard learns the
+    /// pattern before this returns.
+    pub async fn deploy_wasm_pattern(
+        &self,
+        pattern: &str,
+        module: impl Into<Vec<u8>>,
+        opts: WasmOptions,
+    ) -> Result<ModuleHash, DeployError> {
+        quire_shards::wasm::pattern_prefix(pattern).map_err(|reason| DeployError::Build {
+            name: pattern.to_string(),
+            reason,
+        })?;
+        let id = AgentId::new(pattern).map_err(|e| DeployError::Build {
+            name: pattern.to_string(),
+            reason: e.to_string(),
+        })?;
+        let (record, hash) = self.wasm_record(&id, module.into(), opts).await?;
+        let spec = WasmSpec::from_record(&record).map_err(|reason| DeployError::Build {
+            name: pattern.to_string(),
+            reason,
+        })?;
+        let record = spec.pattern_record(pattern);
+        for answer in self
+            .ask_every_shard(|done| Command::DeployPattern {
+                record: record.clone(),
+                done,
+            })
+            .await
+        {
+            answer?;
+        }
+        Ok(hash)
+    }
+
+    /// [`Self::deploy_wasm_pattern`] for plain threads.
+    pub fn deploy_wasm_pattern_blocking(
+        &self,
+        pattern: &str,
+        module: impl Into<Vec<u8>>,
+        opts: WasmOptions,
+    ) -> Result<ModuleHash, DeployError> {
+        block_on(self.deploy_wasm_pattern(pattern, module, opts))
+    }
+
+    /// Removes a name pattern from every shard (agents it already created
+    /// stay); true if some shard had it.
+    pub fn undeploy_wasm_pattern_blocking(&self, pattern: &str) -> Result<bool, DeployError> {
+        let answers = block_on(self.ask_every_shard(|done| Command::UndeployPattern {
+            pattern: pattern.to_string(),
+            done,
+        }));
+        let mut any = false;
+        for a in answers {
+            any |= a?;
+        }
+        Ok(any)
     }
 
     /// Compiles on a thread of its own and builds the agent's record.

@@ -172,6 +172,8 @@ pub struct DemoSection {
     pub pingers_per_shard: usize,
     /// Answering agents per shard.
     pub pongers_per_shard: usize,
+    /// Answering WebAssembly agents (the SDK's echo module) per shard.
+    pub wasm_pongers_per_shard: usize,
     /// Call interval per pinger, µs.
     pub call_interval_us: u64,
     /// Summary interval, ms.
@@ -211,6 +213,7 @@ impl Default for DemoSection {
         Self {
             pingers_per_shard: 2,
             pongers_per_shard: 2,
+            wasm_pongers_per_shard: 2,
             call_interval_us: 500,
             report_interval_ms: 2000,
         }

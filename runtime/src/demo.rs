@@ -1,7 +1,8 @@
 //! The demo workload `quire node` runs: pinger agents on every shard call
 //! ponger agents spread over all shards at a steady rate, so a fresh node
 //! does real routing work (same-shard and cross-shard calls) and its latency
-//! summary means something.
+//! summary means something. Some pongers are native agents, some are the
+//! Rust SDK's echo module run as WebAssembly agents.
 
 use std::time::Duration;
 
@@ -13,6 +14,10 @@ use quire_shards::{
 };
 
 use crate::client::{Client, DeployError};
+use crate::wasm_agents::WasmOptions;
+
+/// The Rust SDK's echo agent (sdk/quire-agent/examples/echo.rs).
+const WASM_ECHO: &[u8] = include_bytes!("../../sdk/prebuilt/echo.wasm");
 use crate::config::DemoSection;
 
 /// Answers every call with the request's payload.
@@ -89,6 +94,17 @@ pub fn start(client: &Client, demo: &DemoSection) -> Result<usize, String> {
             .register_blocking(p.clone(), || Ponger)
             .map_err(|e| e.to_string())?;
     }
+    let wasm_pongers: Vec<AgentId> = (0..n)
+        .flat_map(|s| names_on_shard("demo/wasm-ponger", s, n, demo.wasm_pongers_per_shard))
+        .collect();
+    for p in &wasm_pongers {
+        match client.deploy_wasm_blocking(p.clone(), WASM_ECHO, WasmOptions::default()) {
+            // A durable node brought it back from its last run.
+            Ok(_) | Err(DeployError::Register(RegisterError::AlreadyRegistered(_))) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    let pongers: Vec<AgentId> = pongers.into_iter().chain(wasm_pongers).collect();
     let interval = Duration::from_micros(demo.call_interval_us);
     let mut pingers = 0;
     for s in 0..n {

@@ -414,6 +414,7 @@ fn shard_thread(
     let mut core = ShardCore::new(wiring.cfg.clone());
     let wasm = WasmShard::new(wiring.wasm_engine.clone(), wiring.wasm);
     crate::wasm_agents::install(wasm.clone());
+    core.set_activator(wasm.activator());
     let report = wiring
         .storage
         .as_mut()

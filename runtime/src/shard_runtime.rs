@@ -106,6 +106,14 @@ pub(crate) enum Command {
     ListAgents {
         done: flume::Sender<Vec<AgentInfo>>,
     },
+    DeployPattern {
+        record: AgentRecord,
+        done: flume::Sender<Result<(), DeployError>>,
+    },
+    UndeployPattern {
+        pattern: String,
+        done: flume::Sender<Result<bool, DeployError>>,
+    },
     WasmStats {
         done: flume::Sender<WasmShardStats>,
     },
@@ -708,6 +716,22 @@ fn serve(shared: &Shared, cmd: Command) {
         }
         Command::ListAgents { done } => {
             let _ = done.send(core.list_agents());
+        }
+        Command::DeployPattern { record, done } => {
+            let name = record.name.clone();
+            let result = shared
+                .wasm
+                .add_pattern(&record)
+                .map(|()| core.log_definition(record))
+                .map_err(|reason| DeployError::Build { name, reason });
+            answer_when_durable(shared, &core, result, done, DeployError::Storage);
+        }
+        Command::UndeployPattern { pattern, done } => {
+            let removed = shared.wasm.remove_pattern(&pattern);
+            if removed {
+                core.drop_definition(&pattern);
+            }
+            answer_when_durable(shared, &core, Ok(removed), done, DeployError::Storage);
         }
         Command::WasmStats { done } => {
             let _ = done.send(shared.wasm.stats());

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use futures_lite::future;
 use hdrhistogram::Histogram;
+use quire_shards::wasm::WASM_PATTERN_KIND;
 use quire_shards::{new_latency_histogram, AgentId, ShardCore, ShardStats, MAX_TRACKED_NS};
 use quire_storage::{FlushDecision, GroupCommit, Partition, Recovered};
 
@@ -110,6 +111,14 @@ pub(crate) fn restore(
         ..RecoveryReport::default()
     };
     for record in &rec.agents {
+        if record.kind == WASM_PATTERN_KIND {
+            // A name pattern every shard keeps, not an agent of this one.
+            if let Err(e) = crate::wasm_agents::restore_pattern(record) {
+                report.agents_failed += 1;
+                tracing::error!(shard = report.shard, pattern = %record.name, "cannot restore pattern: {e}");
+            }
+            continue;
+        }
         let built = kinds.build(record).and_then(|agent| {
             core.restore_agent(AgentId::from(record.name.as_str()), agent)
                 .map_err(|e| e.to_string())

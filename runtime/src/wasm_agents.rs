@@ -9,7 +9,9 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use quire_shards::wasm::{AgentLimits, ModuleHash, Supervision, WasmAgent, WasmShard, WasmSpec};
+use quire_shards::wasm::{
+    AgentLimits, ModuleHash, Supervision, WasmAgent, WasmShard, WasmSpec, WASM_PATTERN_KIND,
+};
 use quire_shards::{Agent, AgentRecord};
 
 use crate::agent_kinds::AgentKinds;
@@ -23,9 +25,23 @@ pub(crate) fn install(host: Rc<WasmShard>) {
     SHARD_HOST.with(|h| *h.borrow_mut() = Some(host));
 }
 
-/// Adds the `wasm` kind to `kinds` (a node always knows it).
+/// Adds the `wasm` kind to `kinds` (a node always knows it), and the
+/// `wasm-pattern` kind of name patterns (restored apart: never built).
 pub(crate) fn add_kind(kinds: &mut AgentKinds) {
     kinds.add(quire_shards::wasm::WASM_KIND, build);
+    kinds.add(WASM_PATTERN_KIND, |record| {
+        Err(format!("{} is a name pattern, not an agent", record.name))
+    });
+}
+
+/// Puts back a name pattern at recovery, on the calling shard thread.
+pub(crate) fn restore_pattern(record: &AgentRecord) -> Result<(), String> {
+    SHARD_HOST.with(|h| {
+        h.borrow()
+            .as_ref()
+            .ok_or_else(|| "this thread is not a shard with a wasm host".to_string())?
+            .add_pattern(record)
+    })
 }
 
 fn build(record: &AgentRecord) -> Result<Box<dyn Agent>, String> {

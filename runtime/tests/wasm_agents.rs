@@ -225,3 +225,54 @@ fn a_durable_restart_brings_wasm_agents_back_without_compiling() {
     assert_eq!((engine.compiled, engine.loaded), (0, 1), "{engine:?}");
     node.shutdown();
 }
+
+#[test]
+fn a_name_pattern_makes_agents_on_first_message_and_a_restart_keeps_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = || {
+        Node::builder()
+            .shards(2)
+            .durability(Durability::Batched)
+            .data_dir(dir.path())
+            .start()
+            .unwrap()
+    };
+    {
+        let node = start();
+        let client = node.client();
+        let err = client
+            .deploy_wasm_pattern_blocking("sensor", counter(), WasmOptions::default())
+            .unwrap_err();
+        assert!(err.to_string().contains("not a name pattern"), "{err}");
+        client
+            .deploy_wasm_pattern_blocking("sensor-*", counter(), WasmOptions::default())
+            .unwrap();
+        assert!(client.agents_blocking().is_empty());
+        for i in 0..20 {
+            for expected in 1..=2u32 {
+                let r = client.call_blocking(format!("sensor-{i}"), "x", T).unwrap();
+                assert_eq!(r.payload[..], expected.to_le_bytes());
+            }
+        }
+        assert_eq!(client.agents_blocking().len(), 20);
+        assert_eq!(
+            client.call_blocking("other-1", "x", T).unwrap_err(),
+            CallError::Rejected(Rejection::NoSuchAgent)
+        );
+        node.shutdown();
+    }
+    let node = start();
+    let client = node.client();
+    // The agents came back with their state; the pattern still makes new ones.
+    let r = client.call_blocking("sensor-3", "x", T).unwrap();
+    assert_eq!(r.payload[..], 3u32.to_le_bytes());
+    let r = client.call_blocking("sensor-new", "x", T).unwrap();
+    assert_eq!(r.payload[..], 1u32.to_le_bytes());
+    assert!(client.undeploy_wasm_pattern_blocking("sensor-*").unwrap());
+    assert_eq!(
+        client.call_blocking("sensor-newer", "x", T).unwrap_err(),
+        CallError::Rejected(Rejection::NoSuchAgent)
+    );
+    assert!(client.call_blocking("sensor-3", "x", T).is_ok());
+    node.shutdown();
+}

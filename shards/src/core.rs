@@ -126,6 +126,11 @@ pub struct AgentInfo {
     pub status: AgentStatus,
 }
 
+/// Builds an agent for a name no agent has yet, when a message arrives for
+/// it (agents deployed by name pattern): its record, journaled like a
+/// deploy, and the agent. `None` leaves the message to `NoSuchAgent`.
+pub type Activator = Box<dyn FnMut(&AgentId) -> Option<(AgentRecord, Box<dyn Agent>)>>;
+
 /// Completes a client's call on the client's side (a channel send, usually).
 pub type ClientWaiter = Box<dyn FnOnce(Result<Envelope, CallError>) + Send>;
 
@@ -238,6 +243,7 @@ pub struct ShardCore {
     draining: bool,
     stopping: bool,
     journal: Journal,
+    activator: Option<Activator>,
 }
 
 impl ShardCore {
@@ -268,6 +274,7 @@ impl ShardCore {
             draining: false,
             stopping: false,
             journal,
+            activator: None,
         }
     }
 
@@ -914,6 +921,36 @@ impl ShardCore {
         list
     }
 
+    /// Sets what builds agents for unknown names (see [`Activator`]).
+    pub fn set_activator(&mut self, activator: Activator) {
+        self.activator = Some(activator);
+    }
+
+    /// Journals a definition that is not an agent of this shard (a name
+    /// pattern every shard keeps), so a restart reads it back.
+    pub fn log_definition(&mut self, record: AgentRecord) {
+        self.journal.log(Mutation::PutAgent(record));
+    }
+
+    /// Journals the removal of such a definition.
+    pub fn drop_definition(&mut self, name: &str) {
+        self.journal.log(Mutation::DeleteAgent(name.to_string()));
+    }
+
+    /// The slot of a new agent the activator builds for `id`, if it does.
+    #[cold]
+    fn activate_unknown(&mut self, id: &AgentId) -> Option<usize> {
+        if self.draining || self.stopping {
+            return None;
+        }
+        let mut activator = self.activator.take()?;
+        let built = activator(id);
+        self.activator = Some(activator);
+        let (record, agent) = built?;
+        self.deploy(record, agent).ok()?;
+        self.by_name.get(id).copied()
+    }
+
     /// Brings back a deployed agent at recovery (its definition is stored
     /// already, so nothing is journaled).
     pub fn restore_agent(
@@ -1239,7 +1276,19 @@ impl ShardCore {
             None => match &env.to {
                 Address::Agent(id) => match self.by_name.get(id) {
                     Some(&idx) => idx,
-                    None => return Err((Rejection::NoSuchAgent, env)),
+                    None => {
+                        let id = id.clone();
+                        let activated = match env.kind {
+                            Kind::Send | Kind::Call if self.activator.is_some() => {
+                                self.activate_unknown(&id)
+                            }
+                            _ => None,
+                        };
+                        match activated {
+                            Some(idx) => idx,
+                            None => return Err((Rejection::NoSuchAgent, env)),
+                        }
+                    }
                 },
                 _ => return Err((Rejection::Invalid, env)),
             },

@@ -7,7 +7,9 @@
 //! - [`WasmShard`]: one shard's pools of pre-warmed instances and its idle
 //!   sweep (virtual agents: activated on a message, deactivated when idle);
 //! - [`WasmAgent`]: a module as an [`crate::Agent`], under [`AgentLimits`]
-//!   (memory, fuel, time, message size) and a [`Supervision`] policy.
+//!   (memory, fuel, time, message size) and a [`Supervision`] policy;
+//! - name patterns: `sensor-*` deploys a module for every matching name,
+//!   created on its first message.
 //!
 //! ```
 //! use quire_shards::wasm::{AgentLimits, Supervision, WasmAgent, WasmEngine, WasmShard, WasmShardConfig};
@@ -41,6 +43,7 @@ mod engine;
 mod host;
 mod instance;
 mod limits;
+mod patterns;
 mod shard;
 mod tunables;
 
@@ -49,4 +52,5 @@ pub use engine::{
     EngineStats, ModuleHash, WasmEngine, WasmError, WasmModule, DEFAULT_MAX_MODULE_BYTES,
 };
 pub use limits::{AgentLimits, OnRepeatedFailure, Supervision};
+pub use patterns::{pattern_prefix, WASM_PATTERN_KIND};
 pub use shard::{WasmShard, WasmShardConfig, WasmShardStats};

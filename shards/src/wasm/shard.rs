@@ -105,6 +105,7 @@ pub struct WasmShard {
     tick: Cell<u64>,
     tick_started: Cell<Instant>,
     stats: RefCell<WasmShardStats>,
+    pub(crate) patterns: RefCell<Vec<super::patterns::NamePattern>>,
 }
 
 impl WasmShard {
@@ -118,6 +119,7 @@ impl WasmShard {
             tick: Cell::new(0),
             tick_started: Cell::new(Instant::now()),
             stats: RefCell::default(),
+            patterns: RefCell::default(),
         })
     }
 
