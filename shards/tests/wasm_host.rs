@@ -510,3 +510,28 @@ fn compiled_modules_are_cached_on_disk() {
     assert_eq!(again.hash(), m.hash());
     assert_eq!((second.stats().compiled, second.stats().loaded), (0, 1));
 }
+
+#[test]
+fn reads_past_the_memory_trap_even_inside_its_reservation() {
+    let mut h = Host::new();
+    // One page, 16 MiB reserved behind it: a load at 64 KiB, or at 1 MiB,
+    // is out of bounds and must trap, not read the reservation.
+    for offset in [65_536u32, 1 << 20, (16 << 20) - 4] {
+        let body = format!(
+            r#"(func (export "quire_handle") (param i32 i64 i32 i32 i32) (result i32)
+                 (drop (i32.load (i32.const {offset}))) i32.const 0)"#
+        );
+        let name = format!("oob-{offset}");
+        h.deploy_default(&name, &module(&body));
+        assert_eq!(rejected(h.call(&name, b"x")), Rejection::AgentTrapped);
+    }
+    // After a grow, the new page is there and the one after is not.
+    let grow = module(
+        r#"(func (export "quire_handle") (param i32 i64 i32 i32 i32) (result i32)
+             (drop (memory.grow (i32.const 1)))
+             (i32.store (i32.const 65536) (i32.const 7))
+             (drop (i32.load (i32.const 131072))) i32.const 0)"#,
+    );
+    h.deploy_default("grown", &grow);
+    assert_eq!(rejected(h.call("grown", b"x")), Rejection::AgentTrapped);
+}

@@ -43,6 +43,7 @@ mod engine;
 mod host;
 mod instance;
 mod limits;
+mod memory;
 mod patterns;
 mod shard;
 mod tunables;

@@ -3,7 +3,8 @@
 //! wasmer's default reserves 8 GiB of address space per memory (a static
 //! memory with a 4 GiB guard), which caps a process near 16k instances.
 //! Agents get dynamic memories instead: bounds-checked by the generated code,
-//! reserving only what they use plus one guard page. The memory limit of the
+//! each an [`AgentMemory`] reserving address space up to the agent's limit
+//! (plus one guard page) and touching only the pages it uses. The memory limit of the
 //! agent being instantiated clamps the memory's declared maximum, so a
 //! `memory.grow` past it fails inside the guest (returns -1) instead of
 //! taking the host's memory.
@@ -11,9 +12,9 @@
 use std::cell::Cell;
 use std::ptr::NonNull;
 
-use wasmer::sys::vm::{
-    LinearMemory, Trap, VMConfig, VMMemory, VMMemoryDefinition, VMTable, VMTableDefinition,
-};
+use wasmer::sys::vm::{VMConfig, VMMemory, VMMemoryDefinition, VMTable, VMTableDefinition};
+
+use super::memory::AgentMemory;
 use wasmer::sys::{BaseTunables, Tunables};
 use wasmer::{MemoryError, MemoryStyle};
 use wasmer::{MemoryType, Pages, TableStyle, TableType};
@@ -35,50 +36,9 @@ pub(crate) fn grows_refused() -> u64 {
     GROWS_REFUSED.with(Cell::get)
 }
 
-/// An agent's memory: wasmer's own, counting grows refused at the maximum.
-#[derive(Debug)]
-struct LimitedMemory(VMMemory);
-
-impl LinearMemory for LimitedMemory {
-    fn ty(&self) -> MemoryType {
-        self.0 .0.ty()
-    }
-    fn size(&self) -> Pages {
-        self.0 .0.size()
-    }
-    fn style(&self) -> MemoryStyle {
-        self.0 .0.style()
-    }
-    fn grow(&mut self, delta: Pages) -> Result<Pages, MemoryError> {
-        let result = self.0 .0.grow(delta);
-        if let Err(MemoryError::CouldNotGrow { .. }) = &result {
-            GROWS_REFUSED.with(|c| c.set(c.get() + 1));
-        }
-        result
-    }
-    fn grow_at_least(&mut self, min_size: u64) -> Result<(), MemoryError> {
-        self.0 .0.grow_at_least(min_size)
-    }
-    fn reset(&mut self) -> Result<(), MemoryError> {
-        self.0 .0.reset()
-    }
-    fn vmmemory(&self) -> NonNull<VMMemoryDefinition> {
-        self.0 .0.vmmemory()
-    }
-    fn try_clone(&self) -> Result<Box<dyn LinearMemory + Send + Sync + 'static>, MemoryError> {
-        self.0 .0.try_clone()
-    }
-    unsafe fn initialize_with_data(&self, start: usize, data: &[u8]) -> Result<(), Trap> {
-        // SAFETY: forwarded as given; the caller upholds the contract.
-        unsafe { self.0 .0.initialize_with_data(start, data) }
-    }
-    fn copy(&self) -> Result<Box<dyn LinearMemory + Send + Sync + 'static>, MemoryError> {
-        self.0 .0.copy()
-    }
-}
-
-fn limited(memory: VMMemory) -> VMMemory {
-    VMMemory(Box::new(LimitedMemory(memory)))
+/// Counts one `memory.grow` refused at an agent's limit.
+pub(crate) fn count_refused_grow() {
+    GROWS_REFUSED.with(|c| c.set(c.get() + 1));
 }
 
 /// Runs `f` (an instantiation) with memories capped at `pages`.
@@ -137,7 +97,8 @@ impl Tunables for AgentTunables {
         ty: &MemoryType,
         style: &MemoryStyle,
     ) -> Result<VMMemory, MemoryError> {
-        VMMemory::new(&Self::capped(ty)?, style).map(limited)
+        let memory = AgentMemory::new(&Self::capped(ty)?, style, GUARD_BYTES as usize, None)?;
+        Ok(VMMemory(Box::new(memory)))
     }
 
     unsafe fn create_vm_memory(
@@ -146,9 +107,13 @@ impl Tunables for AgentTunables {
         style: &MemoryStyle,
         vm_definition_location: NonNull<VMMemoryDefinition>,
     ) -> Result<VMMemory, MemoryError> {
-        // SAFETY: forwarded as given; the caller upholds the contract.
-        unsafe { VMMemory::from_definition(&Self::capped(ty)?, style, vm_definition_location) }
-            .map(limited)
+        let memory = AgentMemory::new(
+            &Self::capped(ty)?,
+            style,
+            GUARD_BYTES as usize,
+            Some(vm_definition_location),
+        )?;
+        Ok(VMMemory(Box::new(memory)))
     }
 
     fn create_host_table(&self, ty: &TableType, style: &TableStyle) -> Result<VMTable, String> {
