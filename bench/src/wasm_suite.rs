@@ -12,10 +12,11 @@
 //!   deploy (spawn) of an agent on a running node, p50/p99;
 //! - **memory**: resident memory of 10 000 and 100 000 addressable (idle)
 //!   agents, and of 10 000 active ones (a live instance each);
-//! - **looping neighbour**: open-loop calls at a fixed rate to well-behaved
-//!   wasm agents on a shard, latency from each call's intended send time
-//!   (coordinated omission corrected), without and then with a client
-//!   hammering an agent that loops forever on every message.
+//! - **looping neighbour**: open-loop calls at a fixed rate from a driver
+//!   agent to well-behaved wasm agents on the same shard, latency from each
+//!   call's intended send time (coordinated omission corrected), without
+//!   and then with a client hammering an agent on that shard that loops
+//!   forever on every message.
 
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -77,6 +78,9 @@ pub struct WasmBenchOptions {
     /// Calls per second of that load.
     #[arg(long, default_value_t = 20_000)]
     pub neighbour_rate: u64,
+    /// Fuel per message of the looping agent.
+    #[arg(long, default_value_t = 250_000)]
+    pub neighbour_fuel: u64,
     /// Spin before parking (µs) for the node figures.
     #[arg(long, default_value_t = 200)]
     pub spin_us: u64,
@@ -128,12 +132,15 @@ pub struct Neighbour {
     pub hammered: Percentiles,
     /// hammered p99 / quiet p99.
     pub p99_growth: f64,
-    /// Messages the looping agent was sent, failed, and refused in quarantine.
+    /// Messages the looping agent was sent (all runs together).
     pub looper_sent: u64,
     /// Its failures (fuel).
     pub looper_failures: u64,
     /// Its messages refused while quarantined.
     pub looper_quarantined: u64,
+    /// Shard time one looping message takes before its fuel runs out (a
+    /// client call to it, round trip), ns.
+    pub looper_message_ns: u64,
 }
 
 /// The whole report.
@@ -210,13 +217,18 @@ pub fn run(opts: &WasmBenchOptions) -> Result<WasmReport, String> {
     );
     let neighbour = looping_neighbour(opts)?;
     println!(
-        "well-behaved calls at {}/s, open loop: quiet p50 {} p99 {} | looping neighbour hammered p50 {} p99 {} | p99 growth {:.2}x (looper: {} sent, {} failed, {} refused in quarantine)",
+        "well-behaved wasm calls at {}/s, open loop inside the shard: quiet p50 {} p99 {} p99.9 {} max {} | looping neighbour hammered p50 {} p99 {} p99.9 {} max {} | p99 growth {:.2}x (one looping message: {}; looper: {} sent, {} failed, {} refused in quarantine)",
         opts.neighbour_rate,
         human_ns(neighbour.quiet.p50_ns),
         human_ns(neighbour.quiet.p99_ns),
+        human_ns(neighbour.quiet.p999_ns),
+        human_ns(neighbour.quiet.max_ns),
         human_ns(neighbour.hammered.p50_ns),
         human_ns(neighbour.hammered.p99_ns),
+        human_ns(neighbour.hammered.p999_ns),
+        human_ns(neighbour.hammered.max_ns),
         neighbour.p99_growth,
+        human_ns(neighbour.looper_message_ns),
         neighbour.looper_sent,
         neighbour.looper_failures,
         neighbour.looper_quarantined
@@ -516,53 +528,118 @@ fn memory(opts: &WasmBenchOptions) -> Result<Memory, String> {
     rx.recv().map_err(|_| "memory thread died".to_string())?
 }
 
-/// Open-loop calls: `rate` per second for `secs`, spread over worker
-/// threads, each latency measured from the call's intended start.
-fn open_loop(
-    client: &quire_runtime::Client,
-    targets: &[String],
-    rate: u64,
-    secs: u64,
-) -> Histogram<u64> {
-    let workers = 8u64;
-    let interval = Duration::from_nanos(1_000_000_000 / rate.max(1));
-    let total = rate * secs;
-    let start = Instant::now() + Duration::from_millis(20);
-    let handles: Vec<_> = (0..workers)
-        .map(|w| {
-            let client = client.clone();
-            let targets = targets.to_vec();
-            std::thread::spawn(move || {
-                let mut h = new_latency_histogram();
-                let mut i = w;
-                while i < total {
-                    let intended = start + interval * i as u32;
-                    while Instant::now() < intended {
-                        std::hint::spin_loop();
-                    }
-                    let to = &targets[i as usize % targets.len()];
-                    let _ = client.call_blocking(
-                        to.as_str(),
-                        Bytes::from_static(b"ping"),
-                        Duration::from_secs(5),
-                    );
-                    h.saturating_record(intended.elapsed().as_nanos() as u64);
-                    i += workers;
-                }
-                h
-            })
-        })
-        .collect();
-    let mut all = new_latency_histogram();
-    for h in handles {
-        if let Ok(h) = h.join() {
-            let _ = all.add(&h);
-        }
-    }
-    all
+/// Open-loop load from inside a shard: calls fall due at a fixed rate and
+/// each latency runs from the call's intended start, so a stall that
+/// delays the driver itself still counts against every call it held up
+/// (coordinated omission corrected). The driver clocks itself by sending
+/// itself a tick after each pass: it needs no timer, and it runs between
+/// the other agents' turns like any agent.
+struct OpenLoopDriver {
+    targets: Vec<AgentId>,
+    interval: Duration,
+    total: u64,
+    issued: u64,
+    answered: u64,
+    start: Option<Instant>,
+    intended: std::collections::HashMap<quire_shards::MessageId, Instant>,
+    latency: Histogram<u64>,
+    report: std::sync::mpsc::Sender<Histogram<u64>>,
 }
 
+impl Agent for OpenLoopDriver {
+    fn handle(&mut self, ctx: &mut Context<'_>, _tick: Envelope) {
+        let start = *self.start.get_or_insert_with(Instant::now);
+        let now = Instant::now();
+        while self.issued < self.total {
+            let due = start + self.interval * self.issued as u32;
+            if due > now {
+                break;
+            }
+            let to = self.targets[self.issued as usize % self.targets.len()].clone();
+            self.issued += 1;
+            match ctx.call(to, Bytes::from_static(b"ping"), Duration::from_secs(5)) {
+                Ok(id) => {
+                    self.intended.insert(id, due);
+                }
+                Err(_) => self.answered += 1,
+            }
+        }
+        if self.issued < self.total {
+            let me = ctx.id().clone();
+            let _ = ctx.send(me, Bytes::new());
+        }
+    }
+
+    fn on_reply(
+        &mut self,
+        _ctx: &mut Context<'_>,
+        call: quire_shards::MessageId,
+        _reply: Result<Envelope, quire_shards::CallError>,
+    ) {
+        if let Some(due) = self.intended.remove(&call) {
+            self.latency
+                .saturating_record(due.elapsed().as_nanos() as u64);
+        }
+        self.answered += 1;
+        if self.answered == self.total {
+            let _ = self.report.send(std::mem::replace(
+                &mut self.latency,
+                new_latency_histogram(),
+            ));
+        }
+    }
+}
+
+fn open_loop(
+    client: &quire_runtime::Client,
+    tag: &str,
+    targets: &[AgentId],
+    rate: u64,
+    secs: u64,
+) -> Result<Histogram<u64>, String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let driver = OpenLoopDriver {
+        targets: targets.to_vec(),
+        interval: Duration::from_nanos(1_000_000_000 / rate.max(1)),
+        total: rate * secs,
+        issued: 0,
+        answered: 0,
+        start: None,
+        intended: std::collections::HashMap::new(),
+        latency: new_latency_histogram(),
+        report: tx,
+    };
+    let name = format!("{tag}/driver");
+    client
+        .register_blocking(name.as_str(), move || driver)
+        .map_err(|e| e.to_string())?;
+    client
+        .send_blocking(name.as_str(), Bytes::new())
+        .map_err(|e| e.to_string())?;
+    rx.recv_timeout(Duration::from_secs(secs + 60))
+        .map_err(|_| format!("{tag}: the open-loop run did not finish"))
+}
+
+/// The looping-neighbour figure, medians over `runs` fresh nodes.
 fn looping_neighbour(opts: &WasmBenchOptions) -> Result<Neighbour, String> {
+    let runs: Vec<Neighbour> = (0..opts.runs.max(1))
+        .map(|_| looping_neighbour_once(opts))
+        .collect::<Result<_, _>>()?;
+    let quiet = Percentiles::median_of(&runs.iter().map(|r| r.quiet).collect::<Vec<_>>());
+    let hammered = Percentiles::median_of(&runs.iter().map(|r| r.hammered).collect::<Vec<_>>());
+    let sum = |f: fn(&Neighbour) -> u64| runs.iter().map(f).sum::<u64>();
+    Ok(Neighbour {
+        p99_growth: latency_ratio(hammered.p99_ns, quiet.p99_ns),
+        quiet,
+        hammered,
+        looper_sent: sum(|r| r.looper_sent),
+        looper_failures: sum(|r| r.looper_failures),
+        looper_quarantined: sum(|r| r.looper_quarantined),
+        looper_message_ns: median(runs.iter().map(|r| r.looper_message_ns).collect()),
+    })
+}
+
+fn looping_neighbour_once(opts: &WasmBenchOptions) -> Result<Neighbour, String> {
     // One shard: the well-behaved agents and the looper share it.
     let node = Node::builder()
         .shards(1)
@@ -570,17 +647,20 @@ fn looping_neighbour(opts: &WasmBenchOptions) -> Result<Neighbour, String> {
         .start()
         .map_err(|e| e.to_string())?;
     let client = node.client();
-    let targets: Vec<String> = (0..16).map(|i| format!("good-{i}")).collect();
+    let targets: Vec<AgentId> = (0..16)
+        .map(|i| AgentId::from(format!("good-{i}")))
+        .collect();
     for t in &targets {
         client
-            .deploy_wasm_blocking(t.as_str(), ECHO_WASM, WasmOptions::default())
+            .deploy_wasm_blocking(t.clone(), ECHO_WASM, WasmOptions::default())
             .map_err(|e| e.to_string())?;
     }
     let looper = wasmer::wat2wasm(LOOPER_WAT.as_bytes()).map_err(|e| e.to_string())?;
-    // A fuel budget of 1 M operators per message (about a millisecond
-    // here) and the default supervision: 5 failures in 10 s quarantine it.
+    // The looper's fuel budget: 250 K operators per message (a quarter of
+    // a millisecond here, a thousand times what the echo needs), and the
+    // default supervision: 5 failures in 10 s quarantine it.
     let limits = AgentLimits {
-        fuel_per_message: 1_000_000,
+        fuel_per_message: opts.neighbour_fuel,
         ..AgentLimits::default()
     };
     client
@@ -590,7 +670,31 @@ fn looping_neighbour(opts: &WasmBenchOptions) -> Result<Neighbour, String> {
             WasmOptions::default().limits(limits),
         )
         .map_err(|e| e.to_string())?;
-    let quiet = open_loop(&client, &targets, opts.neighbour_rate, opts.neighbour_secs);
+    // What one looping message costs the shard (a looper of its own, so the
+    // measured one starts with no failures).
+    client
+        .deploy_wasm_blocking(
+            "looper-probe",
+            wasmer::wat2wasm(LOOPER_WAT.as_bytes())
+                .map_err(|e| e.to_string())?
+                .into_owned(),
+            WasmOptions::default().limits(limits),
+        )
+        .map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    let _ = client.call_blocking(
+        "looper-probe",
+        Bytes::from_static(b"spin"),
+        Duration::from_secs(5),
+    );
+    let looper_message_ns = started.elapsed().as_nanos() as u64;
+    let quiet = open_loop(
+        &client,
+        "quiet",
+        &targets,
+        opts.neighbour_rate,
+        opts.neighbour_secs,
+    )?;
     let stop = Arc::new(AtomicBool::new(false));
     let hammer = {
         let client = client.clone();
@@ -604,7 +708,13 @@ fn looping_neighbour(opts: &WasmBenchOptions) -> Result<Neighbour, String> {
             sent
         })
     };
-    let hammered = open_loop(&client, &targets, opts.neighbour_rate, opts.neighbour_secs);
+    let hammered = open_loop(
+        &client,
+        "hammered",
+        &targets,
+        opts.neighbour_rate,
+        opts.neighbour_secs,
+    )?;
     stop.store(true, Ordering::Relaxed);
     let looper_sent = hammer.join().unwrap_or(0);
     let stats = quire_shards::ShardStats::total(&client.stats_blocking());
@@ -615,7 +725,9 @@ fn looping_neighbour(opts: &WasmBenchOptions) -> Result<Neighbour, String> {
         quiet,
         hammered,
         looper_sent,
-        looper_failures: stats.rejected_for(quire_shards::Rejection::FuelExhausted),
+        // The probe's one failure is not the hammered looper's.
+        looper_failures: stats.rejected_for(quire_shards::Rejection::FuelExhausted) - 1,
+        looper_message_ns,
         looper_quarantined: stats.rejected_for(quire_shards::Rejection::Quarantined),
     })
 }

@@ -16,6 +16,7 @@ fn every_wasm_scenario_runs_and_reports() {
         active: 200,
         neighbour_secs: 1,
         neighbour_rate: 2_000,
+        neighbour_fuel: 250_000,
         spin_us: 0,
         json: Some(json.clone()),
     })

@@ -275,6 +275,14 @@ impl Context<'_> {
         }
     }
 
+    /// Ends this agent's turn after the current message: other ready agents
+    /// run before its next queued message does. The WebAssembly host calls
+    /// it after a failure, so that an agent burning its whole budget on
+    /// every message cannot take several budgets in a row.
+    pub fn end_turn(&mut self) {
+        self.core.end_turn = true;
+    }
+
     /// True when the message being handled is a call that has not been
     /// replied to yet.
     pub fn awaits_reply(&self) -> bool {

@@ -244,6 +244,9 @@ pub struct ShardCore {
     stopping: bool,
     journal: Journal,
     activator: Option<Activator>,
+    /// Set by [`Context::end_turn`]: the running agent's turn ends after
+    /// its current message.
+    pub(crate) end_turn: bool,
 }
 
 impl ShardCore {
@@ -275,6 +278,7 @@ impl ShardCore {
             stopping: false,
             journal,
             activator: None,
+            end_turn: false,
         }
     }
 
@@ -532,6 +536,9 @@ impl ShardCore {
                 self.queued -= 1;
                 turn += 1;
                 self.dispatch(agent.as_mut(), &me, idx, env, &mut now);
+                if std::mem::take(&mut self.end_turn) {
+                    break;
+                }
             }
             done += turn;
             let slot = &mut self.slots[idx];

@@ -535,3 +535,35 @@ fn reads_past_the_memory_trap_even_inside_its_reservation() {
     h.deploy_default("grown", &grow);
     assert_eq!(rejected(h.call("grown", b"x")), Rejection::AgentTrapped);
 }
+
+#[test]
+fn a_failing_agent_ends_its_turn_so_neighbours_run_between_its_failures() {
+    let mut h = Host::new();
+    let limits = AgentLimits {
+        fuel_per_message: 100_000,
+        ..AgentLimits::default()
+    };
+    h.deploy("loop", &looper(), limits, Supervision::default());
+    h.deploy_default("echo", &echo());
+    for _ in 0..3 {
+        h.shard
+            .admit_client("loop".into(), "loop".into(), SendOptions::default())
+            .unwrap();
+    }
+    let (tx, rx) = mpsc::channel();
+    h.shard
+        .admit_client_call(
+            "echo".into(),
+            "hi".into(),
+            SendOptions::default(),
+            Duration::from_secs(5),
+            Box::new(move |r| tx.send(r).unwrap()),
+        )
+        .unwrap();
+    // Two messages' worth of turns: one failure, then the echo.
+    h.shard.run(2);
+    assert_eq!(&rx.try_recv().unwrap().unwrap().payload[..], b"hi");
+    assert_eq!(h.shard.stats().rejected_for(Rejection::FuelExhausted), 1);
+    h.shard.run(usize::MAX);
+    assert_eq!(h.shard.stats().rejected_for(Rejection::FuelExhausted), 3);
+}

@@ -181,6 +181,7 @@ impl WasmAgent {
     /// failures in the window quarantine the agent.
     fn fail(&mut self, ctx: &mut Context<'_>, violation: Violation) {
         ctx.fail(violation.reason);
+        ctx.end_turn();
         self.failures += 1;
         if self.activation.live.borrow_mut().take().is_some() {
             self.restarts += 1;
