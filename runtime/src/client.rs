@@ -461,15 +461,10 @@ impl Client {
         module: impl Into<Vec<u8>>,
         opts: WasmOptions,
     ) -> Result<ModuleHash, DeployError> {
-        let id = name.into();
-        let (record, hash) = self.wasm_record(&id, module.into(), opts).await?;
-        self.request(
-            &id,
-            |done| Command::Deploy { record, done },
-            Err(DeployError::Register(RegisterError::ShuttingDown)),
-        )
-        .await?;
-        Ok(hash)
+        self.wasm_command(name.into(), module.into(), opts, |record, done| {
+            Command::Deploy { record, done }
+        })
+        .await
     }
 
     /// [`Self::deploy_wasm`] for plain threads.
@@ -491,11 +486,25 @@ impl Client {
         module: impl Into<Vec<u8>>,
         opts: WasmOptions,
     ) -> Result<ModuleHash, DeployError> {
-        let id = name.into();
-        let (record, hash) = self.wasm_record(&id, module.into(), opts).await?;
+        self.wasm_command(name.into(), module.into(), opts, |record, done| {
+            Command::Redeploy { record, done }
+        })
+        .await
+    }
+
+    /// Compiles `module` and sends the owning shard of `id` the command
+    /// `make` builds around the agent's record.
+    async fn wasm_command(
+        &self,
+        id: AgentId,
+        module: Vec<u8>,
+        opts: WasmOptions,
+        make: impl FnOnce(AgentRecord, flume::Sender<Result<(), DeployError>>) -> Command,
+    ) -> Result<ModuleHash, DeployError> {
+        let (record, hash) = self.wasm_record(&id, module, opts).await?;
         self.request(
             &id,
-            |done| Command::Redeploy { record, done },
+            |done| make(record, done),
             Err(DeployError::Register(RegisterError::ShuttingDown)),
         )
         .await?;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use glommio::channels::shared_channel;
 use glommio::{CpuSet, LocalExecutorBuilder, PoolPlacement};
-use quire_shards::wasm::{WasmEngine, WasmShard};
+use quire_shards::wasm::{WasmEngine, WasmShard, WasmSpec, WASM_KIND, WASM_PATTERN_KIND};
 use quire_shards::{Agent, AgentRecord, Rejection, ShardConfig, ShardCore, ShardStats};
 use quire_storage::{partition_path, Durability, NodeManifest, Partition, StorageError};
 
@@ -50,6 +50,17 @@ pub enum StartError {
         agent: String,
         kind: String,
         known: String,
+    },
+    /// A deployed WebAssembly agent's module can be neither loaded from
+    /// the module cache nor compiled again.
+    #[error("{file} holds WebAssembly agent {agent}, whose module cannot be loaded: {reason}")]
+    AgentModule {
+        /// The partition.
+        file: String,
+        /// The agent (or name pattern).
+        agent: String,
+        /// Why.
+        reason: String,
     },
     #[error("shard {shard} could not start its executor on CPU {cpu}: {reason}")]
     Executor {
@@ -197,7 +208,7 @@ impl NodeBuilder {
         };
         let n = placement.len();
         let q = &config.queues;
-        let mut storage = open_storage(&config, n, &kinds)?;
+        let mut storage = open_storage(&config, n, &kinds, &wasm_engine)?;
         let commit_cpus = match &config.storage.commit_cpuset {
             Some(list) => Some(crate::cpuset::parse_cpu_list(list).map_err(|e| {
                 StartError::Config(crate::config::ConfigError::Invalid {
@@ -325,6 +336,7 @@ fn open_storage(
     config: &NodeConfig,
     shards: usize,
     kinds: &AgentKinds,
+    wasm: &WasmEngine,
 ) -> Result<Option<Vec<StorageSetup>>, StartError> {
     let s = &config.storage;
     if s.durability == Durability::None {
@@ -367,7 +379,33 @@ fn open_storage(
             });
         }
     }
+    preload_modules(&setups, wasm)?;
     Ok(Some(setups))
+}
+
+/// Loads (or compiles) every module a recovered wasm agent or pattern
+/// runs, here on the starting thread, so that shards rebuild their agents
+/// from modules in memory and a module that cannot be had stops the start.
+fn preload_modules(setups: &[StorageSetup], wasm: &WasmEngine) -> Result<(), StartError> {
+    for setup in setups {
+        for record in &setup.recovered.agents {
+            if record.kind != WASM_KIND && record.kind != WASM_PATTERN_KIND {
+                continue;
+            }
+            let as_agent = AgentRecord::new(record.name.clone(), WASM_KIND, record.config.clone());
+            let loaded = WasmSpec::from_record(&as_agent)
+                .and_then(|spec| spec.module_hash())
+                .and_then(|hash| wasm.module(&hash).map_err(|e| e.to_string()));
+            if let Err(reason) = loaded {
+                return Err(StartError::AgentModule {
+                    file: setup.partition.file().display().to_string(),
+                    agent: record.name.clone(),
+                    reason,
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 fn shard_thread(

@@ -242,7 +242,7 @@ fn an_unknown_agent_kind_at_recovery_stops_the_start() {
     part.commit(
         [Mutation::PutAgent(quire_shards::AgentRecord::new(
             "w",
-            "wasm",
+            "python",
             vec![1, 2],
         ))]
         .into_iter()
@@ -258,7 +258,7 @@ fn an_unknown_agent_kind_at_recovery_stops_the_start() {
     let text = err.to_string();
     assert!(matches!(err, StartError::UnknownAgentKind { .. }), "{text}");
     assert!(
-        text.contains("\"wasm\"") && text.contains("shard-"),
+        text.contains("\"python\"") && text.contains("shard-"),
         "{text}"
     );
 }

@@ -276,3 +276,29 @@ fn a_name_pattern_makes_agents_on_first_message_and_a_restart_keeps_them() {
     assert!(client.call_blocking("sensor-3", "x", T).is_ok());
     node.shutdown();
 }
+
+#[test]
+fn a_deployed_agent_whose_module_is_gone_stops_the_start_with_its_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = || {
+        Node::builder()
+            .shards(2)
+            .durability(Durability::Batched)
+            .data_dir(dir.path())
+            .start()
+    };
+    let node = start().unwrap();
+    let hash = node
+        .client()
+        .deploy_wasm_blocking("keeper", echo(), WasmOptions::default())
+        .unwrap();
+    node.shutdown();
+    // The module cache is lost (source and artifact).
+    std::fs::remove_dir_all(dir.path().join("modules")).unwrap();
+    let err = start().err().expect("the start is refused");
+    let text = err.to_string();
+    assert!(
+        text.contains("keeper") && text.contains(hash.as_str()),
+        "{text}"
+    );
+}

@@ -92,6 +92,20 @@ pub(crate) fn bind_context(
     BoundContext(cell)
 }
 
+/// Runs `f` with the instance's environment and a view of its memory
+/// (`INVALID` if the memory is not bound yet).
+fn with_view<R: From<i32>>(
+    fenv: &mut FunctionEnvMut<HostEnv>,
+    f: impl FnOnce(&mut HostEnv, &MemoryView<'_>) -> R,
+) -> R {
+    let (env, store) = fenv.data_and_store_mut();
+    let Some(memory) = env.memory.clone() else {
+        return R::from(-code::INVALID);
+    };
+    let view = memory.view(&store);
+    f(env, &view)
+}
+
 /// Reads `len` bytes at `ptr` of the guest's memory.
 fn read(view: &MemoryView<'_>, ptr: i32, len: i32) -> Result<Vec<u8>, i32> {
     if ptr < 0 || len < 0 {
@@ -144,21 +158,18 @@ fn payload(
 }
 
 fn send(mut fenv: FunctionEnvMut<HostEnv>, to_ptr: i32, to_len: i32, ptr: i32, len: i32) -> i64 {
-    let (env, store) = fenv.data_and_store_mut();
-    let Some(memory) = env.memory.clone() else {
-        return i64::from(-code::INVALID);
-    };
-    let view = memory.view(&store);
-    let result = agent_name(&view, to_ptr, to_len).and_then(|to| {
-        let payload = payload(env, &view, ptr, len, "message")?;
-        env.with_ctx(|ctx| ctx.send(to, payload))
-            .ok_or(-code::INVALID)?
-            .map_err(|r| -rejection_code(r))
-    });
-    match result {
-        Ok(id) => id_to_guest(id),
-        Err(code) => i64::from(code),
-    }
+    with_view(&mut fenv, |env, view| {
+        let result = agent_name(view, to_ptr, to_len).and_then(|to| {
+            let payload = payload(env, view, ptr, len, "message")?;
+            env.with_ctx(|ctx| ctx.send(to, payload))
+                .ok_or(-code::INVALID)?
+                .map_err(|r| -rejection_code(r))
+        });
+        match result {
+            Ok(id) => id_to_guest(id),
+            Err(code) => i64::from(code),
+        }
+    })
 }
 
 fn call(
@@ -169,44 +180,38 @@ fn call(
     len: i32,
     timeout_ms: i32,
 ) -> i64 {
-    let (env, store) = fenv.data_and_store_mut();
-    let Some(memory) = env.memory.clone() else {
-        return i64::from(-code::INVALID);
-    };
-    let view = memory.view(&store);
-    let timeout = match timeout_ms {
-        t if t > 0 => Duration::from_millis(t as u64),
-        _ => DEFAULT_CALL_TIMEOUT,
-    };
-    let result = agent_name(&view, to_ptr, to_len).and_then(|to| {
-        let payload = payload(env, &view, ptr, len, "call")?;
-        env.with_ctx(|ctx| ctx.call(to, payload, timeout))
-            .ok_or(-code::INVALID)?
-            .map_err(|r| -rejection_code(r))
-    });
-    match result {
-        Ok(id) => {
-            env.calls_made.push(id);
-            id_to_guest(id)
+    with_view(&mut fenv, |env, view| {
+        let timeout = match timeout_ms {
+            t if t > 0 => Duration::from_millis(t as u64),
+            _ => DEFAULT_CALL_TIMEOUT,
+        };
+        let result = agent_name(view, to_ptr, to_len).and_then(|to| {
+            let payload = payload(env, view, ptr, len, "call")?;
+            env.with_ctx(|ctx| ctx.call(to, payload, timeout))
+                .ok_or(-code::INVALID)?
+                .map_err(|r| -rejection_code(r))
+        });
+        match result {
+            Ok(id) => {
+                env.calls_made.push(id);
+                id_to_guest(id)
+            }
+            Err(code) => i64::from(code),
         }
-        Err(code) => i64::from(code),
-    }
+    })
 }
 
 fn reply(mut fenv: FunctionEnvMut<HostEnv>, ptr: i32, len: i32) -> i32 {
-    let (env, store) = fenv.data_and_store_mut();
-    let Some(memory) = env.memory.clone() else {
-        return -code::INVALID;
-    };
-    let view = memory.view(&store);
-    let payload = match payload(env, &view, ptr, len, "reply") {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
-    match env.with_ctx(|ctx| ctx.reply(payload)) {
-        Some(Ok(())) => 0,
-        _ => -code::INVALID,
-    }
+    with_view(&mut fenv, |env, view| {
+        let payload = match payload(env, view, ptr, len, "reply") {
+            Ok(p) => p,
+            Err(code) => return code,
+        };
+        match env.with_ctx(|ctx| ctx.reply(payload)) {
+            Some(Ok(())) => 0,
+            _ => -code::INVALID,
+        }
+    })
 }
 
 fn state_get(
@@ -216,20 +221,17 @@ fn state_get(
     out_ptr: i32,
     out_cap: i32,
 ) -> i32 {
-    let (env, store) = fenv.data_and_store_mut();
-    let Some(memory) = env.memory.clone() else {
-        return -code::INVALID;
-    };
-    let view = memory.view(&store);
-    let key = match read(&view, key_ptr, key_len) {
-        Ok(k) => k,
-        Err(code) => return code,
-    };
-    match env.with_ctx(|ctx| ctx.state(&key)) {
-        Some(Some(value)) => write_out(&view, &value, out_ptr, out_cap),
-        Some(None) => -code::NOT_FOUND,
-        None => -code::INVALID,
-    }
+    with_view(&mut fenv, |env, view| {
+        let key = match read(view, key_ptr, key_len) {
+            Ok(k) => k,
+            Err(code) => return code,
+        };
+        match env.with_ctx(|ctx| ctx.state(&key)) {
+            Some(Some(value)) => write_out(view, &value, out_ptr, out_cap),
+            Some(None) => -code::NOT_FOUND,
+            None => -code::INVALID,
+        }
+    })
 }
 
 fn state_put(
@@ -239,40 +241,34 @@ fn state_put(
     val_ptr: i32,
     val_len: i32,
 ) -> i32 {
-    let (env, store) = fenv.data_and_store_mut();
-    let Some(memory) = env.memory.clone() else {
-        return -code::INVALID;
-    };
-    let view = memory.view(&store);
-    let key = match read(&view, key_ptr, key_len) {
-        Ok(k) if !k.is_empty() => k,
-        Ok(_) => return -code::INVALID,
-        Err(code) => return code,
-    };
-    let value = match payload(env, &view, val_ptr, val_len, "state value") {
-        Ok(v) => v,
-        Err(code) => return code,
-    };
-    match env.with_ctx(|ctx| ctx.put_state(key, value)) {
-        Some(()) => 0,
-        None => -code::INVALID,
-    }
+    with_view(&mut fenv, |env, view| {
+        let key = match read(view, key_ptr, key_len) {
+            Ok(k) if !k.is_empty() => k,
+            Ok(_) => return -code::INVALID,
+            Err(code) => return code,
+        };
+        let value = match payload(env, view, val_ptr, val_len, "state value") {
+            Ok(v) => v,
+            Err(code) => return code,
+        };
+        match env.with_ctx(|ctx| ctx.put_state(key, value)) {
+            Some(()) => 0,
+            None => -code::INVALID,
+        }
+    })
 }
 
 fn state_delete(mut fenv: FunctionEnvMut<HostEnv>, key_ptr: i32, key_len: i32) -> i32 {
-    let (env, store) = fenv.data_and_store_mut();
-    let Some(memory) = env.memory.clone() else {
-        return -code::INVALID;
-    };
-    let view = memory.view(&store);
-    let key = match read(&view, key_ptr, key_len) {
-        Ok(k) => k,
-        Err(code) => return code,
-    };
-    match env.with_ctx(|ctx| ctx.delete_state(&key)) {
-        Some(existed) => i32::from(existed),
-        None => -code::INVALID,
-    }
+    with_view(&mut fenv, |env, view| {
+        let key = match read(view, key_ptr, key_len) {
+            Ok(k) => k,
+            Err(code) => return code,
+        };
+        match env.with_ctx(|ctx| ctx.delete_state(&key)) {
+            Some(existed) => i32::from(existed),
+            None => -code::INVALID,
+        }
+    })
 }
 
 /// Longest log line kept; the rest is cut (a log call must stay cheap).
@@ -307,15 +303,12 @@ fn now(_fenv: FunctionEnvMut<HostEnv>) -> i64 {
 }
 
 fn self_id(mut fenv: FunctionEnvMut<HostEnv>, out_ptr: i32, out_cap: i32) -> i32 {
-    let (env, store) = fenv.data_and_store_mut();
-    let Some(memory) = env.memory.clone() else {
-        return -code::INVALID;
-    };
-    let view = memory.view(&store);
-    match env.with_ctx(|ctx| ctx.id().as_str().to_string()) {
-        Some(name) => write_out(&view, name.as_bytes(), out_ptr, out_cap),
-        None => -code::INVALID,
-    }
+    with_view(&mut fenv, |env, view| {
+        match env.with_ctx(|ctx| ctx.id().as_str().to_string()) {
+            Some(name) => write_out(view, name.as_bytes(), out_ptr, out_cap),
+            None => -code::INVALID,
+        }
+    })
 }
 
 /// The host function `name` of ABI v1, bound to `env`.
