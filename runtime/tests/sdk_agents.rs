@@ -11,13 +11,20 @@ const FORWARDER: &[u8] = include_bytes!("../../sdk/prebuilt/forwarder.wasm");
 const AGGREGATOR: &[u8] = include_bytes!("../../sdk/prebuilt/aggregator.wasm");
 const T: Duration = Duration::from_secs(5);
 
+/// Two shards where the machine has two CPUs, one on a single core.
+fn shards() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(2)
+}
+
 fn u64_at(bytes: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap())
 }
 
 #[test]
 fn echo_and_counter() {
-    let node = Node::builder().shards(2).start().unwrap();
+    let node = Node::builder().shards(shards()).start().unwrap();
     let client = node.client();
     client
         .deploy_wasm_blocking("echo", ECHO, WasmOptions::default())
@@ -42,7 +49,7 @@ fn echo_and_counter() {
 
 #[test]
 fn forwarder_sends_on_and_counts_what_comes_back() {
-    let node = Node::builder().shards(2).start().unwrap();
+    let node = Node::builder().shards(shards()).start().unwrap();
     let client = node.client();
     client
         .deploy_wasm_blocking("fwd", FORWARDER, WasmOptions::default())
@@ -80,7 +87,7 @@ fn forwarder_sends_on_and_counts_what_comes_back() {
 
 #[test]
 fn aggregator_fans_in_from_many_senders() {
-    let node = Node::builder().shards(2).start().unwrap();
+    let node = Node::builder().shards(shards()).start().unwrap();
     let client = node.client();
     client
         .deploy_wasm_blocking("agg", AGGREGATOR, WasmOptions::default())

@@ -56,9 +56,16 @@ fn counter() -> Vec<u8> {
 
 const T: Duration = Duration::from_secs(5);
 
+/// Two shards where the machine has two CPUs, one on a single core.
+fn shards() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(2)
+}
+
 #[test]
 fn deploy_call_list_stop_start_undeploy() {
-    let node = Node::builder().shards(2).start().unwrap();
+    let node = Node::builder().shards(shards()).start().unwrap();
     let client = node.client();
     for i in 0..8 {
         client
@@ -159,7 +166,7 @@ fn bad_modules_are_refused_with_clear_errors() {
 
 #[test]
 fn hot_reload_under_load_loses_nothing() {
-    let node = Node::builder().shards(2).start().unwrap();
+    let node = Node::builder().shards(shards()).start().unwrap();
     let client = node.client();
     client
         .deploy_wasm_blocking("svc", tagged_echo("v1"), WasmOptions::default())
@@ -197,7 +204,7 @@ fn a_durable_restart_brings_wasm_agents_back_without_compiling() {
     let dir = tempfile::tempdir().unwrap();
     {
         let node = Node::builder()
-            .shards(2)
+            .shards(shards())
             .durability(Durability::Batched)
             .data_dir(dir.path())
             .start()
@@ -213,7 +220,7 @@ fn a_durable_restart_brings_wasm_agents_back_without_compiling() {
         node.shutdown();
     }
     let node = Node::builder()
-        .shards(2)
+        .shards(shards())
         .durability(Durability::Batched)
         .data_dir(dir.path())
         .start()
@@ -231,7 +238,7 @@ fn a_name_pattern_makes_agents_on_first_message_and_a_restart_keeps_them() {
     let dir = tempfile::tempdir().unwrap();
     let start = || {
         Node::builder()
-            .shards(2)
+            .shards(shards())
             .durability(Durability::Batched)
             .data_dir(dir.path())
             .start()
@@ -282,7 +289,7 @@ fn a_deployed_agent_whose_module_is_gone_stops_the_start_with_its_name() {
     let dir = tempfile::tempdir().unwrap();
     let start = || {
         Node::builder()
-            .shards(2)
+            .shards(shards())
             .durability(Durability::Batched)
             .data_dir(dir.path())
             .start()
