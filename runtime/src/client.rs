@@ -582,13 +582,34 @@ impl Client {
         Ok(any)
     }
 
-    /// Compiles on a thread of its own and builds the agent's record.
+    /// Finds or compiles the module and builds the agent's record.
     async fn wasm_record(
         &self,
         id: &AgentId,
         bytes: Vec<u8>,
         opts: WasmOptions,
     ) -> Result<(AgentRecord, ModuleHash), DeployError> {
+        let module = match self.wasm.lookup(&bytes) {
+            Some(module) => module,
+            None => self.compile_off_thread(id, bytes).await?,
+        };
+        let spec = opts.spec(module.hash().clone(), &self.wasm_defaults);
+        spec.limits
+            .validate()
+            .map_err(|reason| DeployError::Build {
+                name: id.to_string(),
+                reason,
+            })?;
+        Ok((spec.record(id.as_str()), module.hash().clone()))
+    }
+
+    /// Compiles on a thread of its own, so that neither an async caller's
+    /// executor nor a shard ever waits on Cranelift.
+    async fn compile_off_thread(
+        &self,
+        id: &AgentId,
+        bytes: Vec<u8>,
+    ) -> Result<quire_shards::wasm::WasmModule, DeployError> {
         let engine = self.wasm.clone();
         let (tx, rx) = flume::bounded(1);
         std::thread::Builder::new()
@@ -600,8 +621,7 @@ impl Client {
                 name: id.to_string(),
                 reason: format!("cannot start a compile thread: {e}"),
             })?;
-        let module = rx
-            .recv_async()
+        rx.recv_async()
             .await
             .map_err(|_| DeployError::Build {
                 name: id.to_string(),
@@ -610,15 +630,7 @@ impl Client {
             .map_err(|source| DeployError::Module {
                 name: id.to_string(),
                 source,
-            })?;
-        let spec = opts.spec(module.hash().clone(), &self.wasm_defaults);
-        spec.limits
-            .validate()
-            .map_err(|reason| DeployError::Build {
-                name: id.to_string(),
-                reason,
-            })?;
-        Ok((spec.record(id.as_str()), module.hash().clone()))
+            })
     }
 
     /// Stops an agent: it keeps its state and queue, and ordinary messages

@@ -220,6 +220,12 @@ impl WasmEngine {
         Ok(self.remember(module))
     }
 
+    /// The module in `bytes` if this engine has it in memory already: a
+    /// hash and a lookup, cheap enough for any thread (no compile, no disk).
+    pub fn lookup(&self, bytes: &[u8]) -> Option<WasmModule> {
+        self.cached(&ModuleHash::of(bytes))
+    }
+
     /// The module deployed under `hash`: from memory, from its cached
     /// artifact, or compiled again from its cached source.
     pub fn module(&self, hash: &ModuleHash) -> Result<WasmModule, WasmError> {
