@@ -327,6 +327,40 @@ fn wasm_host(pool_size: usize) -> Rc<WasmShard> {
     )
 }
 
+/// Runs `f` on a thread of its own (pinned shards, thread-local hosts) and
+/// returns what it returned.
+fn on_own_thread<T: Send + 'static>(
+    what: &str,
+    f: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, String> {
+    std::thread::spawn(f)
+        .join()
+        .map_err(|_| format!("the {what} thread died"))?
+}
+
+/// Compiles `bytes` on `host` and registers a wasm agent running it under
+/// each of `names`.
+fn register_wasm<'a>(
+    shard: &mut ShardCore,
+    host: &Rc<WasmShard>,
+    bytes: &[u8],
+    names: impl IntoIterator<Item = &'a AgentId>,
+) -> Result<(), String> {
+    let module = host.engine().compile(bytes).map_err(|e| e.to_string())?;
+    for name in names {
+        let agent = WasmAgent::new(
+            host,
+            module.clone(),
+            AgentLimits::default(),
+            Supervision::default(),
+        );
+        shard
+            .register(name.clone(), Box::new(agent))
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
 /// Messages per second through `shard`'s agents `names`, `messages` in all.
 fn pump(shard: &mut ShardCore, names: &[AgentId], messages: u64) -> u64 {
     let payload = Bytes::from_static(&crate::routing::PAYLOAD);
@@ -347,47 +381,25 @@ fn pump(shard: &mut ShardCore, names: &[AgentId], messages: u64) -> u64 {
 }
 
 fn shard_throughput(opts: &WasmBenchOptions) -> Result<Throughput, String> {
-    let (tx, rx) = std::sync::mpsc::channel();
     let (runs, messages) = (opts.runs, opts.messages);
-    std::thread::spawn(move || {
-        let result = (|| -> Result<(u64, u64), String> {
-            let mut native = Vec::new();
-            let mut wasm = Vec::new();
-            let names: Vec<AgentId> = (0..64).map(|i| AgentId::from(format!("a{i}"))).collect();
-            for _ in 0..runs {
-                let mut shard = pinned_shard(1024);
-                for n in &names {
-                    shard
-                        .register(n.clone(), Box::new(Sink))
-                        .map_err(|e| e.to_string())?;
-                }
-                native.push(pump(&mut shard, &names, messages));
-                let mut shard = pinned_shard(1024);
-                let host = wasm_host(0);
-                let module = host
-                    .engine()
-                    .compile(ECHO_WASM)
+    let (native, wasm) = on_own_thread("throughput", move || {
+        let names: Vec<AgentId> = (0..64).map(|i| AgentId::from(format!("a{i}"))).collect();
+        let mut native = Vec::new();
+        let mut wasm = Vec::new();
+        for _ in 0..runs {
+            let mut shard = pinned_shard(1024);
+            for n in &names {
+                shard
+                    .register(n.clone(), Box::new(Sink))
                     .map_err(|e| e.to_string())?;
-                for n in &names {
-                    let agent = WasmAgent::new(
-                        &host,
-                        module.clone(),
-                        AgentLimits::default(),
-                        Supervision::default(),
-                    );
-                    shard
-                        .register(n.clone(), Box::new(agent))
-                        .map_err(|e| e.to_string())?;
-                }
-                wasm.push(pump(&mut shard, &names, messages));
             }
-            Ok((median(native), median(wasm)))
-        })();
-        let _ = tx.send(result);
-    });
-    let (native, wasm) = rx
-        .recv()
-        .map_err(|_| "throughput thread died".to_string())??;
+            native.push(pump(&mut shard, &names, messages));
+            let mut shard = pinned_shard(1024);
+            register_wasm(&mut shard, &wasm_host(0), ECHO_WASM, &names)?;
+            wasm.push(pump(&mut shard, &names, messages));
+        }
+        Ok((median(native), median(wasm)))
+    })?;
     Ok(Throughput {
         native_msgs_per_s: native,
         wasm_msgs_per_s: wasm,
@@ -398,43 +410,23 @@ fn shard_throughput(opts: &WasmBenchOptions) -> Result<Throughput, String> {
 /// Activation of 10 000 idle SDK counters by their first message: from a
 /// pool refilled between batches (as the sweeper does), then with none.
 fn activation() -> Result<(Percentiles, Percentiles), String> {
-    let run = |pool: usize| -> Result<Histogram<u64>, String> {
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let result = (|| -> Result<Histogram<u64>, String> {
-                let mut shard = pinned_shard(64);
-                let host = wasm_host(pool);
-                let module = host
-                    .engine()
-                    .compile(COUNTER_WASM)
-                    .map_err(|e| e.to_string())?;
-                let names: Vec<AgentId> = (0..10_000)
-                    .map(|i| AgentId::from(format!("c{i}")))
-                    .collect();
-                for n in &names {
-                    let agent = WasmAgent::new(
-                        &host,
-                        module.clone(),
-                        AgentLimits::default(),
-                        Supervision::default(),
-                    );
-                    shard
-                        .register(n.clone(), Box::new(agent))
-                        .map_err(|e| e.to_string())?;
+    let run = |pool: usize| {
+        on_own_thread("activation", move || {
+            let mut shard = pinned_shard(64);
+            let host = wasm_host(pool);
+            let names: Vec<AgentId> = (0..10_000)
+                .map(|i| AgentId::from(format!("c{i}")))
+                .collect();
+            register_wasm(&mut shard, &host, COUNTER_WASM, &names)?;
+            for batch in names.chunks(pool.max(1)) {
+                while host.refill() > 0 {}
+                for n in batch {
+                    let _ = shard.admit_client(n.clone(), Bytes::new(), SendOptions::default());
                 }
-                for batch in names.chunks(pool.max(1)) {
-                    while host.refill() > 0 {}
-                    for n in batch {
-                        let _ = shard.admit_client(n.clone(), Bytes::new(), SendOptions::default());
-                    }
-                    shard.run(usize::MAX);
-                }
-                Ok(host.stats().activation_ns)
-            })();
-            let _ = tx.send(result);
-        });
-        rx.recv()
-            .map_err(|_| "activation thread died".to_string())?
+                shard.run(usize::MAX);
+            }
+            Ok(host.stats().activation_ns)
+        })
     };
     let pooled = run(64)?;
     let cold = run(0)?;
@@ -471,61 +463,41 @@ fn resident_bytes() -> u64 {
 
 fn memory(opts: &WasmBenchOptions) -> Result<Memory, String> {
     let (agents, active) = (opts.agents, opts.active.min(opts.agents));
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let result = (|| -> Result<Memory, String> {
-            let mut shard = pinned_shard(64);
-            let host = wasm_host(0);
-            let module = host
-                .engine()
-                .compile(COUNTER_WASM)
-                .map_err(|e| e.to_string())?;
-            let base = resident_bytes();
-            let mut addressable = Vec::new();
-            let mut checkpoints: Vec<usize> = vec![agents / 10, agents];
-            checkpoints.dedup();
-            let mut made = 0;
-            for &target in &checkpoints {
-                while made < target {
-                    let agent = WasmAgent::new(
-                        &host,
-                        module.clone(),
-                        AgentLimits::default(),
-                        Supervision::default(),
-                    );
-                    shard
-                        .register(AgentId::from(format!("agent-{made}")), Box::new(agent))
-                        .map_err(|e| e.to_string())?;
-                    made += 1;
-                }
-                let grew = resident_bytes().saturating_sub(base);
-                addressable.push((target, grew, grew / target as u64));
+    on_own_thread("memory", move || {
+        let mut shard = pinned_shard(64);
+        let host = wasm_host(0);
+        let name = |i: usize| AgentId::from(format!("agent-{i}"));
+        let base = resident_bytes();
+        let mut addressable = Vec::new();
+        let mut made = 0;
+        for target in [agents / 10, agents] {
+            if target <= made {
+                continue;
             }
-            let before = resident_bytes();
-            for i in 0..active {
-                let _ = shard.admit_client(
-                    AgentId::from(format!("agent-{i}")),
-                    Bytes::new(),
-                    SendOptions::default(),
-                );
-                if i % 256 == 255 {
-                    shard.run(usize::MAX);
-                }
+            let names: Vec<AgentId> = (made..target).map(name).collect();
+            register_wasm(&mut shard, &host, COUNTER_WASM, &names)?;
+            made = target;
+            let grew = resident_bytes().saturating_sub(base);
+            addressable.push((target, grew, grew / target as u64));
+        }
+        let before = resident_bytes();
+        for i in 0..active {
+            let _ = shard.admit_client(name(i), Bytes::new(), SendOptions::default());
+            if i % 256 == 255 {
+                shard.run(usize::MAX);
             }
-            shard.run(usize::MAX);
-            let live = host.stats().live_instances as usize;
-            if live < active {
-                return Err(format!("only {live} of {active} agents became active"));
-            }
-            let grew = resident_bytes().saturating_sub(before);
-            Ok(Memory {
-                addressable,
-                active: (active, grew, grew / active.max(1) as u64),
-            })
-        })();
-        let _ = tx.send(result);
-    });
-    rx.recv().map_err(|_| "memory thread died".to_string())?
+        }
+        shard.run(usize::MAX);
+        let live = host.stats().live_instances as usize;
+        if live < active {
+            return Err(format!("only {live} of {active} agents became active"));
+        }
+        let grew = resident_bytes().saturating_sub(before);
+        Ok(Memory {
+            addressable,
+            active: (active, grew, grew / active.max(1) as u64),
+        })
+    })
 }
 
 /// Open-loop load from inside a shard: calls fall due at a fixed rate and

@@ -10,19 +10,8 @@ use quire_shards::wasm::{AgentLimits, WasmError};
 use quire_shards::{AgentState, CallError, Rejection};
 use quire_storage::Durability;
 
-const PRELUDE: &str = r#"
-  (import "quire" "reply" (func $reply (param i32 i32) (result i32)))
-  (import "quire" "state_get" (func $state_get (param i32 i32 i32 i32) (result i32)))
-  (import "quire" "state_put" (func $state_put (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  (func (export "quire_abi_version") (result i32) i32.const 1)
-  (func (export "quire_alloc") (param i32) (result i32) i32.const 1024)
-"#;
-
 fn module(body: &str) -> Vec<u8> {
-    wasmer::wat2wasm(format!("(module {PRELUDE} {body})").as_bytes())
-        .unwrap()
-        .into_owned()
+    quire_shards::testing::wat_agent(body)
 }
 
 fn echo() -> Vec<u8> {

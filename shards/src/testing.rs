@@ -25,3 +25,32 @@ pub fn envelope_to(to: &str, priority: Priority) -> Envelope {
         payload: Bytes::new(),
     }
 }
+
+/// The imports and exports every hand-written test agent shares: the host
+/// functions it may call, one page of memory, ABI version 1, and an
+/// allocator that always hands out offset 1024 (one payload at a time).
+pub const WAT_AGENT_PRELUDE: &str = r#"
+  (import "quire" "reply" (func $reply (param i32 i32) (result i32)))
+  (import "quire" "send" (func $send (param i32 i32 i32 i32) (result i64)))
+  (import "quire" "state_get" (func $state_get (param i32 i32 i32 i32) (result i32)))
+  (import "quire" "state_put" (func $state_put (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "quire_abi_version") (result i32) i32.const 1)
+  (func (export "quire_alloc") (param i32) (result i32) i32.const 1024)
+"#;
+
+/// A WebAssembly agent module from WAT `body` (which defines at least
+/// `quire_handle`) after [`WAT_AGENT_PRELUDE`].
+///
+/// ```
+/// let echo = quire_shards::testing::wat_agent(
+///     r#"(func (export "quire_handle") (param i32 i64 i32 i32 i32) (result i32)
+///          (drop (call $reply (local.get 3) (local.get 4))) i32.const 0)"#,
+/// );
+/// assert!(quire_shards::wasm::WasmEngine::new(None).compile(&echo).is_ok());
+/// ```
+pub fn wat_agent(body: &str) -> Vec<u8> {
+    wasmer::wat2wasm(format!("(module {WAT_AGENT_PRELUDE} {body})").as_bytes())
+        .expect("test WAT parses")
+        .into_owned()
+}

@@ -15,22 +15,8 @@ use quire_shards::{
     AgentId, AgentState, CallError, Envelope, Rejection, SendOptions, ShardConfig, ShardCore,
 };
 
-/// The exports every test agent shares: memory, version, an allocator that
-/// always hands out offset 1024 (one message at a time).
-const PRELUDE: &str = r#"
-  (import "quire" "reply" (func $reply (param i32 i32) (result i32)))
-  (import "quire" "send" (func $send (param i32 i32 i32 i32) (result i64)))
-  (import "quire" "state_get" (func $state_get (param i32 i32 i32 i32) (result i32)))
-  (import "quire" "state_put" (func $state_put (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  (func (export "quire_abi_version") (result i32) i32.const 1)
-  (func (export "quire_alloc") (param i32) (result i32) i32.const 1024)
-"#;
-
 fn module(body: &str) -> Vec<u8> {
-    wasmer::wat2wasm(format!("(module {PRELUDE} {body})").as_bytes())
-        .expect("test WAT parses")
-        .into_owned()
+    quire_shards::testing::wat_agent(body)
 }
 
 /// Replies with the payload.
