@@ -327,15 +327,7 @@ pub(crate) async fn run_shard(
     // Until the timer task runs, a heartbeat of its own keeps this reactor
     // from sleeping through a lost wake-up while the mesh connects (seen:
     // two shards asleep, each waiting for the other's connect).
-    let connecting = Rc::new(Cell::new(true));
-    let connect_heartbeat = {
-        let connecting = connecting.clone();
-        glommio::spawn_local(async move {
-            while connecting.get() {
-                glommio::timer::sleep(HEARTBEAT).await;
-            }
-        })
-    };
+    let connecting = heartbeat_while_set();
     // Connect every channel end at once: a connect waits for its peer's, and
     // peers connect in their own order.
     let sender_tasks: Vec<_> = wiring
@@ -369,7 +361,6 @@ pub(crate) async fn run_shard(
         });
     }
     connecting.set(false);
-    connect_heartbeat.detach();
 
     let shared = Rc::new(Shared {
         core: RefCell::new(core),
@@ -395,7 +386,6 @@ pub(crate) async fn run_shard(
         .collect();
     tasks.push(glommio::spawn_local(timers(shared.clone())));
     tasks.push(glommio::spawn_local(commands(shared.clone())));
-    tasks.push(glommio::spawn_local(wasm_sweeper(shared.clone())));
     let committer = shared.storage.is_some().then(|| {
         let shared = shared.clone();
         glommio::spawn_local(async move {
@@ -412,6 +402,11 @@ pub(crate) async fn run_shard(
         wiring.spin,
     )
     .await;
+    // The timer task ends with the dispatcher; what follows waits on peers
+    // and on the commit thread, whose wake-ups glommio can lose too (seen
+    // once in a test: both shards asleep with no timer due until a signal
+    // woke them).
+    let stopping = heartbeat_while_set();
     for t in tasks {
         t.await;
     }
@@ -425,7 +420,22 @@ pub(crate) async fn run_shard(
     if let Some(c) = committer {
         c.await;
     }
+    stopping.set(false);
     shared.stats()
+}
+
+/// Wakes this reactor every heartbeat until the returned flag is cleared:
+/// for the phases when the timer task is not running.
+fn heartbeat_while_set() -> Rc<Cell<bool>> {
+    let flag = Rc::new(Cell::new(true));
+    let running = flag.clone();
+    glommio::spawn_local(async move {
+        while running.get() {
+            glommio::timer::sleep(HEARTBEAT).await;
+        }
+    })
+    .detach();
+    flag
 }
 
 async fn dispatcher(shared: &Shared, budget: usize, intake_limit: usize, spin: Option<Duration>) {
@@ -549,6 +559,10 @@ async fn receiver(shared: Rc<Shared>, index: usize) {
 }
 
 async fn timers(shared: Rc<Shared>) {
+    // The wasm host's sweep (idle deactivation, pool refills) rides on this
+    // task's wake-ups, at most every tenth of a second.
+    let sweep_every = shared.wasm.sweep_interval().min(Duration::from_millis(100));
+    let mut last_sweep = Instant::now();
     while !shared.stopped.get() {
         let next = shared.core.borrow_mut().next_timer();
         // Never sleep longer than a heartbeat: glommio 0.9 can lose the
@@ -566,24 +580,13 @@ async fn timers(shared: Rc<Shared>) {
         if shared.stopped.get() {
             return;
         }
-        if shared.core.borrow_mut().fire_timers(Instant::now()) > 0 {
+        let now = Instant::now();
+        if shared.core.borrow_mut().fire_timers(now) > 0 {
             shared.work.notify();
             shared.note_writes();
         }
-    }
-}
-
-/// Deactivates idle wasm agents and tops up the instance pools, off the
-/// message path. Checks for a stop every heartbeat, sweeps every tenth of a
-/// second at most (a sweep with nothing to do costs a clock read).
-async fn wasm_sweeper(shared: Rc<Shared>) {
-    let period = shared.wasm.sweep_interval().min(Duration::from_millis(100));
-    let mut last = Instant::now();
-    while !shared.stopped.get() {
-        glommio::timer::sleep(HEARTBEAT).await;
-        let now = Instant::now();
-        if now.duration_since(last) >= period {
-            last = now;
+        if now.duration_since(last_sweep) >= sweep_every {
+            last_sweep = now;
             shared.wasm.sweep(now);
         }
     }
