@@ -15,10 +15,7 @@ fn module(body: &str) -> Vec<u8> {
 }
 
 fn echo() -> Vec<u8> {
-    module(
-        r#"(func (export "quire_handle") (param i32 i64 i32 i32 i32) (result i32)
-             (drop (call $reply (local.get 3) (local.get 4))) i32.const 0)"#,
-    )
+    quire_shards::testing::wat_echo()
 }
 
 fn tagged_echo(tag: &str) -> Vec<u8> {
@@ -31,19 +28,18 @@ fn tagged_echo(tag: &str) -> Vec<u8> {
 }
 
 fn counter() -> Vec<u8> {
-    module(
-        r#"(data (i32.const 0) "n")
-           (func (export "quire_handle") (param i32 i64 i32 i32 i32) (result i32)
-             (i32.store (i32.const 8) (i32.const 0))
-             (drop (call $state_get (i32.const 0) (i32.const 1) (i32.const 8) (i32.const 4)))
-             (i32.store (i32.const 8) (i32.add (i32.load (i32.const 8)) (i32.const 1)))
-             (drop (call $state_put (i32.const 0) (i32.const 1) (i32.const 8) (i32.const 4)))
-             (drop (call $reply (i32.const 8) (i32.const 4)))
-             i32.const 0)"#,
-    )
+    quire_shards::testing::wat_counter()
 }
 
 const T: Duration = Duration::from_secs(5);
+
+/// A node keeping its data in `dir` (batched durability).
+fn durable_node(dir: &std::path::Path) -> quire_runtime::NodeBuilder {
+    Node::builder()
+        .shards(shards())
+        .durability(Durability::Batched)
+        .data_dir(dir)
+}
 
 /// Two shards where the machine has two CPUs, one on a single core.
 fn shards() -> usize {
@@ -192,12 +188,7 @@ fn hot_reload_under_load_loses_nothing() {
 fn a_durable_restart_brings_wasm_agents_back_without_compiling() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let node = Node::builder()
-            .shards(shards())
-            .durability(Durability::Batched)
-            .data_dir(dir.path())
-            .start()
-            .unwrap();
+        let node = durable_node(dir.path()).start().unwrap();
         let client = node.client();
         client
             .deploy_wasm_blocking("count", counter(), WasmOptions::default())
@@ -208,12 +199,7 @@ fn a_durable_restart_brings_wasm_agents_back_without_compiling() {
         // A clean shutdown commits everything journaled.
         node.shutdown();
     }
-    let node = Node::builder()
-        .shards(shards())
-        .durability(Durability::Batched)
-        .data_dir(dir.path())
-        .start()
-        .unwrap();
+    let node = durable_node(dir.path()).start().unwrap();
     let client = node.client();
     let r = client.call_blocking("count", "x", T).unwrap();
     assert_eq!(r.payload[..], 4u32.to_le_bytes());
@@ -225,14 +211,7 @@ fn a_durable_restart_brings_wasm_agents_back_without_compiling() {
 #[test]
 fn a_name_pattern_makes_agents_on_first_message_and_a_restart_keeps_them() {
     let dir = tempfile::tempdir().unwrap();
-    let start = || {
-        Node::builder()
-            .shards(shards())
-            .durability(Durability::Batched)
-            .data_dir(dir.path())
-            .start()
-            .unwrap()
-    };
+    let start = || durable_node(dir.path()).start().unwrap();
     {
         let node = start();
         let client = node.client();
@@ -276,13 +255,7 @@ fn a_name_pattern_makes_agents_on_first_message_and_a_restart_keeps_them() {
 #[test]
 fn a_deployed_agent_whose_module_is_gone_stops_the_start_with_its_name() {
     let dir = tempfile::tempdir().unwrap();
-    let start = || {
-        Node::builder()
-            .shards(shards())
-            .durability(Durability::Batched)
-            .data_dir(dir.path())
-            .start()
-    };
+    let start = || durable_node(dir.path()).start();
     let node = start().unwrap();
     let hash = node
         .client()

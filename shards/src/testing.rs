@@ -54,3 +54,26 @@ pub fn wat_agent(body: &str) -> Vec<u8> {
         .expect("test WAT parses")
         .into_owned()
 }
+
+/// A WAT agent that replies to every call with its payload.
+pub fn wat_echo() -> Vec<u8> {
+    wat_agent(
+        r#"(func (export "quire_handle") (param i32 i64 i32 i32 i32) (result i32)
+             (drop (call $reply (local.get 3) (local.get 4))) i32.const 0)"#,
+    )
+}
+
+/// A WAT agent that keeps a u32 count in its state under key "n", adds one
+/// per message and replies with it.
+pub fn wat_counter() -> Vec<u8> {
+    wat_agent(
+        r#"(data (i32.const 0) "n")
+           (func (export "quire_handle") (param i32 i64 i32 i32 i32) (result i32)
+             (i32.store (i32.const 8) (i32.const 0))
+             (drop (call $state_get (i32.const 0) (i32.const 1) (i32.const 8) (i32.const 4)))
+             (i32.store (i32.const 8) (i32.add (i32.load (i32.const 8)) (i32.const 1)))
+             (drop (call $state_put (i32.const 0) (i32.const 1) (i32.const 8) (i32.const 4)))
+             (drop (call $reply (i32.const 8) (i32.const 4)))
+             i32.const 0)"#,
+    )
+}

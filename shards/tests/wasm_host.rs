@@ -19,12 +19,8 @@ fn module(body: &str) -> Vec<u8> {
     quire_shards::testing::wat_agent(body)
 }
 
-/// Replies with the payload.
 fn echo() -> Vec<u8> {
-    module(
-        r#"(func (export "quire_handle") (param i32 i64 i32 i32 i32) (result i32)
-             (drop (call $reply (local.get 3) (local.get 4))) i32.const 0)"#,
-    )
+    quire_shards::testing::wat_echo()
 }
 
 /// Replies with "v2" (for reloads).
@@ -36,18 +32,8 @@ fn echo_v2() -> Vec<u8> {
     )
 }
 
-/// Keeps a u32 count in its state under key "n" and replies with it.
 fn counter() -> Vec<u8> {
-    module(
-        r#"(data (i32.const 0) "n")
-           (func (export "quire_handle") (param i32 i64 i32 i32 i32) (result i32)
-             (i32.store (i32.const 8) (i32.const 0))
-             (drop (call $state_get (i32.const 0) (i32.const 1) (i32.const 8) (i32.const 4)))
-             (i32.store (i32.const 8) (i32.add (i32.load (i32.const 8)) (i32.const 1)))
-             (drop (call $state_put (i32.const 0) (i32.const 1) (i32.const 8) (i32.const 4)))
-             (drop (call $reply (i32.const 8) (i32.const 4)))
-             i32.const 0)"#,
-    )
+    quire_shards::testing::wat_counter()
 }
 
 /// Loops forever on a message whose payload starts with "loop"; echoes otherwise.
