@@ -31,6 +31,7 @@ pub mod demo;
 mod node;
 pub mod placement;
 pub mod preflight;
+pub mod protocol;
 mod shard_runtime;
 mod shard_storage;
 mod signal;

@@ -131,8 +131,29 @@ pub struct AgentInfo {
 /// deploy, and the agent. `None` leaves the message to `NoSuchAgent`.
 pub type Activator = Box<dyn FnMut(&AgentId) -> Option<(AgentRecord, Box<dyn Agent>)>>;
 
-/// Completes a client's call on the client's side (a channel send, usually).
-pub type ClientWaiter = Box<dyn FnOnce(Result<Envelope, CallError>) + Send>;
+/// Completes a client's call on the client's side (a channel send, or a
+/// reply frame queued on the connection the call came in on). Runs on the
+/// shard's thread, so it need not be `Send`.
+pub type ClientWaiter = Box<dyn FnOnce(Result<Envelope, CallError>)>;
+
+/// Where an agent lives when the node is part of a cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemoteRoute {
+    /// On this node: its owning shard here takes it.
+    Here,
+    /// On another node, reached through the shard's link number `n`.
+    Link(usize),
+    /// Its owning node is declared down: refuse at once with `NodeDown`.
+    Down,
+}
+
+/// The cluster's view of agent ownership, as one shard consults it. The
+/// runtime implements it (rendezvous hashing over the members); a node
+/// that is not in a cluster has none and routes only by shard.
+pub trait RemoteRoutes {
+    /// Where `to` lives.
+    fn route(&mut self, to: &AgentId) -> RemoteRoute;
+}
 
 type TimerKey = (Instant, u64);
 
@@ -244,6 +265,10 @@ pub struct ShardCore {
     stopping: bool,
     journal: Journal,
     activator: Option<Activator>,
+    /// Ownership across nodes; `None` outside a cluster.
+    remote: Option<Box<dyn RemoteRoutes>>,
+    /// Envelopes waiting for each link to another node.
+    link_outboxes: Vec<Vec<Envelope>>,
     /// Set by [`Context::end_turn`]: the running agent's turn ends after
     /// its current message.
     pub(crate) end_turn: bool,
@@ -278,6 +303,8 @@ impl ShardCore {
             stopping: false,
             journal,
             activator: None,
+            remote: None,
+            link_outboxes: Vec::new(),
             end_turn: false,
         }
     }
@@ -462,6 +489,65 @@ impl ShardCore {
             self.stats.reject(reason);
             self.bounce(env, reason);
         }
+    }
+
+    /// Consults `routes` for every agent address from now on: the node
+    /// joined a cluster.
+    pub fn set_remote_routes(&mut self, routes: Box<dyn RemoteRoutes>) {
+        self.remote = Some(routes);
+    }
+
+    /// Envelopes waiting for link `link` to another node.
+    pub fn link_outbox_len(&self, link: usize) -> usize {
+        self.link_outboxes.get(link).map_or(0, Vec::len)
+    }
+
+    /// Takes everything waiting for link `link`, in order.
+    pub fn take_link_outbox(&mut self, link: usize) -> Vec<Envelope> {
+        match self.link_outboxes.get_mut(link) {
+            Some(outbox) if !outbox.is_empty() => {
+                let batch = std::mem::take(outbox);
+                self.stats.cross_node_out += batch.len() as u64;
+                batch
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Links that have envelopes waiting.
+    pub fn links_with_mail(&self) -> impl Iterator<Item = usize> + '_ {
+        self.link_outboxes
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| !o.is_empty())
+            .map(|(i, _)| i)
+    }
+
+    /// An envelope another node sent to an agent of this one: delivered
+    /// here or across the mesh to its owning shard, never forwarded to a
+    /// third node (the sender already chose this one). A refused ordinary
+    /// message bounces to its sender, wherever that is.
+    pub fn admit_from_link(&mut self, env: Envelope) {
+        self.stats.cross_node_in += 1;
+        if env.kind.is_control() {
+            self.route_control(env);
+            return;
+        }
+        if self.stopping || self.draining {
+            self.stats.reject(Rejection::ShuttingDown);
+            self.bounce(env, Rejection::ShuttingDown);
+            return;
+        }
+        if let Err((reason, env)) = self.route_here(env) {
+            self.stats.reject(reason);
+            self.bounce(env, reason);
+        }
+    }
+
+    /// A reply or a bounce made outside the shard (an answer that came back
+    /// over a link, or a link's failure reported to its waiting callers).
+    pub fn accept_control(&mut self, env: Envelope) {
+        self.route_control(env);
     }
 
     #[inline(always)]
@@ -801,6 +887,20 @@ impl ShardCore {
                 self.stats.control_dropped += 1;
             } else {
                 self.stats.reject(reason);
+            }
+        }
+    }
+
+    /// Sends every ordinary envelope of `batch` back to its sender refused
+    /// with `reason` (a link to a node that is gone); control envelopes are
+    /// counted and dropped.
+    pub fn bounce_undeliverable(&mut self, batch: Vec<Envelope>, reason: Rejection) {
+        for env in batch {
+            if env.kind.is_control() {
+                self.stats.control_dropped += 1;
+            } else {
+                self.stats.reject(reason);
+                self.bounce(env, reason);
             }
         }
     }
@@ -1198,12 +1298,10 @@ impl ShardCore {
             Err((Rejection::ShuttingDown, env))
         } else {
             match &env.to {
-                Address::Agent(to) => {
-                    let owner = to.owning_shard(self.cfg.shard_count);
-                    if owner == self.cfg.shard {
-                        self.deliver_local(env)
-                    } else {
-                        let outbox = &mut self.outboxes[owner as usize];
+                Address::Agent(to) => match self.remote_route(to) {
+                    RemoteRoute::Here => self.route_here(env),
+                    RemoteRoute::Link(link) => {
+                        let outbox = &mut self.link_outboxes[link];
                         if outbox.len() >= self.cfg.outbox_capacity {
                             Err((Rejection::QueueFull, env))
                         } else {
@@ -1211,7 +1309,8 @@ impl ShardCore {
                             Ok(())
                         }
                     }
-                }
+                    RemoteRoute::Down => Err((Rejection::NodeDown, env)),
+                },
                 _ => Err((Rejection::Invalid, env)),
             }
         };
@@ -1221,12 +1320,58 @@ impl ShardCore {
         result
     }
 
+    /// Where `to` lives as the cluster sees it (always here outside one).
+    #[inline(always)]
+    fn remote_route(&mut self, to: &AgentId) -> RemoteRoute {
+        let Some(remote) = self.remote.as_mut() else {
+            return RemoteRoute::Here;
+        };
+        let route = remote.route(to);
+        if let RemoteRoute::Link(link) = route {
+            if link >= self.link_outboxes.len() {
+                self.link_outboxes.resize_with(link + 1, Vec::new);
+            }
+        }
+        route
+    }
+
+    /// Routes an ordinary message to its owning shard on this node.
+    #[allow(clippy::result_large_err)] // the message itself comes back, unboxed
+    #[inline(always)]
+    fn route_here(&mut self, env: Envelope) -> Result<(), (Rejection, Envelope)> {
+        let Address::Agent(to) = &env.to else {
+            return Err((Rejection::Invalid, env));
+        };
+        let owner = to.owning_shard(self.cfg.shard_count);
+        if owner == self.cfg.shard {
+            self.deliver_local(env)
+        } else {
+            let outbox = &mut self.outboxes[owner as usize];
+            if outbox.len() >= self.cfg.outbox_capacity {
+                Err((Rejection::QueueFull, env))
+            } else {
+                outbox.push(env);
+                Ok(())
+            }
+        }
+    }
+
     /// Routes a reply or a bounce. These are never refused for room (see
     /// [`Kind`]); one whose receiver is gone is counted and dropped.
     #[inline(always)]
     fn route_control(&mut self, env: Envelope) {
         let owner = match &env.to {
-            Address::Agent(id) => id.owning_shard(self.cfg.shard_count),
+            Address::Agent(id) => match self.remote_route(id) {
+                RemoteRoute::Here => id.owning_shard(self.cfg.shard_count),
+                RemoteRoute::Link(link) => {
+                    self.link_outboxes[link].push(env);
+                    return;
+                }
+                RemoteRoute::Down => {
+                    self.stats.control_dropped += 1;
+                    return;
+                }
+            },
             Address::Client(t) => t.shard(),
             Address::Nobody => {
                 self.stats.control_dropped += 1;

@@ -35,11 +35,13 @@ pub enum Rejection {
     Quarantined,
     /// The agent is deployed but stopped; it takes messages again once started.
     AgentStopped,
+    /// The agent's owning node is declared down by the cluster's membership.
+    NodeDown,
 }
 
 impl Rejection {
     /// Every reason, in a stable order (used for per-reason counters).
-    pub const ALL: [Rejection; 14] = [
+    pub const ALL: [Rejection; 15] = [
         Self::QueueFull,
         Self::NoSuchAgent,
         Self::Expired,
@@ -54,6 +56,7 @@ impl Rejection {
         Self::TooLarge,
         Self::Quarantined,
         Self::AgentStopped,
+        Self::NodeDown,
     ];
 
     /// Stable snake_case name, as used in metrics and on the wire.
@@ -73,6 +76,7 @@ impl Rejection {
             Self::TooLarge => "too_large",
             Self::Quarantined => "quarantined",
             Self::AgentStopped => "agent_stopped",
+            Self::NodeDown => "node_down",
         }
     }
 
@@ -124,6 +128,7 @@ impl fmt::Display for Rejection {
             Self::TooLarge => "the message is larger than the agent's limit",
             Self::Quarantined => "the agent is quarantined after repeated failures",
             Self::AgentStopped => "the agent is stopped",
+            Self::NodeDown => "the agent's node is down",
         })
     }
 }

@@ -20,7 +20,8 @@ pub mod wire;
 pub use agent::{Agent, AgentState, AgentStatus, Context, SendOptions};
 pub use agent_id::{fnv1a64, jump_consistent_hash, owning_shard, AgentId, InvalidAgentId, ShardId};
 pub use core::{
-    AgentInfo, ClientWaiter, RegisterError, ShardConfig, ShardCore, LATENCY_SAMPLE_EVERY,
+    AgentInfo, ClientWaiter, RegisterError, RemoteRoute, RemoteRoutes, ShardConfig, ShardCore,
+    LATENCY_SAMPLE_EVERY,
 };
 pub use envelope::{Address, ClientTicket, ConversationId, Envelope, Kind, MessageId, Priority};
 pub use error::{CallError, Rejection};

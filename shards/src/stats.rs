@@ -48,6 +48,10 @@ pub struct ShardStats {
     pub cross_shard_in: u64,
     /// Batches put on the mesh (`cross_shard_out / batches_out` is the mean batch).
     pub batches_out: u64,
+    /// Envelopes this shard put on links to other nodes.
+    pub cross_node_out: u64,
+    /// Envelopes that came in from other nodes.
+    pub cross_node_in: u64,
     /// Agents registered now.
     pub agents: u64,
     /// Messages waiting in this shard's mailboxes now.
@@ -88,6 +92,8 @@ impl ShardStats {
             cross_shard_out: 0,
             cross_shard_in: 0,
             batches_out: 0,
+            cross_node_out: 0,
+            cross_node_in: 0,
             agents: 0,
             queued: 0,
             durable_accepted: 0,
@@ -173,6 +179,8 @@ impl ShardStats {
         self.cross_shard_out += other.cross_shard_out;
         self.cross_shard_in += other.cross_shard_in;
         self.batches_out += other.batches_out;
+        self.cross_node_out += other.cross_node_out;
+        self.cross_node_in += other.cross_node_in;
         self.agents += other.agents;
         self.queued += other.queued;
         // Same bounds on both sides, so `add` cannot fail.
