@@ -571,15 +571,30 @@ impl Client {
     /// Removes a name pattern from every shard (agents it already created
     /// stay); true if some shard had it.
     pub fn undeploy_wasm_pattern_blocking(&self, pattern: &str) -> Result<bool, DeployError> {
-        let answers = block_on(self.ask_every_shard(|done| Command::UndeployPattern {
-            pattern: pattern.to_string(),
-            done,
-        }));
+        block_on(self.undeploy_wasm_pattern(pattern))
+    }
+
+    /// [`Self::undeploy_wasm_pattern_blocking`] for async callers.
+    pub async fn undeploy_wasm_pattern(&self, pattern: &str) -> Result<bool, DeployError> {
+        let answers = self
+            .ask_every_shard(|done| Command::UndeployPattern {
+                pattern: pattern.to_string(),
+                done,
+            })
+            .await;
         let mut any = false;
         for a in answers {
             any |= a?;
         }
         Ok(any)
+    }
+
+    /// Queues `cmd` at shard `shard` without waiting; false when its queue
+    /// is full or the shard is gone.
+    pub(crate) fn try_command(&self, shard: usize, cmd: Command) -> bool {
+        self.shards
+            .get(shard)
+            .is_some_and(|s| s.try_send(cmd).is_ok())
     }
 
     /// Finds or compiles the module and builds the agent's record.

@@ -27,6 +27,119 @@ pub struct NodeConfig {
     pub demo: DemoSection,
     /// WebAssembly agents: default limits, supervision, pools.
     pub wasm: WasmSection,
+    /// Client and node-to-node sockets.
+    pub network: NetworkSection,
+    /// Cluster membership.
+    pub cluster: ClusterSection,
+}
+
+/// `[network]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkSection {
+    /// `host:port` every shard accepts clients on (SO_REUSEPORT); shard `i`
+    /// takes node-to-node links on `port + 1 + i`, and membership gossip
+    /// uses UDP on `port`. `None`: no sockets (an embedded node).
+    pub listen: Option<String>,
+    /// Largest frame body taken from a client or a peer (bytes). Admin
+    /// connections may send deploy frames up to `wasm.max_module_bytes`
+    /// plus 64 KiB.
+    pub max_frame_bytes: usize,
+    /// How long frames ready for one connection may wait for more before
+    /// they leave in one write (µs); 0: they leave at the end of the
+    /// reactor turn that made them.
+    pub coalesce_delay_us: u64,
+    /// A connection that sent part of a frame and then nothing for this
+    /// long is closed with an error frame (ms).
+    pub frame_timeout_ms: u64,
+    /// Reply bytes a connection may leave unread before it is closed as a
+    /// slow client.
+    pub max_unsent_bytes: usize,
+    /// Deploy and undeploy over the wire need this token in the client's
+    /// HELLO; unset: they are refused.
+    pub admin_token: Option<String>,
+    /// A call that came in from another node is answered `expired` after
+    /// this long if its agent has not replied (ms).
+    pub remote_call_timeout_ms: u64,
+}
+
+impl Default for NetworkSection {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            max_frame_bytes: crate::protocol::DEFAULT_MAX_FRAME_BYTES,
+            coalesce_delay_us: 0,
+            frame_timeout_ms: 10_000,
+            max_unsent_bytes: 16 << 20,
+            admin_token: None,
+            remote_call_timeout_ms: 30_000,
+        }
+    }
+}
+
+impl NetworkSection {
+    /// The parsed `listen` address, if any.
+    pub fn listen_addr(&self) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+        use std::net::ToSocketAddrs;
+        let Some(listen) = &self.listen else {
+            return Ok(None);
+        };
+        let invalid = |problem: String| ConfigError::Invalid {
+            key: "network.listen",
+            problem,
+        };
+        let addr = listen
+            .to_socket_addrs()
+            .map_err(|e| invalid(format!("{listen:?} is not host:port ({e})")))?
+            .next()
+            .ok_or_else(|| invalid(format!("{listen:?} resolves to nothing")))?;
+        if addr.port() == 0 {
+            return Err(invalid(
+                "needs a fixed port (peers derive theirs from it)".into(),
+            ));
+        }
+        Ok(Some(addr))
+    }
+}
+
+/// `[cluster]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterSection {
+    /// This node's name in the cluster (agents are placed by it); default:
+    /// its listen address.
+    pub node_name: Option<String>,
+    /// `host:port` of nodes to join through (their `network.listen`).
+    pub seeds: Vec<String>,
+    /// Shared by every node of the cluster: node-to-node links and gossip
+    /// packets are refused without it. Unset: the node stays alone.
+    pub secret: Option<String>,
+    /// How often each member probes another (ms).
+    pub probe_period_ms: u64,
+    /// How long a probe waits for its direct answer (ms).
+    pub probe_rtt_ms: u64,
+    /// How long a suspected member has to refute before it is declared
+    /// down (ms).
+    pub suspect_to_down_ms: u64,
+    /// How often each member gossips to a few others (ms).
+    pub gossip_period_ms: u64,
+    /// Expected members (sizes how often an update is retransmitted).
+    pub expected_members: u32,
+}
+
+impl Default for ClusterSection {
+    fn default() -> Self {
+        Self {
+            node_name: None,
+            seeds: Vec::new(),
+            secret: None,
+            probe_period_ms: 1000,
+            probe_rtt_ms: 300,
+            suspect_to_down_ms: 3000,
+            gossip_period_ms: 200,
+            expected_members: 16,
+        }
+    }
 }
 
 /// `[wasm]`
@@ -354,6 +467,68 @@ impl NodeConfig {
                 return Err(ConfigError::Invalid {
                     key,
                     problem: "must be at least 1".into(),
+                });
+            }
+        }
+        for (key, value) in [
+            (
+                "network.max_frame_bytes",
+                self.network.max_frame_bytes as u64,
+            ),
+            ("network.frame_timeout_ms", self.network.frame_timeout_ms),
+            (
+                "network.max_unsent_bytes",
+                self.network.max_unsent_bytes as u64,
+            ),
+            (
+                "network.remote_call_timeout_ms",
+                self.network.remote_call_timeout_ms,
+            ),
+            ("cluster.probe_rtt_ms", self.cluster.probe_rtt_ms),
+            (
+                "cluster.suspect_to_down_ms",
+                self.cluster.suspect_to_down_ms,
+            ),
+            ("cluster.gossip_period_ms", self.cluster.gossip_period_ms),
+            (
+                "cluster.expected_members",
+                u64::from(self.cluster.expected_members),
+            ),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Invalid {
+                    key,
+                    problem: "must be at least 1".into(),
+                });
+            }
+        }
+        if self.network.max_frame_bytes > u32::MAX as usize {
+            return Err(ConfigError::Invalid {
+                key: "network.max_frame_bytes",
+                problem: "must fit the 4-byte length prefix".into(),
+            });
+        }
+        if self.cluster.probe_period_ms <= self.cluster.probe_rtt_ms {
+            return Err(ConfigError::Invalid {
+                key: "cluster.probe_period_ms",
+                problem: format!(
+                    "is {} but must be larger than cluster.probe_rtt_ms ({})",
+                    self.cluster.probe_period_ms, self.cluster.probe_rtt_ms
+                ),
+            });
+        }
+        self.network.listen_addr()?;
+        if !self.cluster.seeds.is_empty() {
+            if self.network.listen.is_none() {
+                return Err(ConfigError::Invalid {
+                    key: "cluster.seeds",
+                    problem: "a node joins a cluster only with network.listen set".into(),
+                });
+            }
+            if self.cluster.secret.as_deref().is_none_or(str::is_empty) {
+                return Err(ConfigError::Invalid {
+                    key: "cluster.secret",
+                    problem: "is required to join a cluster (cluster.seeds is set)".into(),
                 });
             }
         }

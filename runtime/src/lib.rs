@@ -25,9 +25,11 @@
 pub mod agent_kinds;
 pub mod builtin_kinds;
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod cpuset;
 pub mod demo;
+pub mod net;
 mod node;
 pub mod placement;
 pub mod preflight;

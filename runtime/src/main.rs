@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 use quire_runtime::builtin_kinds::builtin_kinds;
 use quire_runtime::config::{NodeConfig, DEFAULT_CONFIG_TOML};
+use quire_runtime::net::{ClientError, RemoteClient};
+use quire_runtime::protocol::ErrorCode;
 use quire_runtime::{demo, Node, NodeBuilder};
 use quire_shards::{owning_shard, ShardStats};
 use quire_storage::{partition_path, Durability, NodeManifest, Partition};
@@ -44,6 +46,45 @@ struct PlacementArgs {
     data_dir: Option<PathBuf>,
 }
 
+/// Where a client command goes.
+#[derive(clap::Args, Clone)]
+struct Target {
+    /// The node's client address.
+    #[arg(long, env = "QUIRE_NODE", default_value = "127.0.0.1:7400")]
+    node: String,
+    /// The node's admin token (deploy, undeploy).
+    #[arg(long, env = "QUIRE_ADMIN_TOKEN")]
+    token: Option<String>,
+}
+
+/// Sockets and cluster of `quire node`.
+#[derive(clap::Args, Clone)]
+struct NetArgs {
+    /// Client address (shard i takes node links on port + 1 + i; gossip is
+    /// UDP on port); default: network.listen, else 127.0.0.1:7400.
+    #[arg(long)]
+    listen: Option<String>,
+    /// Open no socket at all.
+    #[arg(long, conflicts_with = "listen")]
+    no_listen: bool,
+    /// Nodes to join through, host:port,... (their --listen addresses).
+    #[arg(long, value_delimiter = ',')]
+    seeds: Vec<String>,
+    /// The cluster's shared secret.
+    #[arg(long, env = "QUIRE_CLUSTER_SECRET")]
+    secret: Option<String>,
+    /// Token that deploy and undeploy over the wire must present.
+    #[arg(long, env = "QUIRE_ADMIN_TOKEN")]
+    admin_token: Option<String>,
+    /// This node's name in the cluster (default: its listen address).
+    #[arg(long)]
+    node_name: Option<String>,
+    /// Run no demo agents (the default in a cluster: demo agents are
+    /// placed per node, not by the cluster).
+    #[arg(long)]
+    no_demo: bool,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run a node with the demo agents, printing latency until Ctrl-C.
@@ -56,6 +97,61 @@ enum Command {
         /// Stop after this many seconds instead of waiting for Ctrl-C.
         #[arg(long)]
         duration: Option<f64>,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+    /// Send a one-way message to an agent of a running node.
+    Send {
+        #[command(flatten)]
+        to: Target,
+        /// The agent.
+        agent: String,
+        /// The message: JSON (sent as MessagePack) or any text (a MessagePack string).
+        payload: String,
+    },
+    /// Call an agent of a running node and print its reply.
+    Call {
+        #[command(flatten)]
+        to: Target,
+        /// The agent.
+        agent: String,
+        /// The request: JSON (sent as MessagePack) or any text (a MessagePack string).
+        payload: String,
+        /// How long to wait for the reply (ms).
+        #[arg(long, default_value_t = 5000)]
+        timeout_ms: u64,
+    },
+    /// Deploy a WebAssembly agent module on a running node (needs the admin token).
+    Deploy {
+        #[command(flatten)]
+        to: Target,
+        /// The module (.wasm).
+        file: PathBuf,
+        /// The agent's name, or a pattern `prefix-*` (deployed on every member).
+        #[arg(long)]
+        name: String,
+    },
+    /// Remove an agent (or a pattern) from a running node (needs the admin token).
+    Undeploy {
+        #[command(flatten)]
+        to: Target,
+        /// The agent or pattern.
+        name: String,
+    },
+    /// List the agents of a running node.
+    Agents {
+        #[command(flatten)]
+        to: Target,
+    },
+    /// Per-shard counters of a running node.
+    Stats {
+        #[command(flatten)]
+        to: Target,
+    },
+    /// The cluster's members as a node sees them.
+    Cluster {
+        #[command(flatten)]
+        to: Target,
     },
     /// Print where shards would run on this machine, and exit.
     Placement {
@@ -129,13 +225,54 @@ fn run_node(
     args: &PlacementArgs,
     spin_us: Option<u64>,
     duration: Option<f64>,
+    net: &NetArgs,
 ) -> Result<(), String> {
-    let (mut builder, config) = builder(args)?;
+    let (_, mut config) = builder(args)?;
+    if net.no_listen {
+        config.network.listen = None;
+    } else if let Some(listen) = &net.listen {
+        config.network.listen = Some(listen.clone());
+    } else if config.network.listen.is_none() {
+        config.network.listen = Some("127.0.0.1:7400".into());
+    }
+    if !net.seeds.is_empty() {
+        config.cluster.seeds = net.seeds.clone();
+    }
+    if net.secret.is_some() {
+        config.cluster.secret = net.secret.clone();
+    }
+    if net.admin_token.is_some() {
+        config.network.admin_token = net.admin_token.clone();
+    }
+    if net.node_name.is_some() {
+        config.cluster.node_name = net.node_name.clone();
+    }
+    config.validate().map_err(|e| e.to_string())?;
+    let clustered = config
+        .cluster
+        .secret
+        .as_deref()
+        .is_some_and(|s| !s.is_empty());
+    if net.no_demo || clustered {
+        config.demo.pingers_per_shard = 0;
+        config.demo.pongers_per_shard = 0;
+        config.demo.wasm_pongers_per_shard = 0;
+    }
+    let mut builder = Node::builder()
+        .config(config.clone())
+        .agent_kinds(builtin_kinds());
     if let Some(us) = spin_us {
         builder = builder.spin_before_park(Duration::from_micros(us));
     }
     let node = builder.start().map_err(|e| e.to_string())?;
     println!("quire node: {} shard(s)", node.placement().len());
+    match &config.network.listen {
+        Some(listen) => println!(
+            "listening for clients on {listen} (quire call/send/agents/stats/cluster --node {listen}){}",
+            if clustered { "; cluster gossip on the same port (UDP)" } else { "" }
+        ),
+        None => println!("no sockets (--no-listen)"),
+    }
     print!("{}", node.placement());
     let client = node.client();
     for report in node.recovery() {
@@ -219,6 +356,37 @@ fn run_node(
     Ok(())
 }
 
+/// Connects to `to` and runs `f`; errors in plain words.
+fn remote(
+    to: &Target,
+    f: impl FnOnce(&mut RemoteClient) -> Result<(), ClientError>,
+) -> Result<(), String> {
+    let mut client =
+        RemoteClient::connect(to.node.as_str(), to.token.as_deref()).map_err(|e| e.to_string())?;
+    f(&mut client).map_err(|e| match &e {
+        ClientError::Node {
+            detail: Some(d), ..
+        } if e.code() == Some(ErrorCode::Rejected) => format!("{e} ({d})"),
+        _ => e.to_string(),
+    })
+}
+
+/// JSON becomes MessagePack of the same value; anything else a string.
+fn encode_payload(text: &str) -> Vec<u8> {
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(value) => rmp_serde::to_vec(&value).unwrap_or_else(|_| text.as_bytes().to_vec()),
+        Err(_) => rmp_serde::to_vec(text).unwrap_or_else(|_| text.as_bytes().to_vec()),
+    }
+}
+
+/// MessagePack as JSON, else the bytes as text.
+fn decode_payload(bytes: &[u8]) -> String {
+    match rmp_serde::from_slice::<serde_json::Value>(bytes) {
+        Ok(value) => value.to_string(),
+        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+    }
+}
+
 fn check_storage(dir: &std::path::Path) -> Result<(), String> {
     let manifest = NodeManifest::read(dir)
         .map_err(|e| e.to_string())?
@@ -264,7 +432,85 @@ fn main() -> ExitCode {
             placement,
             spin_us,
             duration,
-        } => run_node(placement, *spin_us, *duration),
+            net,
+        } => run_node(placement, *spin_us, *duration, net),
+        Command::Send { to, agent, payload } => remote(to, |c| {
+            let id = c.send(agent, &encode_payload(payload))?;
+            println!("sent {id}");
+            Ok(())
+        }),
+        Command::Call {
+            to,
+            agent,
+            payload,
+            timeout_ms,
+        } => remote(to, |c| {
+            let reply = c.call(agent, &encode_payload(payload), Duration::from_millis(*timeout_ms))?;
+            println!("{}", decode_payload(&reply));
+            Ok(())
+        }),
+        Command::Deploy { to, file, name } => {
+            match std::fs::read(file) {
+                Err(e) => Err(format!("cannot read {}: {e}", file.display())),
+                Ok(module) => remote(to, |c| {
+                    if name.ends_with('*') {
+                        // A pattern is known node by node: deploy it on every member.
+                        let members = c.cluster()?;
+                        for m in members.iter().filter(|m| m.state != "down") {
+                            let mut there = RemoteClient::connect(m.addr.as_str(), to.token.as_deref())?;
+                            let hash = there.deploy(name, &module)?;
+                            println!("deployed pattern {name} on {} ({hash})", m.name);
+                        }
+                        return Ok(());
+                    }
+                    let hash = c.deploy(name, &module)?;
+                    println!("deployed {name} ({hash})");
+                    Ok(())
+                }),
+            }
+        }
+        Command::Undeploy { to, name } => remote(to, |c| {
+            c.undeploy(name)?;
+            println!("undeployed {name}");
+            Ok(())
+        }),
+        Command::Agents { to } => remote(to, |c| {
+            let agents = c.agents()?;
+            println!(
+                "{:<32} {:>5} {:<12} {:>7} {:>8} {:>8} {:>10} {:>10}  version",
+                "agent", "shard", "state", "queued", "failures", "restarts", "activations", "memory"
+            );
+            for a in &agents {
+                println!(
+                    "{:<32} {:>5} {:<12} {:>7} {:>8} {:>8} {:>10} {:>10}  {}",
+                    a.name,
+                    a.shard,
+                    a.state,
+                    a.queued,
+                    a.failures,
+                    a.restarts,
+                    a.activations,
+                    a.memory_bytes,
+                    a.version.as_deref().map_or("-", |v| &v[..v.len().min(16)])
+                );
+            }
+            println!("{} agent(s) on {}", agents.len(), c.node());
+            Ok(())
+        }),
+        Command::Stats { to } => remote(to, |c| {
+            for row in c.stats()? {
+                let line: Vec<String> = row.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                println!("{}", line.join(" "));
+            }
+            Ok(())
+        }),
+        Command::Cluster { to } => remote(to, |c| {
+            println!("{:<24} {:<24} {:<8} shards", "node", "address", "state");
+            for m in c.cluster()? {
+                println!("{:<24} {:<24} {:<8} {}", m.name, m.addr, m.state, m.shards);
+            }
+            Ok(())
+        }),
         Command::Placement { placement } => builder(placement)
             .and_then(|(b, _)| b.plan().map_err(|e| e.to_string()))
             .map(|plan| print!("{plan}")),

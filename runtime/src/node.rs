@@ -236,13 +236,47 @@ impl NodeBuilder {
             }
         }
 
-        let mut command_senders = Vec::with_capacity(n);
+        let (command_senders, command_receivers): (Vec<_>, Vec<_>) = (0..n)
+            .map(|_| flume::bounded(q.client_channel_capacity))
+            .unzip();
+        let client = Client::new(command_senders, wasm_engine.clone(), wasm_defaults);
+        let sockets = crate::net::bind(&config.network, &config.cluster, n)?;
+        let net_settings = match config.network.listen_addr()? {
+            Some(listen) => Some(crate::net::NetSettings {
+                listen,
+                node_name: config
+                    .cluster
+                    .node_name
+                    .clone()
+                    .unwrap_or_else(|| listen.to_string()),
+                shards: n as u16,
+                network: config.network.clone(),
+                cluster: config.cluster.clone(),
+                max_admin_frame: config.wasm.max_module_bytes + (64 << 10),
+                seeds: crate::net::resolve_seeds(&config.cluster)?,
+            }),
+            None => None,
+        };
+        let mut sockets = sockets.map(Vec::into_iter);
         let mut threads = Vec::with_capacity(n);
         let mut go_senders = Vec::with_capacity(n);
         let (ready_tx, ready_rx) = mpsc::channel::<(usize, Ready)>();
-        for (shard, (row, rx_row)) in senders.into_iter().zip(receivers).enumerate() {
-            let (cmd_tx, cmd_rx) = flume::bounded(q.client_channel_capacity);
-            command_senders.push(cmd_tx);
+        for (shard, ((row, rx_row), cmd_rx)) in senders
+            .into_iter()
+            .zip(receivers)
+            .zip(command_receivers)
+            .enumerate()
+        {
+            let net = match (sockets.as_mut().and_then(Iterator::next), &net_settings) {
+                (Some((clients, links, gossip)), Some(settings)) => Some(crate::net::NetWiring {
+                    settings: settings.clone(),
+                    clients,
+                    links,
+                    gossip,
+                    client: client.clone(),
+                }),
+                _ => None,
+            };
             let cfg = ShardConfig {
                 mailbox_capacity: q.mailbox_capacity,
                 outbox_capacity: q.outbox_capacity,
@@ -264,6 +298,7 @@ impl NodeBuilder {
                 storage: storage.as_mut().map(|s| s.remove(0)),
                 wasm_engine: wasm_engine.clone(),
                 wasm: config.wasm.shard_config(),
+                net,
             };
             let cpu = placement.shards[shard].cpu.cpu;
             let commit_cpus = commit_cpus.clone();
@@ -318,7 +353,7 @@ impl NodeBuilder {
         recovery.sort_by_key(|r| r.shard);
         Ok(Node {
             recovery,
-            client: Client::new(command_senders, wasm_engine, wasm_defaults),
+            client,
             placement,
             threads,
             grace: Duration::from_millis(config.node.shutdown_grace_ms),

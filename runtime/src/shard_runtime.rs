@@ -120,6 +120,10 @@ pub(crate) enum Command {
     Probe {
         done: flume::Sender<Probe>,
     },
+    /// The cluster's members changed (sent by the membership on shard 0).
+    Members {
+        members: Vec<crate::cluster::MemberInfo>,
+    },
     Drain,
     Stop,
 }
@@ -161,6 +165,8 @@ pub(crate) struct ShardWiring {
     pub wasm_engine: WasmEngine,
     /// Pools and idle deactivation of this shard's wasm agents.
     pub wasm: WasmShardConfig,
+    /// The shard's sockets, when the node listens.
+    pub net: Option<crate::net::NetWiring>,
 }
 
 struct Outbound {
@@ -194,9 +200,13 @@ impl Inbound {
     }
 }
 
-struct Shared {
-    core: RefCell<ShardCore>,
-    work: Signal,
+pub(crate) struct Shared {
+    pub(crate) core: RefCell<ShardCore>,
+    pub(crate) work: Signal,
+    /// Set when a connection's writer or a link was woken: the dispatcher
+    /// then yields, so that they write before it spins or runs on.
+    pub(crate) io_pending: Rc<Cell<bool>>,
+    net: Option<Rc<crate::net::NetShard>>,
     timer: Signal,
     outbound: Vec<Outbound>,
     inbound: Vec<Inbound>,
@@ -306,6 +316,9 @@ impl Shared {
             );
         }
         self.stopped.set(true);
+        if let Some(net) = &self.net {
+            net.stop();
+        }
         self.work.notify();
         self.timer.notify();
         if let Some(storage) = &self.storage {
@@ -320,10 +333,17 @@ impl Shared {
 /// Runs a shard until it is told to stop and every peer has closed its
 /// channel towards it; returns the shard's final figures.
 pub(crate) async fn run_shard(
-    wiring: ShardWiring,
-    core: ShardCore,
+    mut wiring: ShardWiring,
+    mut core: ShardCore,
     wasm: Rc<WasmShard>,
 ) -> ShardStats {
+    let net_wiring = wiring.net.take();
+    let net = net_wiring
+        .as_ref()
+        .map(|w| crate::net::NetShard::new(core.shard(), w.settings.clone(), w.client.clone()));
+    if let Some(routes) = net.as_ref().and_then(|n| n.routes()) {
+        core.set_remote_routes(routes);
+    }
     // Until the timer task runs, a heartbeat of its own keeps this reactor
     // from sleeping through a lost wake-up while the mesh connects (seen:
     // two shards asleep, each waiting for the other's connect).
@@ -365,6 +385,8 @@ pub(crate) async fn run_shard(
     let shared = Rc::new(Shared {
         core: RefCell::new(core),
         work: Signal::default(),
+        io_pending: Rc::new(Cell::new(false)),
+        net: net.clone(),
         timer: Signal::default(),
         outbound,
         inbound,
@@ -377,6 +399,9 @@ pub(crate) async fn run_shard(
             .map(|s| ShardStorage::new(s.partition, s.policy)),
         wasm,
     });
+    if let (Some(net), Some(wiring)) = (&net, net_wiring) {
+        crate::net::start(&shared, net, wiring);
+    }
     let mut tasks = Vec::new();
     for i in 0..shared.outbound.len() {
         tasks.push(glommio::spawn_local(flusher(shared.clone(), i)));
@@ -438,7 +463,12 @@ fn heartbeat_while_set() -> Rc<Cell<bool>> {
     flag
 }
 
-async fn dispatcher(shared: &Shared, budget: usize, intake_limit: usize, spin: Option<Duration>) {
+async fn dispatcher(
+    shared: &Rc<Shared>,
+    budget: usize,
+    intake_limit: usize,
+    spin: Option<Duration>,
+) {
     loop {
         if shared.stopped.get() {
             return;
@@ -455,8 +485,15 @@ async fn dispatcher(shared: &Shared, budget: usize, intake_limit: usize, spin: O
         }
         shared.note_writes();
         progress += shared.flush_outbound();
+        if let Some(net) = &shared.net {
+            net.flush_links(shared);
+        }
         if shared.core.borrow_mut().take_timer_rearm() {
             shared.timer.notify();
+        }
+        if shared.io_pending.replace(false) {
+            // Connection writers and links were woken: let them write now.
+            future::yield_now().await;
         }
         if progress > 0 {
             // Busy: let glommio in only when its time slice is up.
@@ -496,7 +533,10 @@ fn spin_for_news(shared: &Shared, spin: Duration) -> News {
     let next_timer = shared.core.borrow_mut().next_timer();
     let mut rounds = 0u32;
     loop {
-        if shared.inbound.iter().any(Inbound::has_batches) || shared.work.is_set() {
+        if shared.inbound.iter().any(Inbound::has_batches)
+            || shared.work.is_set()
+            || shared.io_pending.get()
+        {
             return News::Work;
         }
         rounds += 1;
@@ -746,6 +786,12 @@ fn serve(shared: &Shared, cmd: Command) {
                 cross_out: s.cross_shard_out,
                 cross_in: s.cross_shard_in,
             });
+        }
+        Command::Members { members } => {
+            drop(core);
+            if let Some(net) = &shared.net {
+                net.apply_members(shared, members);
+            }
         }
         Command::Drain => core.begin_drain(),
         Command::Stop => {

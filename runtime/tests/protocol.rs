@@ -132,9 +132,7 @@ fn every_frame_round_trips_alone_and_back_to_back() {
     for frame in every_frame() {
         let mut buf = Vec::new();
         encode(&frame, &mut buf);
-        let (back, used) = decode(&buf, DEFAULT_MAX_FRAME_BYTES, now)
-            .unwrap()
-            .unwrap();
+        let (back, used) = decode(&buf, DEFAULT_MAX_FRAME_BYTES, now).unwrap().unwrap();
         assert_eq!(used, buf.len());
         assert_eq!(back, frame, "{frame:?}");
         stream.extend_from_slice(&buf);
@@ -196,7 +194,10 @@ fn truncated_bodies_garbage_and_unknown_types_are_errors() {
         encode(&frame, &mut buf);
         let body = &buf[4..];
         for cut in 0..body.len() {
-            assert!(decode_body(&body[..cut], now).is_err(), "{frame:?} cut {cut}");
+            assert!(
+                decode_body(&body[..cut], now).is_err(),
+                "{frame:?} cut {cut}"
+            );
         }
     }
     assert!(matches!(

@@ -313,11 +313,7 @@ pub fn body_len(buf: &[u8], max: usize) -> Result<Option<usize>, DecodeError> {
 /// let (frame, used) = decode(&buf, DEFAULT_MAX_FRAME_BYTES, now).unwrap().unwrap();
 /// assert_eq!((frame, used), (Frame::Ping { req: 7 }, buf.len()));
 /// ```
-pub fn decode(
-    buf: &[u8],
-    max: usize,
-    now: Instant,
-) -> Result<Option<(Frame, usize)>, DecodeError> {
+pub fn decode(buf: &[u8], max: usize, now: Instant) -> Result<Option<(Frame, usize)>, DecodeError> {
     let Some(len) = body_len(buf, max)? else {
         return Ok(None);
     };
@@ -587,7 +583,12 @@ fn read_address(r: &mut Reader<'_>, field: &'static str) -> Result<Address, Deco
         return Ok(Address::Client(ClientTicket::from_raw(ticket)));
     }
     let name = agent_name(r, field)?;
-    Ok(Address::Agent(quire_shards::AgentId::new(&name).map_err(|_| ReadError { field, problem: "bad agent name" })?))
+    Ok(Address::Agent(quire_shards::AgentId::new(&name).map_err(
+        |_| ReadError {
+            field,
+            problem: "bad agent name",
+        },
+    )?))
 }
 
 fn write_address(w: &mut Writer<'_>, a: &Address) {
@@ -605,10 +606,9 @@ fn read_envelope(r: &mut Reader<'_>, now: Instant) -> Result<Envelope, DecodeErr
     let to = read_address(r, "to")?;
     let kind_code = r.uint("kind")?;
     let reason = match r.opt_uint("reason")? {
-        Some(i) => Some(
-            Rejection::from_index(i as usize)
-                .ok_or(bad("reason", "unknown rejection"))?,
-        ),
+        Some(i) => {
+            Some(Rejection::from_index(i as usize).ok_or(bad("reason", "unknown rejection"))?)
+        }
         None => None,
     };
     let kind = match (kind_code, reason) {

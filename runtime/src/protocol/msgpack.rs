@@ -265,7 +265,18 @@ mod tests {
 
     #[test]
     fn every_width_reads_back() {
-        for v in [0, 1, 127, 128, 255, 256, 65_535, 65_536, u64::from(u32::MAX) + 1, u64::MAX] {
+        for v in [
+            0,
+            1,
+            127,
+            128,
+            255,
+            256,
+            65_535,
+            65_536,
+            u64::from(u32::MAX) + 1,
+            u64::MAX,
+        ] {
             let mut buf = Vec::new();
             Writer(&mut buf).uint(v);
             assert_eq!(Reader::new(&buf).uint("v").unwrap(), v);

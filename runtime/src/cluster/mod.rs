@@ -1,0 +1,10 @@
+//! Cluster membership and placement: which nodes exist (SWIM via foca),
+//! which node owns an agent (rendezvous hashing), and each shard's copy of
+//! that view.
+
+pub mod membership;
+pub mod rendezvous;
+mod view;
+
+pub use membership::{Membership, NodeIdentity, PacketTag};
+pub use view::{ClusterView, LinkTarget, MemberInfo, MemberState};

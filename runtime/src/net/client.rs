@@ -1,0 +1,383 @@
+//! The Rust client of the wire protocol: a blocking connection to one node
+//! (what the `quire` CLI, the benchmarks and the tests use).
+//!
+//! Requests may be pipelined: [`RemoteClient::send_frame`] writes without
+//! waiting and [`RemoteClient::read_frame`] takes answers in order of
+//! arrival; the one-request helpers ([`RemoteClient::call`], ...) do both.
+//!
+//! ```no_run
+//! use quire_runtime::net::RemoteClient;
+//! use std::time::Duration;
+//! let mut client = RemoteClient::connect("127.0.0.1:7400", None).unwrap();
+//! let reply = client.call("echo", b"hi", Duration::from_secs(1)).unwrap();
+//! assert_eq!(&reply[..], b"hi");
+//! ```
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use quire_shards::Priority;
+
+use crate::protocol::{self, AgentRow, ErrorCode, Frame, MemberRow, Role, StatsRow, VERSION};
+
+/// What went wrong talking to a node.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The socket failed (or the node is not there).
+    #[error("cannot talk to {addr}: {source}")]
+    Io {
+        /// The node.
+        addr: String,
+        /// Why.
+        source: io::Error,
+    },
+    /// The node answered something that is not a valid frame.
+    #[error("the node sent a malformed frame: {0}")]
+    Protocol(String),
+    /// The node refused the request.
+    #[error("{message}")]
+    Node {
+        /// Its error code.
+        code: ErrorCode,
+        /// Its words.
+        message: String,
+        /// The rejection reason or the owner's address, when there is one.
+        detail: Option<String>,
+    },
+    /// The node closed the connection.
+    #[error("the node closed the connection")]
+    Closed,
+}
+
+impl ClientError {
+    /// The node's error code, if the node refused.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Node { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+/// A connection to one node.
+pub struct RemoteClient {
+    stream: TcpStream,
+    addr: String,
+    token: Option<String>,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    out: Vec<u8>,
+    next_req: u64,
+    node: String,
+    shard: u64,
+    max_frame: usize,
+}
+
+impl RemoteClient {
+    /// Connects and says `HELLO` (with the admin token for deploys).
+    pub fn connect(
+        addr: impl ToSocketAddrs + ToString,
+        token: Option<&str>,
+    ) -> Result<Self, ClientError> {
+        let name = addr.to_string();
+        let io = |source| ClientError::Io {
+            addr: name.clone(),
+            source,
+        };
+        let target: SocketAddr = addr
+            .to_socket_addrs()
+            .map_err(io)?
+            .next()
+            .ok_or_else(|| io(io::Error::other("address resolves to nothing")))?;
+        let stream = TcpStream::connect_timeout(&target, Duration::from_secs(5)).map_err(io)?;
+        stream.set_nodelay(true).map_err(io)?;
+        let mut client = Self {
+            stream,
+            addr: name,
+            token: token.map(str::to_string),
+            buf: vec![0; 64 * 1024],
+            start: 0,
+            out: Vec::with_capacity(4096),
+            next_req: 0,
+            node: String::new(),
+            shard: 0,
+            max_frame: 64 << 20,
+            end: 0,
+        };
+        client.send_frame(&Frame::Hello {
+            version: VERSION,
+            role: Role::Client,
+            credential: token.map(str::to_string),
+            node: None,
+        })?;
+        match client.read_frame()? {
+            Frame::Welcome { node, shard, .. } => {
+                client.node = node;
+                client.shard = shard;
+                Ok(client)
+            }
+            Frame::Error {
+                code,
+                message,
+                detail,
+                ..
+            } => Err(ClientError::Node {
+                code,
+                message,
+                detail,
+            }),
+            other => Err(ClientError::Protocol(format!(
+                "expected WELCOME, got {other:?}"
+            ))),
+        }
+    }
+
+    /// The node's name, from its `WELCOME`.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// The shard that accepted this connection.
+    pub fn shard(&self) -> u64 {
+        self.shard
+    }
+
+    /// A fresh request number.
+    pub fn next_req(&mut self) -> u64 {
+        self.next_req += 1;
+        self.next_req
+    }
+
+    fn io(&self, source: io::Error) -> ClientError {
+        ClientError::Io {
+            addr: self.addr.clone(),
+            source,
+        }
+    }
+
+    /// Queues `frame` (written by the next [`Self::flush`]).
+    pub fn queue_frame(&mut self, frame: &Frame) {
+        protocol::encode(frame, &mut self.out);
+    }
+
+    /// Writes whatever was queued.
+    pub fn flush(&mut self) -> Result<(), ClientError> {
+        if !self.out.is_empty() {
+            let result = self.stream.write_all(&self.out);
+            self.out.clear();
+            result.map_err(|e| self.io(e))?;
+        }
+        Ok(())
+    }
+
+    /// Writes `frame` now.
+    pub fn send_frame(&mut self, frame: &Frame) -> Result<(), ClientError> {
+        self.queue_frame(frame);
+        self.flush()
+    }
+
+    /// Writes raw bytes (tests of bad input use it).
+    pub fn send_raw(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
+        self.stream.write_all(bytes).map_err(|e| self.io(e))
+    }
+
+    /// Reads the next frame from the node.
+    pub fn read_frame(&mut self) -> Result<Frame, ClientError> {
+        loop {
+            match protocol::decode(
+                &self.buf[self.start..self.end],
+                self.max_frame,
+                Instant::now(),
+            ) {
+                Ok(Some((frame, used))) => {
+                    self.start += used;
+                    return Ok(frame);
+                }
+                Ok(None) => {}
+                Err(e) => return Err(ClientError::Protocol(e.to_string())),
+            }
+            let pending = self.end - self.start;
+            self.buf.copy_within(self.start..self.end, 0);
+            self.start = 0;
+            self.end = pending;
+            let need = protocol::body_len(&self.buf[..self.end], self.max_frame)
+                .ok()
+                .flatten()
+                .map_or(0, |l| l + protocol::PREFIX_BYTES);
+            if self.buf.len() < need.max(self.end + 1) {
+                self.buf
+                    .resize(need.max(self.end + 1).next_power_of_two(), 0);
+            }
+            let n = self
+                .stream
+                .read(&mut self.buf[self.end..])
+                .map_err(|e| self.io(e))?;
+            if n == 0 {
+                return Err(ClientError::Closed);
+            }
+            self.end += n;
+        }
+    }
+
+    /// Waits for the answer to `req`; other answers are dropped (use the
+    /// frame API to pipeline).
+    fn answer(&mut self, req: u64) -> Result<Frame, ClientError> {
+        loop {
+            let frame = self.read_frame()?;
+            match &frame {
+                Frame::Error {
+                    req: r,
+                    code,
+                    message,
+                    detail,
+                } if *r == req || *r == 0 => {
+                    return Err(ClientError::Node {
+                        code: *code,
+                        message: message.clone(),
+                        detail: detail.clone(),
+                    })
+                }
+                Frame::Reply { req: r, .. }
+                | Frame::Ok { req: r, .. }
+                | Frame::Agents { req: r, .. }
+                | Frame::StatsReply { req: r, .. }
+                | Frame::Members { req: r, .. }
+                | Frame::Pong { req: r }
+                    if *r == req =>
+                {
+                    return Ok(frame)
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Sends a one-way message and waits for the node to take it; returns
+    /// its message id.
+    pub fn send(&mut self, to: &str, payload: &[u8]) -> Result<String, ClientError> {
+        let req = self.next_req();
+        self.send_frame(&Frame::Send {
+            req,
+            to: to.into(),
+            payload: Bytes::copy_from_slice(payload),
+            priority: Priority::Normal,
+            ttl_ms: None,
+        })?;
+        match self.answer(req)? {
+            Frame::Ok { value, .. } => Ok(value.unwrap_or_default()),
+            other => Err(ClientError::Protocol(format!("unexpected {other:?}"))),
+        }
+    }
+
+    /// Calls `to` and waits for its reply.
+    pub fn call(
+        &mut self,
+        to: &str,
+        payload: &[u8],
+        timeout: Duration,
+    ) -> Result<Bytes, ClientError> {
+        let req = self.next_req();
+        self.send_frame(&Frame::Call {
+            req,
+            to: to.into(),
+            payload: Bytes::copy_from_slice(payload),
+            priority: Priority::Normal,
+            timeout_ms: timeout.as_millis().max(1) as u64,
+        })?;
+        match self.answer(req)? {
+            Frame::Reply { payload, .. } => Ok(payload),
+            other => Err(ClientError::Protocol(format!("unexpected {other:?}"))),
+        }
+    }
+
+    /// Deploys a WebAssembly module as agent `name` (or pattern `prefix-*`);
+    /// returns its content hash. A node that does not own the name answers
+    /// with its owner, where the deploy is retried once.
+    pub fn deploy(&mut self, name: &str, module: &[u8]) -> Result<String, ClientError> {
+        let frame = |req| Frame::Deploy {
+            req,
+            name: name.into(),
+            module: Bytes::copy_from_slice(module),
+        };
+        match self.admin(frame)? {
+            Frame::Ok { value, .. } => Ok(value.unwrap_or_default()),
+            other => Err(ClientError::Protocol(format!("unexpected {other:?}"))),
+        }
+    }
+
+    /// Removes agent (or pattern) `name`.
+    pub fn undeploy(&mut self, name: &str) -> Result<(), ClientError> {
+        self.admin(|req| Frame::Undeploy {
+            req,
+            name: name.into(),
+        })
+        .map(|_| ())
+    }
+
+    fn admin(&mut self, make: impl Fn(u64) -> Frame) -> Result<Frame, ClientError> {
+        let req = self.next_req();
+        self.send_frame(&make(req))?;
+        match self.answer(req) {
+            Err(ClientError::Node {
+                code: ErrorCode::NotOwner,
+                detail: Some(owner),
+                ..
+            }) => {
+                let mut there = RemoteClient::connect(owner.as_str(), self.token.as_deref())?;
+                let req = there.next_req();
+                there.send_frame(&make(req))?;
+                there.answer(req)
+            }
+            other => other,
+        }
+    }
+
+    /// The node's agents.
+    pub fn agents(&mut self) -> Result<Vec<AgentRow>, ClientError> {
+        let req = self.next_req();
+        self.send_frame(&Frame::ListAgents { req })?;
+        match self.answer(req)? {
+            Frame::Agents { agents, .. } => Ok(agents),
+            other => Err(ClientError::Protocol(format!("unexpected {other:?}"))),
+        }
+    }
+
+    /// Per-shard counters of the node.
+    pub fn stats(&mut self) -> Result<Vec<StatsRow>, ClientError> {
+        let req = self.next_req();
+        self.send_frame(&Frame::Stats { req })?;
+        match self.answer(req)? {
+            Frame::StatsReply { shards, .. } => Ok(shards),
+            other => Err(ClientError::Protocol(format!("unexpected {other:?}"))),
+        }
+    }
+
+    /// The cluster's members as the node sees them (itself first).
+    pub fn cluster(&mut self) -> Result<Vec<MemberRow>, ClientError> {
+        let req = self.next_req();
+        self.send_frame(&Frame::Cluster { req })?;
+        match self.answer(req)? {
+            Frame::Members { members, .. } => Ok(members),
+            other => Err(ClientError::Protocol(format!("unexpected {other:?}"))),
+        }
+    }
+
+    /// Round trip to the node.
+    pub fn ping(&mut self) -> Result<Duration, ClientError> {
+        let started = Instant::now();
+        let req = self.next_req();
+        self.send_frame(&Frame::Ping { req })?;
+        self.answer(req)?;
+        Ok(started.elapsed())
+    }
+
+    /// Closes the sending side (the node answers what is pending, then closes).
+    pub fn shutdown_write(&mut self) -> Result<(), ClientError> {
+        self.stream
+            .shutdown(std::net::Shutdown::Write)
+            .map_err(|e| self.io(e))
+    }
+}

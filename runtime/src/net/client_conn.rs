@@ -1,0 +1,489 @@
+//! Client connections: the handshake, then every client frame handled on
+//! the shard that accepted the connection.
+//!
+//! Sends and calls go straight into this shard's core (which routes them
+//! over the mesh or a link when another shard or node owns the agent);
+//! their answers are queued on the connection as they come. Deploys,
+//! listings and stats go through the node's [`crate::Client`] in a task of
+//! their own, so the connection keeps reading meanwhile.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use glommio::net::{TcpListener, TcpStream};
+use quire_shards::{AgentId, AgentState, CallError, Envelope, SendOptions, ShardStats};
+
+use super::io::{closing_error, split, FrameReader, Outgoing, ReadEnd};
+use super::peer::frame_name;
+use super::NetShard;
+use crate::cluster::MemberState;
+use crate::protocol::{AgentRow, ErrorCode, Frame, MemberRow, Role, StatsRow, VERSION};
+use crate::shard_runtime::Shared;
+use crate::wasm_agents::WasmOptions;
+
+/// A call with no timeout of its own gets this one.
+const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Accepts clients on the port every shard shares.
+pub(crate) async fn accept_clients(shared: Rc<Shared>, net: Rc<NetShard>, listener: TcpListener) {
+    while !net.stopped.get() {
+        match listener.accept().await {
+            Ok(stream) => {
+                glommio::spawn_local(serve_client(shared.clone(), net.clone(), stream)).detach();
+            }
+            Err(e) => {
+                tracing::warn!("client accept failed: {e}");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+async fn serve_client(shared: Rc<Shared>, net: Rc<NetShard>, stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let Ok((reader, writer)) = split(stream) else {
+        return;
+    };
+    let out = Outgoing::new(
+        net.settings.network.max_unsent_bytes,
+        shared.io_pending.clone(),
+    );
+    let writer = glommio::spawn_local(out.clone().write_loop(writer, net.settings.coalesce()));
+    let mut frames = FrameReader::new(
+        reader,
+        net.settings.network.max_frame_bytes,
+        net.settings.frame_timeout(),
+    );
+    let admin = match frames.next().await {
+        Ok(Frame::Hello {
+            version,
+            role: Role::Client,
+            credential,
+            ..
+        }) if version == VERSION => {
+            let admin = net
+                .settings
+                .network
+                .admin_token
+                .as_deref()
+                .is_some_and(|token| credential.as_deref() == Some(token));
+            if credential.is_some() && !admin {
+                out.close_with(Some(&closing_error(
+                    ErrorCode::Unauthorized,
+                    "wrong admin token",
+                )));
+                writer.await;
+                return;
+            }
+            out.push(&Frame::Welcome {
+                version: VERSION,
+                node: net.settings.node_name.clone(),
+                shard: u64::from(net.shard),
+                shards: u64::from(net.settings.shards),
+            });
+            admin
+        }
+        Ok(Frame::Hello {
+            role: Role::Client,
+            version,
+            ..
+        }) => {
+            out.close_with(Some(&closing_error(
+                ErrorCode::UnsupportedVersion,
+                format!("this node speaks protocol version {VERSION}, not {version}"),
+            )));
+            writer.await;
+            return;
+        }
+        Ok(Frame::Hello { .. }) => {
+            out.close_with(Some(&closing_error(
+                ErrorCode::Unauthorized,
+                "node links go to port + 1 + shard, not the client port",
+            )));
+            writer.await;
+            return;
+        }
+        Ok(_) => {
+            out.close_with(Some(&closing_error(
+                ErrorCode::HandshakeRequired,
+                "the first frame must be HELLO",
+            )));
+            writer.await;
+            return;
+        }
+        Err(ReadEnd::Refused(code, message)) => {
+            out.close_with(Some(&closing_error(code, message)));
+            writer.await;
+            return;
+        }
+        Err(_) => {
+            out.close_with(None);
+            writer.await;
+            return;
+        }
+    };
+    if admin {
+        frames.set_max_frame(
+            net.settings
+                .max_admin_frame
+                .max(net.settings.network.max_frame_bytes),
+        );
+    }
+    let pending = Rc::new(Cell::new(0usize));
+    loop {
+        match frames.next().await {
+            Ok(frame) => {
+                if let Err((code, message)) = handle(&shared, &net, &out, &pending, admin, frame) {
+                    out.close_with(Some(&closing_error(code, message)));
+                    break;
+                }
+            }
+            Err(ReadEnd::Closed) => {
+                // The client finished sending: answer what it asked, then close.
+                let deadline = std::time::Instant::now() + DEFAULT_CALL_TIMEOUT * 2;
+                while pending.get() > 0 && std::time::Instant::now() < deadline && !out.is_closed()
+                {
+                    glommio::timer::sleep(Duration::from_millis(1)).await;
+                }
+                out.close_with(None);
+                break;
+            }
+            Err(ReadEnd::Refused(code, message)) => {
+                out.close_with(Some(&closing_error(code, message)));
+                break;
+            }
+            Err(ReadEnd::Io(e)) => {
+                tracing::debug!("client connection failed: {e}");
+                out.close_with(None);
+                break;
+            }
+        }
+        if frames.drained() {
+            shared.work.notify();
+        }
+        if out.is_closed() {
+            break;
+        }
+        if out.unsent() > net.settings.network.max_unsent_bytes {
+            out.close_with(Some(&closing_error(
+                ErrorCode::SlowClient,
+                "the client does not read its replies",
+            )));
+            break;
+        }
+    }
+    shared.work.notify();
+    writer.await;
+}
+
+fn rejected(req: u64, reason: quire_shards::Rejection) -> Frame {
+    Frame::Error {
+        req,
+        code: ErrorCode::Rejected,
+        message: reason.to_string(),
+        detail: Some(reason.as_str().to_string()),
+    }
+}
+
+fn error(req: u64, code: ErrorCode, message: impl Into<String>) -> Frame {
+    Frame::Error {
+        req,
+        code,
+        message: message.into(),
+        detail: None,
+    }
+}
+
+/// Handles one frame; `Err` closes the connection with that error.
+fn handle(
+    shared: &Rc<Shared>,
+    net: &Rc<NetShard>,
+    out: &Rc<Outgoing>,
+    pending: &Rc<Cell<usize>>,
+    admin: bool,
+    frame: Frame,
+) -> Result<(), (ErrorCode, String)> {
+    match frame {
+        Frame::Send {
+            req,
+            to,
+            payload,
+            priority,
+            ttl_ms,
+        } => {
+            let id = AgentId::new(&to).map_err(|e| (ErrorCode::BadFrame, e.to_string()))?;
+            let opts = SendOptions {
+                priority,
+                ttl: ttl_ms.map(Duration::from_millis),
+                conversation: None,
+            };
+            let result = shared.core.borrow_mut().admit_client(id, payload, opts);
+            if req != 0 {
+                out.push(&match result {
+                    Ok(id) => Frame::Ok {
+                        req,
+                        value: Some(id.to_string()),
+                    },
+                    Err(reason) => rejected(req, reason),
+                });
+            }
+        }
+        Frame::Call {
+            req,
+            to,
+            payload,
+            priority,
+            timeout_ms,
+        } => {
+            let id = AgentId::new(&to).map_err(|e| (ErrorCode::BadFrame, e.to_string()))?;
+            let timeout = if timeout_ms == 0 {
+                DEFAULT_CALL_TIMEOUT
+            } else {
+                Duration::from_millis(timeout_ms)
+            };
+            let opts = SendOptions {
+                priority,
+                ttl: None,
+                conversation: None,
+            };
+            let answer_to = out.clone();
+            let waiting = pending.clone();
+            waiting.set(waiting.get() + 1);
+            let waiter = Box::new(move |result: Result<Envelope, CallError>| {
+                waiting.set(waiting.get() - 1);
+                answer_to.push(&match result {
+                    Ok(reply) => Frame::Reply {
+                        req,
+                        payload: reply.payload,
+                    },
+                    Err(CallError::Timeout) => error(
+                        req,
+                        ErrorCode::Timeout,
+                        format!("no reply within {} ms", timeout.as_millis()),
+                    ),
+                    Err(CallError::Rejected(reason)) => rejected(req, reason),
+                });
+            });
+            let _ = shared
+                .core
+                .borrow_mut()
+                .admit_client_call(id, payload, opts, timeout, waiter);
+        }
+        Frame::Deploy { req, name, module } => {
+            if !admin {
+                out.push(&unauthorized(req, "deploy"));
+                return Ok(());
+            }
+            if let Some(owner) = owner_elsewhere(net, &name, req) {
+                out.push(&owner);
+                return Ok(());
+            }
+            spawn_admin(out, pending, {
+                let client = net.client.clone();
+                async move {
+                    let result = if name.ends_with('*') {
+                        client
+                            .deploy_wasm_pattern(&name, module.to_vec(), WasmOptions::default())
+                            .await
+                    } else {
+                        match AgentId::new(&name) {
+                            Ok(id) => {
+                                client
+                                    .deploy_wasm(id, module.to_vec(), WasmOptions::default())
+                                    .await
+                            }
+                            Err(e) => {
+                                return error(req, ErrorCode::DeployFailed, e.to_string());
+                            }
+                        }
+                    };
+                    match result {
+                        Ok(hash) => Frame::Ok {
+                            req,
+                            value: Some(hash.to_string()),
+                        },
+                        Err(e) => error(req, ErrorCode::DeployFailed, e.to_string()),
+                    }
+                }
+            });
+        }
+        Frame::Undeploy { req, name } => {
+            if !admin {
+                out.push(&unauthorized(req, "undeploy"));
+                return Ok(());
+            }
+            if let Some(owner) = owner_elsewhere(net, &name, req) {
+                out.push(&owner);
+                return Ok(());
+            }
+            spawn_admin(out, pending, {
+                let client = net.client.clone();
+                async move {
+                    if name.ends_with('*') {
+                        return match client.undeploy_wasm_pattern(&name).await {
+                            Ok(true) => Frame::Ok { req, value: None },
+                            Ok(false) => {
+                                error(req, ErrorCode::NotFound, format!("no pattern {name}"))
+                            }
+                            Err(e) => error(req, ErrorCode::DeployFailed, e.to_string()),
+                        };
+                    }
+                    let id = match AgentId::new(&name) {
+                        Ok(id) => id,
+                        Err(e) => return error(req, ErrorCode::NotFound, e.to_string()),
+                    };
+                    match client.undeploy(id).await {
+                        Ok(_) => Frame::Ok { req, value: None },
+                        Err(e) => error(req, ErrorCode::NotFound, e.to_string()),
+                    }
+                }
+            });
+        }
+        Frame::ListAgents { req } => {
+            spawn_admin(out, pending, {
+                let client = net.client.clone();
+                async move {
+                    let agents = client
+                        .agents()
+                        .await
+                        .into_iter()
+                        .map(|a| AgentRow {
+                            name: a.name,
+                            shard: u64::from(a.shard),
+                            state: match a.status.state {
+                                AgentState::Running => "running",
+                                AgentState::Idle => "idle",
+                                AgentState::Quarantined => "quarantined",
+                                AgentState::Stopped => "stopped",
+                            }
+                            .to_string(),
+                            version: a.status.version,
+                            queued: a.queued as u64,
+                            failures: a.status.failures,
+                            restarts: a.status.restarts,
+                            activations: a.status.activations,
+                            memory_bytes: a.status.memory_bytes,
+                        })
+                        .collect();
+                    Frame::Agents { req, agents }
+                }
+            });
+        }
+        Frame::Stats { req } => {
+            spawn_admin(out, pending, {
+                let client = net.client.clone();
+                async move {
+                    let shards = client.stats().await.iter().map(stats_row).collect();
+                    Frame::StatsReply { req, shards }
+                }
+            });
+        }
+        Frame::Cluster { req } => {
+            let view = net.view.borrow();
+            let mut members = vec![MemberRow {
+                name: view.me().to_string(),
+                addr: net.settings.listen.to_string(),
+                state: MemberState::Alive.as_str().to_string(),
+                shards: u64::from(net.settings.shards),
+            }];
+            members.extend(view.members().iter().map(|m| MemberRow {
+                name: m.name.clone(),
+                addr: m.addr.to_string(),
+                state: m.state.as_str().to_string(),
+                shards: u64::from(m.shards),
+            }));
+            out.push(&Frame::Members { req, members });
+        }
+        Frame::Ping { req } => {
+            out.push(&Frame::Pong { req });
+        }
+        other => {
+            return Err((
+                ErrorCode::UnknownFrame,
+                format!("a client may not send {}", frame_name(&other)),
+            ))
+        }
+    }
+    Ok(())
+}
+
+fn unauthorized(req: u64, what: &str) -> Frame {
+    error(
+        req,
+        ErrorCode::Unauthorized,
+        format!("{what} needs the node's admin token in HELLO"),
+    )
+}
+
+/// A `NOT_OWNER` answer when another node owns `name` (patterns are
+/// deployed node by node, so they are never redirected).
+fn owner_elsewhere(net: &NetShard, name: &str, req: u64) -> Option<Frame> {
+    if name.ends_with('*') || !net.settings.clustered() {
+        return None;
+    }
+    let view = net.view.borrow();
+    let owner = view.owner_of(name)?;
+    Some(Frame::Error {
+        req,
+        code: ErrorCode::NotOwner,
+        message: format!(
+            "agent {name} belongs to node {} at {}",
+            owner.name, owner.addr
+        ),
+        detail: Some(owner.addr.to_string()),
+    })
+}
+
+/// Runs an admin request in a task of its own and queues its answer.
+fn spawn_admin(
+    out: &Rc<Outgoing>,
+    pending: &Rc<Cell<usize>>,
+    work: impl std::future::Future<Output = Frame> + 'static,
+) {
+    let out = out.clone();
+    let pending = pending.clone();
+    pending.set(pending.get() + 1);
+    glommio::spawn_local(async move {
+        let answer = work.await;
+        pending.set(pending.get() - 1);
+        out.push(&answer);
+    })
+    .detach();
+}
+
+/// A shard's counters by name, as `STATS_REPLY` carries them.
+pub(crate) fn stats_row(s: &ShardStats) -> StatsRow {
+    let mut row: StatsRow = vec![
+        ("shard".into(), u64::from(s.shard)),
+        ("agents".into(), s.agents),
+        ("queued".into(), s.queued),
+        ("sent".into(), s.sent),
+        ("handled".into(), s.handled),
+        ("replies".into(), s.replies),
+        ("late_replies".into(), s.late_replies),
+        ("call_timeouts".into(), s.call_timeouts),
+        ("rejected".into(), s.rejected_total()),
+        ("cross_shard_out".into(), s.cross_shard_out),
+        ("cross_shard_in".into(), s.cross_shard_in),
+        ("cross_node_out".into(), s.cross_node_out),
+        ("cross_node_in".into(), s.cross_node_in),
+        ("durable_accepted".into(), s.durable_accepted),
+        ("commits".into(), s.commits),
+        (
+            "call_p50_ns".into(),
+            s.call_latency_ns.value_at_quantile(0.5),
+        ),
+        (
+            "call_p99_ns".into(),
+            s.call_latency_ns.value_at_quantile(0.99),
+        ),
+    ];
+    for reason in quire_shards::Rejection::ALL {
+        let n = s.rejected_for(reason);
+        if n > 0 {
+            row.push((format!("rejected_{}", reason.as_str()), n));
+        }
+    }
+    row
+}

@@ -1,0 +1,291 @@
+//! A shard's sockets: the client listener every shard shares, the shard's
+//! own node-to-node listener, its links to other nodes' shards, and (on
+//! shard 0) the membership gossip.
+//!
+//! Sockets are bound by the node before the shards start (so that a port in
+//! use fails the start with a clear error) and handed to each shard, which
+//! serves them with glommio (io_uring) from then on.
+
+pub mod client;
+mod client_conn;
+mod io;
+mod peer;
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, IntoRawFd};
+use std::rc::Rc;
+use std::time::Duration;
+
+use quire_shards::{RemoteRoute, RemoteRoutes};
+
+use crate::client::Client;
+use crate::cluster::{ClusterView, MemberInfo, Membership, NodeIdentity};
+use crate::config::{ClusterSection, ConfigError, NetworkSection};
+use crate::shard_runtime::{Command, Shared};
+
+pub use client::{ClientError, RemoteClient};
+
+/// Network settings every shard of a node shares.
+#[derive(Clone)]
+pub(crate) struct NetSettings {
+    pub listen: SocketAddr,
+    pub node_name: String,
+    pub shards: u16,
+    pub network: NetworkSection,
+    pub cluster: ClusterSection,
+    /// Largest deploy frame on an admin connection.
+    pub max_admin_frame: usize,
+    pub seeds: Vec<SocketAddr>,
+}
+
+impl NetSettings {
+    /// True when the node takes part in a cluster (it has a secret).
+    pub fn clustered(&self) -> bool {
+        self.cluster
+            .secret
+            .as_deref()
+            .is_some_and(|s| !s.is_empty())
+    }
+
+    fn coalesce(&self) -> Option<Duration> {
+        (self.network.coalesce_delay_us > 0)
+            .then(|| Duration::from_micros(self.network.coalesce_delay_us))
+    }
+
+    fn frame_timeout(&self) -> Duration {
+        Duration::from_millis(self.network.frame_timeout_ms)
+    }
+}
+
+/// What one shard's thread receives: its sockets, bound by the node.
+pub(crate) struct NetWiring {
+    pub settings: NetSettings,
+    pub clients: std::net::TcpListener,
+    pub links: std::net::TcpListener,
+    /// Gossip socket: shard 0 of a clustered node only.
+    pub gossip: Option<std::net::UdpSocket>,
+    pub client: Client,
+}
+
+/// One shard's sockets: clients (shared port), node links, gossip.
+pub(crate) type ShardSockets = (
+    std::net::TcpListener,
+    std::net::TcpListener,
+    Option<std::net::UdpSocket>,
+);
+
+/// Binds every socket of a node of `shards` shards before they start, so
+/// that a port in use fails the start naming it.
+pub(crate) fn bind(
+    network: &NetworkSection,
+    cluster: &ClusterSection,
+    shards: usize,
+) -> Result<Option<Vec<ShardSockets>>, ConfigError> {
+    let Some(listen) = network.listen_addr()? else {
+        return Ok(None);
+    };
+    let invalid = |problem: String| ConfigError::Invalid {
+        key: "network.listen",
+        problem,
+    };
+    let clustered = cluster.secret.as_deref().is_some_and(|s| !s.is_empty());
+    let mut out = Vec::with_capacity(shards);
+    for shard in 0..shards {
+        let clients = reuseport_listener(listen)
+            .map_err(|e| invalid(format!("cannot listen on {listen}: {e}")))?;
+        let mut link_addr = listen;
+        link_addr.set_port(listen.port().wrapping_add(1 + shard as u16));
+        let links = std::net::TcpListener::bind(link_addr).map_err(|e| {
+            invalid(format!(
+                "cannot listen for node links of shard {shard} on {link_addr} (port + 1 + shard): {e}"
+            ))
+        })?;
+        let gossip = if shard == 0 && clustered {
+            Some(
+                std::net::UdpSocket::bind(listen)
+                    .map_err(|e| invalid(format!("cannot bind gossip (UDP) on {listen}: {e}")))?,
+            )
+        } else {
+            None
+        };
+        out.push((clients, links, gossip));
+    }
+    Ok(Some(out))
+}
+
+fn reuseport_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let domain = if addr.is_ipv6() {
+        Domain::IPV6
+    } else {
+        Domain::IPV4
+    };
+    let sk = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
+    sk.set_reuse_port(true)?;
+    sk.set_reuse_address(true)?;
+    sk.bind(&addr.into())?;
+    sk.listen(1024)?;
+    Ok(sk.into())
+}
+
+/// The seeds' addresses.
+pub(crate) fn resolve_seeds(cluster: &ClusterSection) -> Result<Vec<SocketAddr>, ConfigError> {
+    use std::net::ToSocketAddrs;
+    cluster
+        .seeds
+        .iter()
+        .map(|s| {
+            s.to_socket_addrs()
+                .ok()
+                .and_then(|mut a| a.next())
+                .ok_or_else(|| ConfigError::Invalid {
+                    key: "cluster.seeds",
+                    problem: format!("{s:?} is not a reachable host:port"),
+                })
+        })
+        .collect()
+}
+
+/// One shard's network state.
+pub(crate) struct NetShard {
+    pub shard: u16,
+    pub settings: NetSettings,
+    pub view: Rc<RefCell<ClusterView>>,
+    links: RefCell<Vec<Rc<peer::Link>>>,
+    pub client: Client,
+    pub stopped: Rc<Cell<bool>>,
+}
+
+struct ViewRoutes(Rc<RefCell<ClusterView>>);
+
+impl RemoteRoutes for ViewRoutes {
+    fn route(&mut self, to: &quire_shards::AgentId) -> RemoteRoute {
+        self.0.borrow_mut().route(to)
+    }
+}
+
+impl NetShard {
+    /// The network state of shard `shard`.
+    pub fn new(shard: u16, settings: NetSettings, client: Client) -> Rc<Self> {
+        Rc::new(Self {
+            shard,
+            view: Rc::new(RefCell::new(ClusterView::new(&settings.node_name))),
+            settings,
+            links: RefCell::new(Vec::new()),
+            client,
+            stopped: Rc::new(Cell::new(false)),
+        })
+    }
+
+    /// What the shard core consults for placement, when clustered.
+    pub fn routes(&self) -> Option<Box<dyn RemoteRoutes>> {
+        self.settings
+            .clustered()
+            .then(|| Box::new(ViewRoutes(self.view.clone())) as Box<dyn RemoteRoutes>)
+    }
+
+    /// Starts the links the core asked for and wakes every link with
+    /// envelopes waiting. Called by the dispatcher after each turn; returns
+    /// how many links it woke.
+    pub fn flush_links(self: &Rc<Self>, shared: &Rc<Shared>) -> usize {
+        let new = self.view.borrow_mut().take_new_links();
+        for index in new {
+            let link = Rc::new(peer::Link::new(index));
+            {
+                let mut links = self.links.borrow_mut();
+                if links.len() <= index {
+                    links.resize_with(index + 1, || Rc::new(peer::Link::new(usize::MAX)));
+                }
+                links[index] = link.clone();
+            }
+            glommio::spawn_local(peer::run_link(shared.clone(), self.clone(), link)).detach();
+        }
+        let links = self.links.borrow();
+        let mut woke = 0;
+        let with_mail: Vec<usize> = shared.core.borrow().links_with_mail().collect();
+        for i in with_mail {
+            if let Some(link) = links.get(i) {
+                link.wake();
+                woke += 1;
+            }
+        }
+        if woke > 0 {
+            shared.io_pending.set(true);
+        }
+        woke
+    }
+
+    /// Takes a new member list (from the membership on shard 0): links to
+    /// nodes now down fail what waits on them with `NodeDown`.
+    pub fn apply_members(&self, shared: &Shared, members: Vec<MemberInfo>) {
+        let down = self.view.borrow_mut().apply(members);
+        for index in down {
+            let link = self.links.borrow().get(index).cloned();
+            if let Some(link) = link {
+                link.fail_all(shared, quire_shards::Rejection::NodeDown);
+                link.wake();
+            }
+        }
+        shared.work.notify();
+    }
+
+    /// Stops accepting and linking; open connections end with the shard.
+    pub fn stop(&self) {
+        self.stopped.set(true);
+        for link in self.links.borrow().iter() {
+            link.wake();
+        }
+    }
+}
+
+/// Starts the shard's listeners (and membership on shard 0).
+pub(crate) fn start(shared: &Rc<Shared>, net: &Rc<NetShard>, wiring: NetWiring) {
+    // SAFETY: the descriptors come from listeners bound for this shard and
+    // are owned by the glommio sockets from here on.
+    let clients = unsafe { glommio::net::TcpListener::from_raw_fd(wiring.clients.into_raw_fd()) };
+    let links = unsafe { glommio::net::TcpListener::from_raw_fd(wiring.links.into_raw_fd()) };
+    glommio::spawn_local(client_conn::accept_clients(
+        shared.clone(),
+        net.clone(),
+        clients,
+    ))
+    .detach();
+    glommio::spawn_local(peer::accept_links(shared.clone(), net.clone(), links)).detach();
+    if let (Some(udp), Some(secret)) = (wiring.gossip, net.settings.cluster.secret.clone()) {
+        let socket = unsafe { glommio::net::UdpSocket::from_raw_fd(udp.into_raw_fd()) };
+        let me = NodeIdentity::new(
+            &net.settings.node_name,
+            net.settings.listen,
+            net.settings.shards,
+        );
+        let membership = Membership::new(
+            me,
+            &net.settings.cluster,
+            net.settings.seeds.clone(),
+            &secret,
+            net.stopped.clone(),
+        );
+        let (shared, net2) = (shared.clone(), net.clone());
+        glommio::spawn_local(async move {
+            let net = net2;
+            membership
+                .run(socket, |members| {
+                    for shard in 0..usize::from(net.settings.shards) {
+                        if shard == usize::from(net.shard) {
+                            net.apply_members(&shared, members.clone());
+                        } else if !net.client.try_command(
+                            shard,
+                            Command::Members {
+                                members: members.clone(),
+                            },
+                        ) {
+                            tracing::warn!(shard, "membership change not delivered: queue full");
+                        }
+                    }
+                })
+                .await;
+        })
+        .detach();
+    }
+}
