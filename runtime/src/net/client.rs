@@ -62,6 +62,7 @@ impl ClientError {
 }
 
 /// A connection to one node.
+#[derive(Debug)]
 pub struct RemoteClient {
     stream: TcpStream,
     addr: String,

@@ -289,3 +289,29 @@ pub(crate) fn start(shared: &Rc<Shared>, net: &Rc<NetShard>, wiring: NetWiring) 
         .detach();
     }
 }
+
+/// A port `p` such that TCP `p..=p + links` and UDP `p` on 127.0.0.1 were
+/// free a moment ago: what a test or a benchmark gives `network.listen`
+/// for a node of `links` shards.
+///
+/// ```
+/// let port = quire_runtime::net::free_port_block(2);
+/// assert!(std::net::TcpListener::bind(("127.0.0.1", port)).is_ok());
+/// ```
+pub fn free_port_block(links: u16) -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    // Spread processes apart, then walk: tests in one process never reuse
+    // a block.
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let start = 20_000 + (std::process::id() % 2_000) as u16 * 16;
+    loop {
+        let offset = NEXT.fetch_add(links + 2, Ordering::Relaxed);
+        let port = 20_000 + (start - 20_000 + offset) % 40_000;
+        let all_free = (0..=links)
+            .all(|i| std::net::TcpListener::bind(("127.0.0.1", port + i)).is_ok())
+            && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok();
+        if all_free {
+            return port;
+        }
+    }
+}
