@@ -126,12 +126,8 @@ fn three_nodes_route_detect_a_death_and_take_the_node_back() {
             owner.insert(row.name, i);
         }
     }
-    for i in 0..3 {
-        assert!(
-            owner.values().any(|&o| o == i),
-            "no agent placed on {}",
-            names[i]
-        );
+    for (i, name) in names.iter().enumerate() {
+        assert!(owner.values().any(|&o| o == i), "no agent placed on {name}");
     }
     for name in &agents {
         let reply = via_a
