@@ -5,8 +5,10 @@
 //! Run them with `cargo run --release -p quire-bench -- routing`.
 
 pub mod crash;
+pub mod net_suite;
 pub mod peer_sqlite;
 pub mod peer_tokio;
+pub mod peer_tokio_net;
 pub mod report;
 pub mod routing;
 pub mod routing_suite;

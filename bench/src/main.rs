@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use quire_bench::crash::{self, CrashOptions, WorkerOptions};
+use quire_bench::net_suite::{self, NetOptions};
 use quire_bench::routing_suite::{self, RoutingOptions};
 use quire_bench::storage_suite::{self, StorageOptions};
 use quire_bench::wasm_suite::{self, WasmBenchOptions};
@@ -33,6 +34,9 @@ enum Command {
     /// WebAssembly agents next to native ones: echo overhead, throughput per
     /// shard, activation, memory per agent, a looping neighbour.
     Wasm(WasmBenchOptions),
+    /// Node-to-node request/reply and one-way throughput over loopback next
+    /// to a tokio design, and membership convergence of a 10-member cluster.
+    Net(NetOptions),
     /// Kill a durable node with SIGKILL at random moments under load,
     /// restart it, and check that nothing acknowledged was lost or handled
     /// twice.
@@ -49,6 +53,7 @@ fn main() -> ExitCode {
         Command::Crash(opts) => crash::run(opts).map(|_| ()),
         Command::Storage(opts) => storage_suite::run(opts).map(|_| ()),
         Command::Wasm(opts) => wasm_suite::run(opts).map(|_| ()),
+        Command::Net(opts) => net_suite::run(opts).map(|_| ()),
         Command::CrashWorker(opts) => crash::worker(opts),
     };
     match result {

@@ -37,6 +37,25 @@ pub struct Driver {
 }
 
 impl Driver {
+    /// Calls `target` `warmup + samples` times once started by any message;
+    /// sends the histogram of the last `samples` round trips to `report`.
+    pub fn new(
+        target: AgentId,
+        warmup: u64,
+        samples: u64,
+        report: mpsc::Sender<Histogram<u64>>,
+    ) -> Self {
+        Self {
+            target,
+            warmup,
+            samples,
+            done_calls: 0,
+            started: Instant::now(),
+            latency: new_latency_histogram(),
+            report,
+        }
+    }
+
     fn call_next(&mut self, ctx: &mut Context<'_>) {
         self.started = Instant::now();
         if ctx
@@ -191,7 +210,8 @@ pub struct Producer {
 }
 
 impl Producer {
-    fn new(targets: Vec<AgentId>, per_target: u64, burst: usize) -> Self {
+    /// Sends `per_target` messages to each of `targets`, `burst` per turn.
+    pub fn new(targets: Vec<AgentId>, per_target: u64, burst: usize) -> Self {
         let n = targets.len();
         Self {
             targets,
@@ -285,6 +305,17 @@ pub struct Consumer {
     received: u64,
     expected: u64,
     report: mpsc::Sender<Instant>,
+}
+
+impl Consumer {
+    /// Reports the instant it has taken `expected` messages.
+    pub fn new(expected: u64, report: mpsc::Sender<Instant>) -> Self {
+        Self {
+            received: 0,
+            expected,
+            report,
+        }
+    }
 }
 
 impl Agent for Consumer {

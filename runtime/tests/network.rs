@@ -51,6 +51,7 @@ fn frames_until_closed(stream: &mut TcpStream) -> Vec<Frame> {
         match stream.read(&mut chunk) {
             Ok(0) => break,
             Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => panic!("the node did not close the connection: {e}"),
         }
     }
@@ -352,4 +353,149 @@ fn bad_input_closes_only_the_offending_connection() {
     );
     assert!(c.ping().is_ok());
     drop(node);
+}
+
+/// What the probe agent saw.
+#[derive(Debug, PartialEq)]
+enum Seen {
+    Reply(Vec<u8>),
+    CallFailed(quire_shards::CallError),
+    Bounced(quire_shards::Rejection),
+}
+
+/// On each message `[kind, target...]`: kind 1 calls the target, kind 2
+/// sends to it; reports what comes back.
+struct Probe(std::sync::mpsc::Sender<Seen>);
+
+impl quire_shards::Agent for Probe {
+    fn handle(&mut self, ctx: &mut quire_shards::Context<'_>, msg: quire_shards::Envelope) {
+        let target = std::str::from_utf8(&msg.payload[1..]).unwrap().to_string();
+        // A refusal at once (e.g. NodeDown) is reported like a late one.
+        let refused = if msg.payload[0] == 1 {
+            ctx.call(
+                quire_shards::AgentId::from(target.as_str()),
+                bytes::Bytes::from_static(b"across"),
+                Duration::from_secs(5),
+            )
+            .err()
+            .map(|r| Seen::CallFailed(quire_shards::CallError::Rejected(r)))
+        } else {
+            ctx.send(
+                quire_shards::AgentId::from(target.as_str()),
+                bytes::Bytes::from_static(b"one-way"),
+            )
+            .err()
+            .map(Seen::Bounced)
+        };
+        if let Some(seen) = refused {
+            let _ = self.0.send(seen);
+        }
+    }
+
+    fn on_reply(
+        &mut self,
+        _ctx: &mut quire_shards::Context<'_>,
+        _call: quire_shards::MessageId,
+        reply: Result<quire_shards::Envelope, quire_shards::CallError>,
+    ) {
+        let _ = self.0.send(match reply {
+            Ok(env) => Seen::Reply(env.payload.to_vec()),
+            Err(e) => Seen::CallFailed(e),
+        });
+    }
+
+    fn on_undelivered(
+        &mut self,
+        _ctx: &mut quire_shards::Context<'_>,
+        _msg: quire_shards::Envelope,
+        reason: quire_shards::Rejection,
+    ) {
+        let _ = self.0.send(Seen::Bounced(reason));
+    }
+}
+
+struct NativeEcho;
+
+impl quire_shards::Agent for NativeEcho {
+    fn handle(&mut self, ctx: &mut quire_shards::Context<'_>, msg: quire_shards::Envelope) {
+        let _ = ctx.reply(msg.payload);
+    }
+}
+
+#[test]
+fn agents_call_and_send_across_nodes_and_see_node_down() {
+    use quire_runtime::cluster::rendezvous::owner;
+    use quire_shards::{fnv1a64, CallError, Rejection};
+    let node = |name: &str, port: u16, seed: Option<u16>| {
+        let mut config = NodeConfig::default();
+        config.node.shards = Some(1);
+        config.network.listen = Some(format!("127.0.0.1:{port}"));
+        config.cluster.node_name = Some(name.into());
+        config.cluster.secret = Some("s".into());
+        config.cluster.seeds = seed
+            .map(|p| vec![format!("127.0.0.1:{p}")])
+            .unwrap_or_default();
+        config.cluster.probe_period_ms = 200;
+        config.cluster.probe_rtt_ms = 80;
+        config.cluster.suspect_to_down_ms = 600;
+        Node::builder().config(config).start().unwrap()
+    };
+    let (pa, pb) = (free_port_block(1), free_port_block(1));
+    let a = node("x-a", pa, None);
+    let b = node("x-b", pb, Some(pa));
+    let members = [(fnv1a64(b"x-a"), "x-a"), (fnv1a64(b"x-b"), "x-b")];
+    let on = |node: usize, prefix: &str| {
+        (0..)
+            .map(|i| format!("{prefix}-{i}"))
+            .find(|n| owner(n, &members) == Some(node))
+            .unwrap()
+    };
+    let mut c = RemoteClient::connect(format!("127.0.0.1:{pa}").as_str(), None).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c.cluster().unwrap().len() < 2 {
+        assert!(Instant::now() < deadline, "the nodes never met");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (probe, echo, missing) = (on(0, "probe"), on(1, "echo"), on(1, "missing"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    a.client()
+        .register_blocking(probe.as_str(), move || Probe(tx))
+        .unwrap();
+    b.client()
+        .register_blocking(echo.as_str(), || NativeEcho)
+        .unwrap();
+    let poke = |kind: u8, target: &str| {
+        let mut msg = vec![kind];
+        msg.extend_from_slice(target.as_bytes());
+        a.client()
+            .send_blocking(probe.as_str(), bytes::Bytes::from(msg))
+            .unwrap();
+        rx.recv_timeout(Duration::from_secs(5)).unwrap()
+    };
+    // An agent's call crosses to node B and its reply comes back.
+    assert_eq!(poke(1, &echo), Seen::Reply(b"across".to_vec()));
+    // A send to nobody on B bounces back across to its sender.
+    assert_eq!(poke(2, &missing), Seen::Bounced(Rejection::NoSuchAgent));
+    assert_eq!(
+        poke(1, &missing),
+        Seen::CallFailed(CallError::Rejected(Rejection::NoSuchAgent))
+    );
+    // B leaves: A marks it down and the agent's calls fail with NodeDown.
+    drop(b);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !c
+        .cluster()
+        .unwrap()
+        .iter()
+        .any(|m| m.name == "x-b" && m.state == "down")
+    {
+        assert!(Instant::now() < deadline, "x-b never declared down");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        poke(1, &echo),
+        Seen::CallFailed(CallError::Rejected(Rejection::NodeDown))
+    );
+    assert_eq!(poke(2, &echo), Seen::Bounced(Rejection::NodeDown));
+    drop(a);
 }

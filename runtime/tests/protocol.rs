@@ -284,3 +284,23 @@ proptest! {
         prop_assert_eq!(back, frame);
     }
 }
+
+#[test]
+fn the_example_in_docs_protocol_md_is_exact() {
+    let mut buf = Vec::new();
+    encode(
+        &Frame::Call {
+            req: 1,
+            to: "echo".into(),
+            payload: Bytes::from_static(b"\xa2hi"),
+            priority: Priority::Normal,
+            timeout_ms: 1000,
+        },
+        &mut buf,
+    );
+    let expected: &[u8] = &[
+        0x00, 0x00, 0x00, 0x11, 0x96, 0x04, 0x01, 0xa4, b'e', b'c', b'h', b'o', 0xc4, 0x03, 0xa2,
+        b'h', b'i', 0x02, 0xcd, 0x03, 0xe8,
+    ];
+    assert_eq!(buf, expected);
+}

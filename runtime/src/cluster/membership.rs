@@ -142,6 +142,7 @@ pub struct Membership {
     seeds: Vec<SocketAddr>,
     tag: PacketTag,
     stopped: Rc<Cell<bool>>,
+    leave_on_stop: bool,
 }
 
 /// Snapshot of the members, this node excluded.
@@ -163,7 +164,15 @@ impl Membership {
             seeds,
             tag: PacketTag::new(secret),
             stopped,
+            leave_on_stop: true,
         }
+    }
+
+    /// On stop, go silent instead of telling the cluster: what a crash
+    /// looks like to the others (benchmarks of failure detection use it).
+    pub fn without_leave(mut self) -> Self {
+        self.leave_on_stop = false;
+        self
     }
 
     /// Gossips until stopped; calls `changed` with the new member list
@@ -252,6 +261,9 @@ impl Membership {
             }
             if membership_changed {
                 changed(members_of(&foca));
+            }
+            if self.stopped.get() && !self.leave_on_stop {
+                break;
             }
             if self.stopped.get() {
                 let _ = foca.leave_cluster(&mut rt);

@@ -187,7 +187,10 @@ async fn serve_link(
                         tracing::warn!("link closed: peer sent {}", frame_name(&other));
                         break;
                     }
-                    Err(_) => break,
+                    Err(e) => {
+                        tracing::debug!("link read ended: {e:?}");
+                        break;
+                    }
                 }
             }
             shared.work.notify();
@@ -222,7 +225,8 @@ async fn serve_link(
                 protocol::encode_envelope(env, now, &mut buf);
             }
         }
-        if writer.write_all(&buf).await.is_err() {
+        if let Err(e) = writer.write_all(&buf).await {
+            tracing::debug!("link write failed: {e}");
             // Calls among them are failed with the link; one-way messages
             // may or may not have arrived: they bounce as not delivered.
             let sends: Vec<Envelope> = batch.into_iter().filter(|e| e.kind == Kind::Send).collect();
@@ -323,10 +327,12 @@ async fn read_inbound(
         let frame = match frames.next().await {
             Ok(f) => f,
             Err(ReadEnd::Refused(code, message)) => {
+                tracing::debug!("inbound link refused: {message}");
                 out.close_with(Some(&closing_error(code, message)));
                 return;
             }
-            Err(_) => {
+            Err(e) => {
+                tracing::debug!("inbound link ended: {e:?}");
                 out.close_with(None);
                 return;
             }
@@ -359,6 +365,7 @@ async fn read_inbound(
 /// An envelope from another node: a call is admitted like a client's call
 /// and answered on this connection; anything else is routed here.
 fn admit_inbound(shared: &Rc<Shared>, out: &Rc<Outgoing>, env: Envelope, timeout: Duration) {
+    tracing::trace!(kind = ?env.kind, from = ?env.from, to = ?env.to, "envelope from a link");
     let mut core = shared.core.borrow_mut();
     if env.kind != Kind::Call {
         core.admit_from_link(env);
