@@ -282,6 +282,9 @@ fn link_one_way(pair: &Pair, tag: &str, messages: u64) -> Result<u64, String> {
     Ok((messages as f64 / finished.duration_since(started).as_secs_f64()) as u64)
 }
 
+/// What one member last reported: (name, state) of the others.
+type View = Vec<(String, MemberState)>;
+
 /// Join and death agreement of `n` members on one reactor.
 fn convergence_run(n: usize, cfg: &ClusterSection) -> Result<(u64, u64), String> {
     let cfg = cfg.clone();
@@ -294,8 +297,7 @@ fn convergence_run(n: usize, cfg: &ClusterSection) -> Result<(u64, u64), String>
                 .map(|p| SocketAddr::from(([127, 0, 0, 1], *p)))
                 .collect();
             // views[i] = what member i last reported: (name, state).
-            let views: Rc<RefCell<Vec<Vec<(String, MemberState)>>>> =
-                Rc::new(RefCell::new(vec![Vec::new(); n]));
+            let views: Rc<RefCell<Vec<View>>> = Rc::new(RefCell::new(vec![Vec::new(); n]));
             let mut stops = Vec::new();
             let started = Instant::now();
             for (i, addr) in addrs.iter().enumerate() {
@@ -316,7 +318,7 @@ fn convergence_run(n: usize, cfg: &ClusterSection) -> Result<(u64, u64), String>
                 })
                 .detach();
             }
-            let all_alive = |views: &Vec<Vec<(String, MemberState)>>, upto: usize| {
+            let all_alive = |views: &[View], upto: usize| {
                 views[..upto]
                     .iter()
                     .all(|v| v.iter().filter(|(_, s)| *s != MemberState::Down).count() >= upto - 1)
