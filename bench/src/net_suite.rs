@@ -56,6 +56,10 @@ pub struct NetOptions {
     /// Members of the convergence figure.
     #[arg(long, default_value_t = 10)]
     pub members: usize,
+    /// Reactors poll this long before they sleep (µs; the low-latency
+    /// setting; 0 parks at once).
+    #[arg(long, default_value_t = 200)]
+    pub spin_us: u64,
     /// Write coalescing delay of the nodes (µs; 0: end of reactor turn).
     #[arg(long, default_value_t = 0)]
     pub coalesce_us: u64,
@@ -156,6 +160,10 @@ fn start_pair(opts: &NetOptions) -> Result<Pair, String> {
         let mut config = NodeConfig::default();
         config.node.shards = Some(1);
         config.node.cpuset = Some(cpu.to_string());
+        config.node.spin_before_park_us = opts.spin_us;
+        // As in the routing benchmark: the producer's credit window, not
+        // the mailbox bound, limits what is in flight.
+        config.queues.mailbox_capacity = 65_536;
         config.network.listen = Some(format!("127.0.0.1:{port}"));
         config.network.coalesce_delay_us = opts.coalesce_us;
         config.cluster = ClusterSection {

@@ -452,9 +452,20 @@ fn shard_thread(
     ready: mpsc::Sender<(usize, Ready)>,
     go: mpsc::Receiver<bool>,
 ) -> ShardStats {
-    // The dispatcher spins on its own (cheaper than glommio's reactor spin,
-    // see shard_runtime); glommio itself parks at once.
-    let builder = LocalExecutorBuilder::new(glommio::Placement::Fixed(cpu))
+    // Without sockets the dispatcher spins on its own (cheaper than
+    // glommio's reactor spin, see shard_runtime) and glommio parks at once.
+    // With sockets the spin must also see socket completions, which only
+    // glommio's reactor polls: glommio spins then, the dispatcher does not.
+    let reactor_spin = if wiring.net.is_some() {
+        wiring.spin.take()
+    } else {
+        None
+    };
+    let mut builder = LocalExecutorBuilder::new(glommio::Placement::Fixed(cpu));
+    if let Some(spin) = reactor_spin {
+        builder = builder.spin_before_park(spin);
+    }
+    let builder = builder
         .name(name)
         // A busy dispatcher yields to glommio (client commands, I/O, timers)
         // at least this often.

@@ -202,6 +202,9 @@ impl Inbound {
 
 pub(crate) struct Shared {
     pub(crate) core: RefCell<ShardCore>,
+    /// Messages queued here above which socket readers stop and let the
+    /// dispatcher catch up (see `queues.intake_limit`).
+    pub(crate) intake_limit: usize,
     pub(crate) work: Signal,
     /// Set when a connection's writer or a link was woken: the dispatcher
     /// then yields, so that they write before it spins or runs on.
@@ -220,6 +223,17 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Lets the dispatcher run while this shard holds `intake_limit` or more
+    /// queued messages: a socket reader calls it after admitting, so that a
+    /// fast sender fills its own outbox (and gets `QueueFull` there) rather
+    /// than overflowing mailboxes here.
+    pub(crate) async fn make_room(&self) {
+        while self.core.borrow().queued() >= self.intake_limit && !self.stopped.get() {
+            self.work.notify();
+            future::yield_now().await;
+        }
+    }
+
     /// Wakes the committer when the core journaled something.
     #[inline]
     fn note_writes(&self) {
@@ -384,6 +398,7 @@ pub(crate) async fn run_shard(
 
     let shared = Rc::new(Shared {
         core: RefCell::new(core),
+        intake_limit: wiring.intake_limit,
         work: Signal::default(),
         io_pending: Rc::new(Cell::new(false)),
         net: net.clone(),

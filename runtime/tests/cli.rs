@@ -46,8 +46,9 @@ fn bad_cpuset_exits_non_zero_with_a_clear_message() {
 
 #[test]
 fn node_runs_the_demo_and_shuts_down_cleanly() {
+    let listen = format!("127.0.0.1:{}", quire_runtime::net::free_port_block(2));
     let out = quire()
-        .args(["node", "--duration", "1.5"])
+        .args(["node", "--duration", "1.5", "--listen", &listen])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -156,4 +157,88 @@ fn storage_reshard_and_check_move_agents_to_their_new_owners() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("shard-2.redb"));
+}
+
+/// Runs `quire ARGS` against the node at `addr`; (success, stdout, stderr).
+fn client_cmd(addr: &str, args: &[&str]) -> (bool, String, String) {
+    let out = quire()
+        .args(args)
+        .args(["--node", addr, "--token", "cli-token"])
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn client_commands_against_a_running_node() {
+    let port = quire_runtime::net::free_port_block(2);
+    let addr = format!("127.0.0.1:{port}");
+    let mut node = quire()
+        .args([
+            "node",
+            "--no-demo",
+            "--admin-token",
+            "cli-token",
+            "--listen",
+            &addr,
+        ])
+        .args(["--duration", "60"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !client_cmd(&addr, &["cluster"]).0 {
+        assert!(std::time::Instant::now() < deadline, "node never answered");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = dir.path().join("echo.wasm");
+    std::fs::write(&wasm, quire_shards::testing::wat_echo()).unwrap();
+    let wasm = wasm.to_str().unwrap();
+
+    let (ok, out, err) = client_cmd(&addr, &["deploy", wasm, "--name", "echo"]);
+    assert!(ok && out.starts_with("deployed echo ("), "{out}{err}");
+    // JSON goes out as MessagePack and comes back as JSON.
+    let (ok, out, err) = client_cmd(&addr, &["call", "echo", r#"{"n":[1,2]}"#]);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), r#"{"n":[1,2]}"#);
+    let (ok, out, _) = client_cmd(&addr, &["send", "echo", "hello"]);
+    assert!(ok && out.starts_with("sent "), "{out}");
+    let (ok, out, _) = client_cmd(&addr, &["agents"]);
+    assert!(
+        ok && out.contains("echo") && out.contains("1 agent(s)"),
+        "{out}"
+    );
+    let (ok, out, _) = client_cmd(&addr, &["stats"]);
+    assert!(ok && out.contains("handled="), "{out}");
+    let (ok, out, _) = client_cmd(&addr, &["cluster"]);
+    assert!(ok && out.contains("alive"), "{out}");
+
+    // Errors: plain words, non-zero exit.
+    let (ok, _, err) = client_cmd(&addr, &["call", "nobody", "x"]);
+    assert!(!ok && err.contains("no such agent"), "{err}");
+    let (ok, _, err) = client_cmd(&addr, &["deploy", "/nonexistent.wasm", "--name", "x"]);
+    assert!(
+        !ok && err.contains("cannot read /nonexistent.wasm"),
+        "{err}"
+    );
+    let out = quire()
+        .args(["deploy", wasm, "--name", "x", "--node", &addr])
+        .env_remove("QUIRE_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("admin token"));
+    let (ok, _, err) = client_cmd("127.0.0.1:1", &["agents"]);
+    assert!(!ok && err.contains("cannot talk to 127.0.0.1:1"), "{err}");
+    let (ok, out, _) = client_cmd(&addr, &["undeploy", "echo"]);
+    assert!(ok && out.contains("undeployed echo"), "{out}");
+
+    let _ = node.kill();
+    let _ = node.wait();
 }

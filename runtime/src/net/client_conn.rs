@@ -162,6 +162,7 @@ async fn serve_client(shared: Rc<Shared>, net: Rc<NetShard>, stream: TcpStream) 
         if frames.drained() {
             shared.work.notify();
         }
+        shared.make_room().await;
         if out.is_closed() {
             break;
         }

@@ -181,6 +181,7 @@ async fn serve_link(
                         if frames.drained() {
                             shared.work.notify();
                         }
+                        shared.make_room().await;
                     }
                     Ok(Frame::Pong { .. }) => {}
                     Ok(other) => {
@@ -356,6 +357,7 @@ async fn read_inbound(
         if frames.drained() {
             shared.work.notify();
         }
+        shared.make_room().await;
         if out.is_closed() {
             return;
         }
