@@ -158,14 +158,8 @@ pub fn request_reply_with(
     let (tx, rx) = mpsc::channel();
     let target = echo.clone();
     client
-        .register_blocking(driver.clone(), move || Driver {
-            target,
-            warmup,
-            samples,
-            done_calls: 0,
-            started: Instant::now(),
-            latency: new_latency_histogram(),
-            report: tx,
+        .register_blocking(driver.clone(), move || {
+            Driver::new(target, warmup, samples, tx)
         })
         .map_err(|e| e.to_string())?;
     client

@@ -11,12 +11,11 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use glommio::net::{TcpListener, TcpStream};
 use quire_shards::{AgentId, AgentState, CallError, Envelope, SendOptions, ShardStats};
 
-use super::io::{closing_error, split, FrameReader, Outgoing, ReadEnd};
+use super::io::{closing_error, Outgoing, ReadEnd};
 use super::peer::frame_name;
-use super::NetShard;
+use super::{Accepted, NetShard};
 use crate::cluster::MemberState;
 use crate::protocol::{AgentRow, ErrorCode, Frame, MemberRow, Role, StatsRow, VERSION};
 use crate::shard_runtime::Shared;
@@ -25,36 +24,13 @@ use crate::wasm_agents::WasmOptions;
 /// A call with no timeout of its own gets this one.
 const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Accepts clients on the port every shard shares.
-pub(crate) async fn accept_clients(shared: Rc<Shared>, net: Rc<NetShard>, listener: TcpListener) {
-    while !net.stopped.get() {
-        match listener.accept().await {
-            Ok(stream) => {
-                glommio::spawn_local(serve_client(shared.clone(), net.clone(), stream)).detach();
-            }
-            Err(e) => {
-                tracing::warn!("client accept failed: {e}");
-                glommio::timer::sleep(Duration::from_millis(10)).await;
-            }
-        }
-    }
-}
-
-async fn serve_client(shared: Rc<Shared>, net: Rc<NetShard>, stream: TcpStream) {
-    let _ = stream.set_nodelay(true);
-    let Ok((reader, writer)) = split(stream) else {
-        return;
-    };
-    let out = Outgoing::new(
-        net.settings.network.max_unsent_bytes,
-        shared.io_pending.clone(),
-    );
-    let writer = glommio::spawn_local(out.clone().write_loop(writer, net.settings.coalesce()));
-    let mut frames = FrameReader::new(
-        reader,
-        net.settings.network.max_frame_bytes,
-        net.settings.frame_timeout(),
-    );
+/// Serves one client connection: the handshake, then its frames.
+pub(crate) async fn serve_client(shared: Rc<Shared>, net: Rc<NetShard>, conn: Accepted) {
+    let Accepted {
+        mut frames,
+        out,
+        writer,
+    } = conn;
     let admin = match frames.next().await {
         Ok(Frame::Hello {
             version,

@@ -239,19 +239,80 @@ impl NetShard {
     }
 }
 
+/// A connection just accepted: its frames, its outgoing buffer and the
+/// task writing that buffer.
+pub(crate) struct Accepted {
+    pub frames: io::FrameReader,
+    pub out: Rc<io::Outgoing>,
+    pub writer: glommio::Task<()>,
+}
+
+/// Accepts on `listener` until the shard stops, serving each connection
+/// with `serve` in a task of its own.
+async fn accept_loop<F, Fut>(
+    shared: Rc<Shared>,
+    net: Rc<NetShard>,
+    listener: glommio::net::TcpListener,
+    what: &'static str,
+    serve: F,
+) where
+    F: Fn(Rc<Shared>, Rc<NetShard>, Accepted) -> Fut,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
+    while !net.stopped.get() {
+        let stream = match listener.accept().await {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::warn!("{what} accept failed: {e}");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let Ok((reader, writer)) = io::split(stream) else {
+            continue;
+        };
+        let out = io::Outgoing::new(
+            net.settings.network.max_unsent_bytes,
+            shared.io_pending.clone(),
+        );
+        let writer = glommio::spawn_local(out.clone().write_loop(writer, net.settings.coalesce()));
+        let frames = io::FrameReader::new(
+            reader,
+            net.settings.network.max_frame_bytes,
+            net.settings.frame_timeout(),
+        );
+        let accepted = Accepted {
+            frames,
+            out,
+            writer,
+        };
+        glommio::spawn_local(serve(shared.clone(), net.clone(), accepted)).detach();
+    }
+}
+
 /// Starts the shard's listeners (and membership on shard 0).
 pub(crate) fn start(shared: &Rc<Shared>, net: &Rc<NetShard>, wiring: NetWiring) {
     // SAFETY: the descriptors come from listeners bound for this shard and
     // are owned by the glommio sockets from here on.
     let clients = unsafe { glommio::net::TcpListener::from_raw_fd(wiring.clients.into_raw_fd()) };
     let links = unsafe { glommio::net::TcpListener::from_raw_fd(wiring.links.into_raw_fd()) };
-    glommio::spawn_local(client_conn::accept_clients(
+    glommio::spawn_local(accept_loop(
         shared.clone(),
         net.clone(),
         clients,
+        "client",
+        client_conn::serve_client,
     ))
     .detach();
-    glommio::spawn_local(peer::accept_links(shared.clone(), net.clone(), links)).detach();
+    glommio::spawn_local(accept_loop(
+        shared.clone(),
+        net.clone(),
+        links,
+        "link",
+        peer::serve_inbound,
+    ))
+    .detach();
     if let (Some(udp), Some(secret)) = (wiring.gossip, net.settings.cluster.secret.clone()) {
         let socket = unsafe { glommio::net::UdpSocket::from_raw_fd(udp.into_raw_fd()) };
         let me = NodeIdentity::new(

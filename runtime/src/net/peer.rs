@@ -14,11 +14,11 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use futures_lite::{future, AsyncWriteExt};
-use glommio::net::{TcpListener, TcpStream};
+use glommio::net::TcpStream;
 use quire_shards::{Address, CallError, Envelope, Kind, MessageId, Rejection, SendOptions};
 
 use super::io::{closing_error, split, FrameReader, Outgoing, ReadEnd};
-use super::NetShard;
+use super::{Accepted, NetShard};
 use crate::protocol::{self, ErrorCode, Frame, Role, VERSION};
 use crate::shard_runtime::Shared;
 use crate::signal::Signal;
@@ -243,36 +243,13 @@ async fn serve_link(
     reader.await;
 }
 
-/// Accepts other nodes' links on this shard's link port.
-pub(crate) async fn accept_links(shared: Rc<Shared>, net: Rc<NetShard>, listener: TcpListener) {
-    while !net.stopped.get() {
-        match listener.accept().await {
-            Ok(stream) => {
-                glommio::spawn_local(serve_inbound(shared.clone(), net.clone(), stream)).detach();
-            }
-            Err(e) => {
-                tracing::warn!("link accept failed: {e}");
-                glommio::timer::sleep(Duration::from_millis(10)).await;
-            }
-        }
-    }
-}
-
-async fn serve_inbound(shared: Rc<Shared>, net: Rc<NetShard>, stream: TcpStream) {
-    let _ = stream.set_nodelay(true);
-    let Ok((reader, writer)) = split(stream) else {
-        return;
-    };
-    let out = Outgoing::new(
-        net.settings.network.max_unsent_bytes,
-        shared.io_pending.clone(),
-    );
-    let writer = glommio::spawn_local(out.clone().write_loop(writer, net.settings.coalesce()));
-    let mut frames = FrameReader::new(
-        reader,
-        net.settings.network.max_frame_bytes,
-        net.settings.frame_timeout(),
-    );
+/// Serves a link another node's shard opened to this one.
+pub(crate) async fn serve_inbound(shared: Rc<Shared>, net: Rc<NetShard>, conn: Accepted) {
+    let Accepted {
+        mut frames,
+        out,
+        writer,
+    } = conn;
     match frames.next().await {
         Ok(Frame::Hello {
             version,
