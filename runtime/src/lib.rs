@@ -29,6 +29,7 @@ pub mod cluster;
 pub mod config;
 pub mod cpuset;
 pub mod demo;
+pub mod doctor;
 pub mod net;
 mod node;
 pub mod placement;

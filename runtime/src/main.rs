@@ -158,6 +158,18 @@ enum Command {
         #[command(flatten)]
         placement: PlacementArgs,
     },
+    /// Check this host: io_uring, limits, vm.max_map_count, CPU governor,
+    /// transparent huge pages, NUMA layout against the planned shards.
+    Doctor {
+        #[command(flatten)]
+        placement: PlacementArgs,
+        /// Read proc/ and sys/ under this directory (tests fake a host).
+        #[arg(long, hide = true)]
+        root: Option<PathBuf>,
+        /// With --root: the soft RLIMIT_MEMLOCK (bytes) and RLIMIT_NOFILE to judge.
+        #[arg(long, hide = true, num_args = 2, value_names = ["MEMLOCK", "NOFILE"])]
+        limits: Vec<u64>,
+    },
     /// Configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -356,6 +368,45 @@ fn run_node(
     Ok(())
 }
 
+fn doctor(
+    args: &PlacementArgs,
+    root: Option<&std::path::Path>,
+    limits: &[u64],
+) -> Result<(), String> {
+    use quire_runtime::doctor::{self, Host, Verdict};
+    let mut cpus = match &args.cpuset {
+        Some(list) => quire_runtime::cpuset::parse_cpu_list(list).map_err(|e| e.to_string())?,
+        None => quire_runtime::placement::inherited_affinity(),
+    };
+    if let Some(n) = args.shards {
+        cpus.truncate(n);
+    }
+    let mut host = Host::current(cpus);
+    if let Some(root) = root {
+        host.root = root.to_path_buf();
+        host.probe_io_uring = false;
+    }
+    if let [memlock, nofile] = limits {
+        host.memlock = *memlock;
+        host.nofile = *nofile;
+    }
+    let checks = doctor::run(&host);
+    for c in &checks {
+        println!("{c}");
+    }
+    match doctor::worst(&checks) {
+        Verdict::Fail => Err("some checks failed: a node will not run as planned".into()),
+        Verdict::Warn => {
+            println!("a node runs here; the warnings cost speed or capacity");
+            Ok(())
+        }
+        Verdict::Ok => {
+            println!("all good");
+            Ok(())
+        }
+    }
+}
+
 /// Connects to `to` and runs `f`; errors in plain words.
 fn remote(
     to: &Target,
@@ -514,6 +565,11 @@ fn main() -> ExitCode {
         Command::Placement { placement } => builder(placement)
             .and_then(|(b, _)| b.plan().map_err(|e| e.to_string()))
             .map(|plan| print!("{plan}")),
+        Command::Doctor {
+            placement,
+            root,
+            limits,
+        } => doctor(placement, root.as_deref(), limits),
         Command::Config(ConfigCommand::Default) => {
             print!("{DEFAULT_CONFIG_TOML}");
             Ok(())
