@@ -210,10 +210,9 @@ enum ConfigCommand {
 }
 
 fn builder(args: &PlacementArgs) -> Result<(NodeBuilder, NodeConfig), String> {
-    let mut config = match &args.config {
-        Some(path) => NodeConfig::from_file(path).map_err(|e| e.to_string())?,
-        None => NodeConfig::default(),
-    };
+    // The file (or the embedded default), then QUIRE_* variables, then flags.
+    let mut config =
+        NodeConfig::load(args.config.as_deref(), std::env::vars()).map_err(|e| e.to_string())?;
     if let Some(n) = args.shards {
         config.node.shards = Some(n);
     }

@@ -242,3 +242,53 @@ fn client_commands_against_a_running_node() {
     let _ = node.kill();
     let _ = node.wait();
 }
+
+#[test]
+fn config_precedence_is_file_then_environment_then_flags() {
+    let cpus = quire_runtime::placement::inherited_affinity();
+    if cpus.len() < 2 {
+        eprintln!("one CPU: precedence is covered by the config unit tests");
+        return;
+    }
+    let (a, b) = (cpus[0].to_string(), cpus[1].to_string());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("q.toml");
+    std::fs::write(&file, format!("[node]\ncpuset = \"{a}\"\n")).unwrap();
+    let cpu_of = |env: Option<&str>, flag: Option<&str>| {
+        let mut cmd = quire();
+        cmd.args(["placement", "--config"]).arg(&file);
+        if let Some(list) = flag {
+            cmd.args(["--cpuset", list]);
+        }
+        match env {
+            Some(list) => cmd.env("QUIRE_NODE_CPUSET", list),
+            None => cmd.env_remove("QUIRE_NODE_CPUSET"),
+        };
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let table = String::from_utf8(out.stdout).unwrap();
+        table
+            .lines()
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(cpu_of(None, None), a, "the file");
+    assert_eq!(cpu_of(Some(&b), None), b, "the environment over the file");
+    assert_eq!(cpu_of(Some(&b), Some(&a)), a, "a flag over both");
+    // A misspelt variable is an error naming it.
+    let out = quire()
+        .args(["placement"])
+        .env("QUIRE_NODE_SHARTS", "2")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("sharts"));
+}
