@@ -9,6 +9,7 @@ pub mod net_suite;
 pub mod peer_sqlite;
 pub mod peer_tokio;
 pub mod peer_tokio_net;
+pub mod profile_suite;
 pub mod report;
 pub mod routing;
 pub mod routing_suite;

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use quire_bench::crash::{self, CrashOptions, WorkerOptions};
 use quire_bench::net_suite::{self, NetOptions};
+use quire_bench::profile_suite::{self, ProfileOptions};
 use quire_bench::routing_suite::{self, RoutingOptions};
 use quire_bench::storage_suite::{self, StorageOptions};
 use quire_bench::wasm_suite::{self, WasmBenchOptions};
@@ -37,6 +38,9 @@ enum Command {
     /// Node-to-node request/reply and one-way throughput over loopback next
     /// to a tokio design, and membership convergence of a 10-member cluster.
     Net(NetOptions),
+    /// The same load under each profile of deploy/profiles/: latency,
+    /// throughput and resident memory side by side.
+    Profiles(ProfileOptions),
     /// Kill a durable node with SIGKILL at random moments under load,
     /// restart it, and check that nothing acknowledged was lost or handled
     /// twice.
@@ -54,6 +58,7 @@ fn main() -> ExitCode {
         Command::Storage(opts) => storage_suite::run(opts).map(|_| ()),
         Command::Wasm(opts) => wasm_suite::run(opts).map(|_| ()),
         Command::Net(opts) => net_suite::run(opts).map(|_| ()),
+        Command::Profiles(opts) => profile_suite::run(opts).map(|_| ()),
         Command::CrashWorker(opts) => crash::worker(opts),
     };
     match result {
