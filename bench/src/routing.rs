@@ -286,7 +286,10 @@ impl Agent for Producer {
         } else if let Some(t) = self.targets.iter().position(|c| c == to) {
             debug_assert!(matches!(reason, Rejection::QueueFull), "{reason:?}");
             self.left[t] += 1;
-            self.in_flight[t] -= 1;
+            // A grant may already have covered this message (grants are
+            // counted per 256 asked, bounced or not): never wrap below 0,
+            // which would stall the producer for good.
+            self.in_flight[t] = self.in_flight[t].saturating_sub(1);
             self.resent += 1;
         }
         self.queue_continue(ctx);

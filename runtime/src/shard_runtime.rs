@@ -635,6 +635,12 @@ async fn timers(shared: Rc<Shared>) {
         if shared.stopped.get() {
             return;
         }
+        // A batch a peer rang for but whose channel wake-up was lost (the
+        // receiver task asleep, the dispatcher parked) is taken now, within
+        // a heartbeat, instead of never.
+        if shared.inbound.iter().any(Inbound::has_batches) {
+            shared.work.notify();
+        }
         let now = Instant::now();
         if shared.core.borrow_mut().fire_timers(now) > 0 {
             shared.work.notify();
