@@ -40,6 +40,7 @@ mod shard_storage;
 mod signal;
 pub mod topology;
 mod wasm_agents;
+mod watchdog;
 
 pub use agent_kinds::AgentKinds;
 pub use client::{Client, DeployError, DurableError, DurableReceipt, PendingDurable};

@@ -258,6 +258,7 @@ impl NodeBuilder {
             None => None,
         };
         let mut sockets = sockets.map(Vec::into_iter);
+        let watchdog = crate::watchdog::Watchdog::new(n);
         let mut threads = Vec::with_capacity(n);
         let mut go_senders = Vec::with_capacity(n);
         let (ready_tx, ready_rx) = mpsc::channel::<(usize, Ready)>();
@@ -299,6 +300,7 @@ impl NodeBuilder {
                 wasm_engine: wasm_engine.clone(),
                 wasm: config.wasm.shard_config(),
                 net,
+                pulse: watchdog.pulse(shard),
             };
             let cpu = placement.shards[shard].cpu.cpu;
             let commit_cpus = commit_cpus.clone();
@@ -351,11 +353,14 @@ impl NodeBuilder {
             return Err(err);
         }
         recovery.sort_by_key(|r| r.shard);
+        let mut watchdog = watchdog;
+        watchdog.start(&threads);
         Ok(Node {
             recovery,
             client,
             placement,
             threads,
+            watchdog,
             grace: Duration::from_millis(config.node.shutdown_grace_ms),
         })
     }
@@ -516,6 +521,7 @@ pub struct Node {
     client: Client,
     placement: Placement,
     threads: Vec<JoinHandle<ShardStats>>,
+    watchdog: crate::watchdog::Watchdog,
     grace: Duration,
 }
 
@@ -616,6 +622,9 @@ impl Node {
         let drained = self.wait_for_quiescence(started + grace);
         let drain_time = started.elapsed();
         self.client.broadcast_blocking(|| Command::Stop);
+        // Shards may still need a nudge while they stop; the watchdog ends
+        // before any shard thread is joined (its thread ids stay valid).
+        self.watchdog_until_stopped();
         let shards = std::mem::take(&mut self.threads)
             .into_iter()
             .enumerate()
@@ -626,6 +635,15 @@ impl Node {
             drained,
             drain_time,
         }
+    }
+
+    /// Keeps the watchdog running until every shard thread has finished,
+    /// then stops it.
+    fn watchdog_until_stopped(&mut self) {
+        while !self.threads.iter().all(JoinHandle::is_finished) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        self.watchdog.stop();
     }
 
     /// Quiescent: every shard idle and every envelope put on the mesh taken

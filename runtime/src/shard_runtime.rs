@@ -167,6 +167,8 @@ pub(crate) struct ShardWiring {
     pub wasm: WasmShardConfig,
     /// The shard's sockets, when the node listens.
     pub net: Option<crate::net::NetWiring>,
+    /// Bumped every heartbeat while the reactor runs (see `watchdog`).
+    pub pulse: Arc<AtomicU64>,
 }
 
 struct Outbound {
@@ -351,6 +353,16 @@ pub(crate) async fn run_shard(
     mut core: ShardCore,
     wasm: Rc<WasmShard>,
 ) -> ShardStats {
+    // The reactor's pulse: the node's watchdog nudges a shard whose pulse
+    // stops (a reactor asleep past its own timers).
+    let pulse = wiring.pulse.clone();
+    glommio::spawn_local(async move {
+        loop {
+            glommio::timer::sleep(HEARTBEAT).await;
+            pulse.fetch_add(1, Ordering::Relaxed);
+        }
+    })
+    .detach();
     let net_wiring = wiring.net.take();
     let net = net_wiring
         .as_ref()
