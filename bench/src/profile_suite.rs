@@ -18,7 +18,7 @@ use quire_runtime::config::NodeConfig;
 use quire_runtime::{Node, WasmOptions};
 use serde::Serialize;
 
-use crate::report::{human_ns, MachineInfo, Percentiles};
+use crate::report::{human_ns, resident_bytes, MachineInfo, Percentiles};
 use crate::routing::{one_way_throughput, request_reply};
 use crate::wasm_suite::COUNTER_WASM;
 
@@ -77,16 +77,6 @@ pub struct ProfileReport {
     pub highest_rate_is_high_throughput: bool,
     /// memory-optimized has the least resident memory.
     pub least_memory_is_memory_optimized: bool,
-}
-
-fn resident_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(0)
-        * 4096
 }
 
 fn measure(name: &str, opts: &ProfileOptions) -> Result<ProfileFigures, String> {

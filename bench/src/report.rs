@@ -202,3 +202,14 @@ impl MachineInfo {
         }
     }
 }
+
+/// This process's resident memory, bytes (from /proc/self/statm).
+pub fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0)
+        * 4096
+}

@@ -35,7 +35,7 @@ use quire_shards::{
 };
 use serde::Serialize;
 
-use crate::report::{human_ns, latency_ratio, median, MachineInfo, Percentiles};
+use crate::report::{human_ns, latency_ratio, median, resident_bytes, MachineInfo, Percentiles};
 use crate::routing::{request_reply, request_reply_with};
 
 /// The SDK's echo agent (sdk/quire-agent/examples/echo.rs).
@@ -449,16 +449,6 @@ fn deploy_time(opts: &WasmBenchOptions) -> Result<Percentiles, String> {
     }
     node.shutdown();
     Ok(Percentiles::of(&h))
-}
-
-fn resident_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    pages * 4096
 }
 
 fn memory(opts: &WasmBenchOptions) -> Result<Memory, String> {

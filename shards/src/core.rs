@@ -514,15 +514,6 @@ impl ShardCore {
         }
     }
 
-    /// Links that have envelopes waiting.
-    pub fn links_with_mail(&self) -> impl Iterator<Item = usize> + '_ {
-        self.link_outboxes
-            .iter()
-            .enumerate()
-            .filter(|(_, o)| !o.is_empty())
-            .map(|(i, _)| i)
-    }
-
     /// An envelope another node sent to an agent of this one: delivered
     /// here or across the mesh to its owning shard, never forwarded to a
     /// third node (the sender already chose this one). A refused ordinary

@@ -2,7 +2,8 @@
 //!
 //! Inside a node an [`Envelope`] moves between shards by value (the payload is a
 //! reference-counted [`Bytes`]), never re-encoded. At node edges it is encoded
-//! as MessagePack by [`crate::wire`].
+//! as MessagePack `ENVELOPE` frames by the runtime's wire protocol
+//! (docs/protocol.md).
 
 use std::num::NonZeroU64;
 use std::time::Instant;

@@ -1,9 +1,9 @@
 //! A Quire shard: agents, mailboxes, priorities and routing.
 //!
 //! This crate is the part of a shard that has no I/O: the [`ShardCore`] state
-//! machine, the [`Agent`] interface, the [`Envelope`] and its MessagePack
-//! [`wire`] form. The runtime crate drives one `ShardCore` per pinned core and
-//! moves envelopes between them over glommio's SPSC channels.
+//! machine, the [`Agent`] interface and the [`Envelope`]. The runtime crate
+//! drives one `ShardCore` per pinned core, moves envelopes between them over
+//! glommio's SPSC channels, and encodes them at node edges (its `protocol`).
 
 mod agent;
 mod agent_id;
@@ -15,7 +15,6 @@ mod mailbox;
 mod stats;
 pub mod testing;
 pub mod wasm;
-pub mod wire;
 
 pub use agent::{Agent, AgentState, AgentStatus, Context, SendOptions};
 pub use agent_id::{fnv1a64, jump_consistent_hash, owning_shard, AgentId, InvalidAgentId, ShardId};

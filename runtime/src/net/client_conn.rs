@@ -14,7 +14,6 @@ use std::time::Duration;
 use quire_shards::{AgentId, AgentState, CallError, Envelope, SendOptions, ShardStats};
 
 use super::io::{closing_error, Outgoing, ReadEnd};
-use super::peer::frame_name;
 use super::{Accepted, NetShard};
 use crate::cluster::MemberState;
 use crate::protocol::{AgentRow, ErrorCode, Frame, MemberRow, Role, StatsRow, VERSION};
@@ -378,7 +377,7 @@ fn handle(
         other => {
             return Err((
                 ErrorCode::UnknownFrame,
-                format!("a client may not send {}", frame_name(&other)),
+                format!("a client may not send {}", other.name()),
             ))
         }
     }

@@ -202,10 +202,10 @@ impl NetShard {
             glommio::spawn_local(peer::run_link(shared.clone(), self.clone(), link)).detach();
         }
         let links = self.links.borrow();
+        let core = shared.core.borrow();
         let mut woke = 0;
-        let with_mail: Vec<usize> = shared.core.borrow().links_with_mail().collect();
-        for i in with_mail {
-            if let Some(link) = links.get(i) {
+        for (i, link) in links.iter().enumerate() {
+            if core.link_outbox_len(i) > 0 {
                 link.wake();
                 woke += 1;
             }

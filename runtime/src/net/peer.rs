@@ -149,7 +149,7 @@ async fn connect(
         }
         Some(Ok(other)) => Err(std::io::Error::other(format!(
             "answered {} to HELLO",
-            frame_name(&other)
+            other.name()
         ))),
         Some(Err(e)) => Err(std::io::Error::other(format!("{e:?}"))),
         None => Err(std::io::Error::other("no WELCOME within 2 s")),
@@ -185,7 +185,7 @@ async fn serve_link(
                     }
                     Ok(Frame::Pong { .. }) => {}
                     Ok(other) => {
-                        tracing::warn!("link closed: peer sent {}", frame_name(&other));
+                        tracing::warn!("link closed: peer sent {}", other.name());
                         break;
                     }
                     Err(e) => {
@@ -323,10 +323,7 @@ async fn read_inbound(
             other => {
                 out.close_with(Some(&closing_error(
                     ErrorCode::UnknownFrame,
-                    format!(
-                        "frame type {} is not valid on a node link",
-                        frame_name(&other)
-                    ),
+                    format!("frame type {} is not valid on a node link", other.name()),
                 )));
                 return;
             }
@@ -387,27 +384,4 @@ fn admit_inbound(shared: &Rc<Shared>, out: &Rc<Outgoing>, env: Envelope, timeout
         answer_to.push_with(|buf| protocol::encode_envelope(&answer, Instant::now(), buf));
     });
     let _ = core.admit_client_call(to, env.payload, opts, timeout, waiter);
-}
-
-pub(crate) fn frame_name(frame: &Frame) -> &'static str {
-    match frame {
-        Frame::Hello { .. } => "HELLO",
-        Frame::Welcome { .. } => "WELCOME",
-        Frame::Send { .. } => "SEND",
-        Frame::Call { .. } => "CALL",
-        Frame::Reply { .. } => "REPLY",
-        Frame::Ok { .. } => "OK",
-        Frame::Deploy { .. } => "DEPLOY",
-        Frame::Undeploy { .. } => "UNDEPLOY",
-        Frame::ListAgents { .. } => "LIST_AGENTS",
-        Frame::Agents { .. } => "AGENTS",
-        Frame::Stats { .. } => "STATS",
-        Frame::StatsReply { .. } => "STATS_REPLY",
-        Frame::Cluster { .. } => "CLUSTER",
-        Frame::Members { .. } => "MEMBERS",
-        Frame::Ping { .. } => "PING",
-        Frame::Pong { .. } => "PONG",
-        Frame::Error { .. } => "ERROR",
-        Frame::Envelope(_) => "ENVELOPE",
-    }
 }

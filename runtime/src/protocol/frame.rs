@@ -234,6 +234,32 @@ pub enum Frame {
     Envelope(Envelope),
 }
 
+impl Frame {
+    /// The frame type's name, as docs/protocol.md writes it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Frame::Hello { .. } => "HELLO",
+            Frame::Welcome { .. } => "WELCOME",
+            Frame::Send { .. } => "SEND",
+            Frame::Call { .. } => "CALL",
+            Frame::Reply { .. } => "REPLY",
+            Frame::Ok { .. } => "OK",
+            Frame::Deploy { .. } => "DEPLOY",
+            Frame::Undeploy { .. } => "UNDEPLOY",
+            Frame::ListAgents { .. } => "LIST_AGENTS",
+            Frame::Agents { .. } => "AGENTS",
+            Frame::Stats { .. } => "STATS",
+            Frame::StatsReply { .. } => "STATS_REPLY",
+            Frame::Cluster { .. } => "CLUSTER",
+            Frame::Members { .. } => "MEMBERS",
+            Frame::Ping { .. } => "PING",
+            Frame::Pong { .. } => "PONG",
+            Frame::Error { .. } => "ERROR",
+            Frame::Envelope(_) => "ENVELOPE",
+        }
+    }
+}
+
 impl PartialEq for Frame {
     /// Envelopes compare every field but the deadline (an instant that
     /// travels as time left); other frames compare by their encoding.
