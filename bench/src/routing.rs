@@ -5,10 +5,13 @@
 //!   driver) in an hdrhistogram;
 //! - one-way throughput: producer agents on every shard send to consumer
 //!   agents on every shard as fast as the runtime accepts, until every
-//!   consumer has its share. Producers keep a credit window per consumer (a
-//!   consumer grants credit back every 256 messages, 1 message in 256), the
-//!   usual flow control over a runtime whose queues refuse rather than block;
-//!   anything refused all the same is resent.
+//!   consumer has its share. Producers keep a credit window per consumer (at
+//!   least one message in 256 asks for credit, and the consumer grants back
+//!   exactly what it took since its last grant), the usual flow control over
+//!   a runtime whose queues refuse rather than block. Anything refused all
+//!   the same is resent, a refused ask is asked again and a refused grant is
+//!   granted again, so that no loss can stall the window (small queues, as in
+//!   the memory-optimized profile, refuse often).
 
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -185,7 +188,24 @@ pub const CREDIT_BATCH: u32 = 256;
 pub const WINDOW: u32 = 8 * CREDIT_BATCH;
 
 const ASK_FOR_CREDIT: &[u8] = b"\x01credit?";
+/// A grant: this prefix, then the count granted (u32 little-endian).
 const CREDIT: &[u8] = b"credit";
+/// A consumer's reminder to itself to retry grants that were refused.
+const RETRY_GRANTS: &[u8] = b"\x02retry";
+/// How long a refused self-message or grant waits before its retry.
+const RETRY_DELAY: Duration = Duration::from_micros(200);
+
+fn grant(count: u32) -> Bytes {
+    let mut b = Vec::with_capacity(CREDIT.len() + 4);
+    b.extend_from_slice(CREDIT);
+    b.extend_from_slice(&count.to_le_bytes());
+    Bytes::from(b)
+}
+
+fn granted(payload: &[u8]) -> Option<u32> {
+    let count = payload.strip_prefix(CREDIT)?;
+    Some(u32::from_le_bytes(count.try_into().ok()?))
+}
 
 /// Sends `per_target` messages to each target, `burst` per turn, with a
 /// credit window per target (flow control, so that no mailbox overflows);
@@ -196,6 +216,8 @@ pub struct Producer {
     left: Vec<u64>,
     /// Messages sent to each target and not yet granted back.
     in_flight: Vec<u32>,
+    /// An ask for credit to this target was refused: the next message asks.
+    ask_again: Vec<bool>,
     next_target: usize,
     burst: usize,
     continue_queued: bool,
@@ -211,6 +233,7 @@ impl Producer {
             targets,
             left: vec![per_target; n],
             in_flight: vec![0; n],
+            ask_again: vec![false; n],
             next_target: 0,
             burst,
             continue_queued: false,
@@ -231,14 +254,20 @@ impl Producer {
             }
             skipped = 0;
             self.in_flight[t] += 1;
-            // Every CREDIT_BATCH-th message asks the consumer for credit.
-            let payload = if self.in_flight[t].is_multiple_of(CREDIT_BATCH) || self.left[t] == 1 {
+            // The in-flight count climbs one at a time, so every window of
+            // CREDIT_BATCH sends holds an ask, and the send that fills the
+            // window is one.
+            let ask = self.in_flight[t].is_multiple_of(CREDIT_BATCH)
+                || self.left[t] == 1
+                || self.ask_again[t];
+            let payload = if ask {
                 Bytes::from_static(ASK_FOR_CREDIT)
             } else {
                 Bytes::from_static(&PAYLOAD)
             };
             if ctx.send(self.targets[t].clone(), payload).is_ok() {
                 self.left[t] -= 1;
+                self.ask_again[t] &= !ask;
                 sent += 1;
             } else {
                 // The route to that shard is full: try again next turn.
@@ -259,19 +288,23 @@ impl Producer {
             return;
         }
         let me = ctx.id().clone();
-        self.continue_queued = ctx.send(me, Bytes::new()).is_ok();
+        if ctx.send(me, Bytes::new()).is_err() {
+            // Our own queue is full: a timer brings the reminder instead.
+            ctx.send_after(RETRY_DELAY, Bytes::new());
+        }
+        self.continue_queued = true;
     }
 }
 
 impl Agent for Producer {
     fn handle(&mut self, ctx: &mut Context<'_>, msg: Envelope) {
-        if msg.payload == CREDIT {
+        if let Some(count) = granted(&msg.payload) {
             if let Some(t) = self
                 .targets
                 .iter()
                 .position(|c| Some(c) == msg.from.agent())
             {
-                self.in_flight[t] = self.in_flight[t].saturating_sub(CREDIT_BATCH);
+                self.in_flight[t] = self.in_flight[t].saturating_sub(count);
             }
         } else {
             self.continue_queued = false;
@@ -286,10 +319,10 @@ impl Agent for Producer {
         } else if let Some(t) = self.targets.iter().position(|c| c == to) {
             debug_assert!(matches!(reason, Rejection::QueueFull), "{reason:?}");
             self.left[t] += 1;
-            // A grant may already have covered this message (grants are
-            // counted per 256 asked, bounced or not): never wrap below 0,
-            // which would stall the producer for good.
             self.in_flight[t] = self.in_flight[t].saturating_sub(1);
+            if msg.payload.first() == Some(&1) {
+                self.ask_again[t] = true;
+            }
             self.resent += 1;
         }
         self.queue_continue(ctx);
@@ -302,6 +335,11 @@ pub struct Consumer {
     received: u64,
     expected: u64,
     report: mpsc::Sender<Instant>,
+    /// Per producer: messages taken and not yet granted back.
+    ungranted: std::collections::HashMap<AgentId, u32>,
+    /// Grants refused by a full queue, to send again.
+    refused: Vec<(AgentId, u32)>,
+    retry_armed: bool,
 }
 
 impl Consumer {
@@ -311,20 +349,62 @@ impl Consumer {
             received: 0,
             expected,
             report,
+            ungranted: Default::default(),
+            refused: Vec::new(),
+            retry_armed: false,
+        }
+    }
+
+    fn grant(&mut self, ctx: &mut Context<'_>, producer: AgentId, count: u32) {
+        if count == 0 {
+            return;
+        }
+        if ctx.send(producer.clone(), grant(count)).is_err() {
+            self.refused.push((producer, count));
+            self.arm_retry(ctx);
+        }
+    }
+
+    fn arm_retry(&mut self, ctx: &mut Context<'_>) {
+        if !self.retry_armed {
+            self.retry_armed = true;
+            ctx.send_after(RETRY_DELAY, Bytes::from_static(RETRY_GRANTS));
         }
     }
 }
 
 impl Agent for Consumer {
     fn handle(&mut self, ctx: &mut Context<'_>, msg: Envelope) {
+        if msg.payload == RETRY_GRANTS {
+            self.retry_armed = false;
+            for (producer, count) in std::mem::take(&mut self.refused) {
+                self.grant(ctx, producer, count);
+            }
+            return;
+        }
         self.received += 1;
-        if msg.payload.first() == Some(&1) {
-            if let Some(producer) = msg.from.agent() {
-                let _ = ctx.send(producer.clone(), Bytes::from_static(CREDIT));
+        if let Some(producer) = msg.from.agent() {
+            let taken = self.ungranted.entry(producer.clone()).or_insert(0);
+            *taken += 1;
+            if msg.payload.first() == Some(&1) {
+                let count = std::mem::take(taken);
+                self.grant(ctx, producer.clone(), count);
             }
         }
         if self.received == self.expected {
             let _ = self.report.send(Instant::now());
+        }
+    }
+
+    fn on_undelivered(&mut self, ctx: &mut Context<'_>, msg: Envelope, _reason: Rejection) {
+        // A grant (or our own reminder) that bounced off a full queue goes
+        // again later.
+        if msg.payload == RETRY_GRANTS {
+            self.retry_armed = false;
+            self.arm_retry(ctx);
+        } else if let (Some(to), Some(count)) = (msg.to_agent(), granted(&msg.payload)) {
+            self.refused.push((to.clone(), count));
+            self.arm_retry(ctx);
         }
     }
 }
@@ -351,11 +431,7 @@ pub fn one_way_throughput(
     for c in &consumers {
         let report = tx.clone();
         client
-            .register_blocking(c.clone(), move || Consumer {
-                received: 0,
-                expected,
-                report,
-            })
+            .register_blocking(c.clone(), move || Consumer::new(expected, report))
             .map_err(|e| e.to_string())?;
     }
     for (i, p) in producers.iter().enumerate() {

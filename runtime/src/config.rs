@@ -31,6 +31,75 @@ pub struct NodeConfig {
     pub network: NetworkSection,
     /// Cluster membership.
     pub cluster: ClusterSection,
+    /// Message priorities: headroom and scheduling.
+    pub priorities: PrioritySection,
+    /// The metrics endpoint and stall reports.
+    pub metrics: MetricsSection,
+}
+
+/// `[priorities]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrioritySection {
+    /// Agents with High or Critical mail run before agents with only
+    /// Normal and Low mail on their shard; false: one FIFO of ready agents
+    /// (a mailbox still serves its own mail highest class first).
+    pub express_scheduling: bool,
+    /// Mailbox slots above `queues.mailbox_capacity` that only High and
+    /// Critical messages may take.
+    pub urgent_headroom: usize,
+}
+
+impl Default for PrioritySection {
+    fn default() -> Self {
+        Self {
+            express_scheduling: true,
+            urgent_headroom: 64,
+        }
+    }
+}
+
+/// `[metrics]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSection {
+    /// `host:port` of the admin HTTP endpoint (`/metrics` in Prometheus
+    /// text format, `/health`); unset: none (an embedded node).
+    pub listen: Option<String>,
+    /// A shard whose reactor runs one task this long without yielding logs
+    /// a stall report and counts it (ms); 0: no stall detection.
+    pub stall_threshold_ms: u64,
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            stall_threshold_ms: 10,
+        }
+    }
+}
+
+impl MetricsSection {
+    /// The parsed `listen` address, if any.
+    pub fn listen_addr(&self) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+        use std::net::ToSocketAddrs;
+        let Some(listen) = &self.listen else {
+            return Ok(None);
+        };
+        listen
+            .to_socket_addrs()
+            .map_err(|e| ConfigError::Invalid {
+                key: "metrics.listen",
+                problem: format!("{listen:?} is not host:port ({e})"),
+            })?
+            .next()
+            .map(Some)
+            .ok_or_else(|| ConfigError::Invalid {
+                key: "metrics.listen",
+                problem: format!("{listen:?} resolves to nothing"),
+            })
+    }
 }
 
 /// `[network]`
@@ -377,7 +446,9 @@ const NOT_CONFIG_VARS: [&str; 5] = [
 
 /// Config sections, longest first (so `wasm_limits_*` is not read as
 /// `wasm.limits_*`).
-const SECTIONS: [(&str, &[&str]); 9] = [
+const SECTIONS: [(&str, &[&str]); 11] = [
+    ("PRIORITIES_", &["priorities"]),
+    ("METRICS_", &["metrics"]),
     ("WASM_SUPERVISION_", &["wasm", "supervision"]),
     ("WASM_LIMITS_", &["wasm", "limits"]),
     ("NETWORK_", &["network"]),
@@ -606,6 +677,7 @@ impl NodeConfig {
             });
         }
         self.network.listen_addr()?;
+        self.metrics.listen_addr()?;
         if !self.cluster.seeds.is_empty() {
             if self.network.listen.is_none() {
                 return Err(ConfigError::Invalid {
@@ -735,6 +807,35 @@ mod tests {
         let err =
             NodeConfig::load(None, vars(&[("QUIRE_QUEUES_MAILBOX_CAPACITY", "lots")])).unwrap_err();
         assert!(err.to_string().contains("mailbox_capacity"), "{err}");
+    }
+
+    #[test]
+    fn priorities_and_metrics_come_from_file_and_environment() {
+        let cfg = NodeConfig::from_toml(
+            "[priorities]\nexpress_scheduling = false\nurgent_headroom = 3\n[metrics]\nlisten = \"127.0.0.1:9401\"\nstall_threshold_ms = 0\n",
+        )
+        .unwrap();
+        assert!(!cfg.priorities.express_scheduling);
+        assert_eq!(cfg.priorities.urgent_headroom, 3);
+        assert_eq!(
+            cfg.metrics.listen_addr().unwrap(),
+            Some("127.0.0.1:9401".parse().unwrap())
+        );
+        assert_eq!(cfg.metrics.stall_threshold_ms, 0);
+        let cfg = NodeConfig::load(
+            None,
+            vars(&[
+                ("QUIRE_PRIORITIES_URGENT_HEADROOM", "7"),
+                ("QUIRE_METRICS_LISTEN", "127.0.0.1:9402"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(cfg.priorities.urgent_headroom, 7);
+        assert_eq!(cfg.metrics.listen.as_deref(), Some("127.0.0.1:9402"));
+        let err = NodeConfig::from_toml("[metrics]\nlisten = \"nowhere\"").unwrap_err();
+        assert!(err.to_string().contains("metrics.listen"), "{err}");
+        let err = NodeConfig::from_toml("[priorities]\nexpress = true").unwrap_err();
+        assert!(err.to_string().contains("express"), "{err}");
     }
 
     #[test]

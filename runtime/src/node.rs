@@ -285,6 +285,8 @@ impl NodeBuilder {
                 agent_batch: q.agent_batch,
                 journal: config.storage.durability.is_persistent(),
                 dedup_window: config.storage.dedup_window,
+                urgent_headroom: config.priorities.urgent_headroom,
+                express_scheduling: config.priorities.express_scheduling,
                 ..ShardConfig::new(shard as u16, n)
             };
             let wiring = ShardWiring {

@@ -56,6 +56,12 @@ pub struct ShardConfig {
     pub journal: bool,
     /// Finished durable message ids remembered for de-duplication.
     pub dedup_window: usize,
+    /// Mailbox slots above `mailbox_capacity` that only High and Critical
+    /// messages may take.
+    pub urgent_headroom: usize,
+    /// Agents with High or Critical mail get their turn before agents with
+    /// only Normal and Low mail (a second ready queue); off: one FIFO.
+    pub express_scheduling: bool,
 }
 
 impl ShardConfig {
@@ -70,6 +76,8 @@ impl ShardConfig {
             agent_batch: 32,
             journal: false,
             dedup_window: 256 * 1024,
+            urgent_headroom: 0,
+            express_scheduling: true,
         }
     }
 }
@@ -197,6 +205,8 @@ struct Slot {
     mailbox: Mailbox,
     /// In the ready queue (or being run) right now.
     scheduled: bool,
+    /// In the express ready queue (urgent mail) right now.
+    express: bool,
     live: bool,
     /// Deployed (journaled, rebuilt after a restart) rather than registered.
     persistent: bool,
@@ -238,6 +248,8 @@ pub struct ShardCore {
     free_slots: Vec<usize>,
     by_name: HashMap<AgentId, usize, RandomState>,
     ready: VecDeque<usize>,
+    /// Agents that were given High or Critical mail: served before `ready`.
+    express: VecDeque<usize>,
     outboxes: Vec<Vec<Envelope>>,
     pending_calls: HashMap<MessageId, PendingCall, RandomState>,
     client_calls: HashMap<u64, ClientCall, RandomState>,
@@ -287,6 +299,7 @@ impl ShardCore {
             free_slots: Vec::new(),
             by_name: HashMap::default(),
             ready: VecDeque::new(),
+            express: VecDeque::new(),
             pending_calls: HashMap::default(),
             client_calls: HashMap::default(),
             call_timeouts: VecDeque::new(),
@@ -351,8 +364,9 @@ impl ShardCore {
             id: Some(id.clone()),
             generation: 0,
             agent: Some(agent),
-            mailbox: Mailbox::new(self.cfg.mailbox_capacity),
+            mailbox: Mailbox::with_headroom(self.cfg.mailbox_capacity, self.cfg.urgent_headroom),
             scheduled: false,
+            express: false,
             live: true,
             persistent: false,
             stopped: false,
@@ -590,10 +604,21 @@ impl ShardCore {
         self.turn_clock = Instant::now();
         let mut done = 0;
         while done < budget {
-            let Some(idx) = self.ready.pop_front() else {
-                break;
+            let (idx, from_express) = match self.express.pop_front() {
+                Some(idx) => (idx, true),
+                None => match self.ready.pop_front() {
+                    Some(idx) => (idx, false),
+                    None => break,
+                },
             };
             let slot = &mut self.slots[idx];
+            if from_express {
+                slot.express = false;
+                if !slot.live || slot.agent.is_none() {
+                    // Its entry in `ready` finishes the bookkeeping.
+                    continue;
+                }
+            }
             if !slot.live {
                 slot.scheduled = false;
                 self.free_slots.push(idx);
@@ -623,7 +648,13 @@ impl ShardCore {
             if slot.live {
                 slot.agent = Some(agent);
             }
-            if slot.live && !slot.mailbox.is_empty() {
+            if from_express {
+                // Still in `ready` (scheduled), or put there for the rest.
+                if slot.live && !slot.mailbox.is_empty() && !slot.scheduled {
+                    slot.scheduled = true;
+                    self.ready.push_back(idx);
+                }
+            } else if slot.live && !slot.mailbox.is_empty() {
                 self.ready.push_back(idx);
             } else {
                 slot.scheduled = false;
@@ -637,7 +668,7 @@ impl ShardCore {
 
     /// True when some agent has messages waiting.
     pub fn has_ready(&self) -> bool {
-        !self.ready.is_empty()
+        !self.ready.is_empty() || !self.express.is_empty()
     }
 
     /// Envelopes waiting for the mesh towards `peer`.
@@ -841,7 +872,7 @@ impl ShardCore {
 
     /// Nothing to run and nothing waiting for the mesh.
     pub fn is_idle(&self) -> bool {
-        self.ready.is_empty() && self.outboxes.iter().all(Vec::is_empty)
+        !self.has_ready() && self.outboxes.iter().all(Vec::is_empty)
     }
 
     /// This shard's counters as they stand, without copying the histogram.
@@ -931,6 +962,10 @@ impl ShardCore {
         self.timers.clear();
         self.timeouts_in_timers = 0;
         self.ready.clear();
+        self.express.clear();
+        for slot in &mut self.slots {
+            slot.express = false;
+        }
         self.stats.rejected_for(Rejection::ShuttingDown) - before
     }
 
@@ -1440,12 +1475,17 @@ impl ShardCore {
         if slot.stopped && !env.kind.is_control() {
             return Err((Rejection::AgentStopped, env));
         }
+        let urgent = env.priority.is_urgent();
         match slot.mailbox.push(env) {
             Ok(()) => {
                 self.queued += 1;
                 if !slot.scheduled {
                     slot.scheduled = true;
                     self.ready.push_back(idx);
+                }
+                if urgent && self.cfg.express_scheduling && !slot.express {
+                    slot.express = true;
+                    self.express.push_back(idx);
                 }
                 Ok(())
             }

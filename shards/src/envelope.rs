@@ -96,6 +96,19 @@ impl Priority {
     pub fn index(self) -> usize {
         self as usize
     }
+
+    /// High or Critical: may use a mailbox's urgent headroom, and puts its
+    /// agent in the shard's express ready queue.
+    ///
+    /// ```
+    /// use quire_shards::Priority;
+    /// assert!(Priority::High.is_urgent());
+    /// assert!(!Priority::Normal.is_urgent());
+    /// ```
+    #[inline(always)]
+    pub fn is_urgent(self) -> bool {
+        self as usize <= Priority::High as usize
+    }
 }
 
 /// Who a message is from, and so where a reply or a rejection goes.

@@ -4,7 +4,10 @@
 //! non-empty class. The bound counts ordinary messages only: control messages
 //! (replies, bounces) answer a message the agent itself sent, so their number
 //! is already bounded by the agent's own traffic, and refusing them would lose
-//! the answer to something that was acknowledged.
+//! the answer to something that was acknowledged. An optional headroom above
+//! the bound is kept for [`Priority::High`] and [`Priority::Critical`]
+//! messages, so that urgent mail still gets in when ordinary mail filled the
+//! mailbox.
 
 use std::collections::VecDeque;
 
@@ -26,15 +29,34 @@ pub struct Mailbox {
     classes: [VecDeque<Envelope>; 4],
     bounded_len: usize,
     capacity: usize,
+    urgent_headroom: usize,
 }
 
 impl Mailbox {
     /// A mailbox holding at most `capacity` ordinary messages.
     pub fn new(capacity: usize) -> Self {
+        Self::with_headroom(capacity, 0)
+    }
+
+    /// A mailbox holding at most `capacity` ordinary messages of any
+    /// priority, and up to `urgent_headroom` more of priority High or
+    /// Critical.
+    ///
+    /// ```
+    /// use quire_shards::{Mailbox, Priority};
+    /// # use quire_shards::testing::envelope_to;
+    /// let mut mb = Mailbox::with_headroom(1, 1);
+    /// mb.push(envelope_to("a", Priority::Normal)).unwrap();
+    /// assert!(mb.push(envelope_to("a", Priority::Normal)).is_err()); // full
+    /// mb.push(envelope_to("a", Priority::High)).unwrap(); // the headroom
+    /// assert!(mb.push(envelope_to("a", Priority::Critical)).is_err());
+    /// ```
+    pub fn with_headroom(capacity: usize, urgent_headroom: usize) -> Self {
         Self {
             classes: Default::default(),
             bounded_len: 0,
             capacity,
+            urgent_headroom,
         }
     }
 
@@ -46,7 +68,10 @@ impl Mailbox {
     #[inline(always)]
     pub fn push(&mut self, env: Envelope) -> Result<(), Envelope> {
         if !env.kind.is_control() {
-            if self.bounded_len >= self.capacity {
+            if self.bounded_len >= self.capacity
+                && (!env.priority.is_urgent()
+                    || self.bounded_len >= self.capacity + self.urgent_headroom)
+            {
                 return Err(env);
             }
             self.bounded_len += 1;

@@ -295,6 +295,112 @@ fn queued_messages_come_out_in_strict_priority() {
     );
 }
 
+/// Records into a log shared by several agents, prefixed with its name.
+struct Named(&'static str, Log);
+
+impl Agent for Named {
+    fn handle(&mut self, _ctx: &mut Context<'_>, msg: Envelope) {
+        self.1.borrow_mut().push(format!(
+            "{} {}",
+            self.0,
+            String::from_utf8_lossy(&msg.payload)
+        ));
+    }
+}
+
+fn admit(shard: &mut ShardCore, to: &str, text: &'static str, p: Priority) {
+    shard
+        .admit_client(
+            to.into(),
+            Bytes::from_static(text.as_bytes()),
+            SendOptions::default().priority(p),
+        )
+        .unwrap();
+}
+
+#[test]
+fn express_scheduling_runs_an_agent_with_urgent_mail_before_busy_ones() {
+    for express in [true, false] {
+        let mut sim = Sim::with(1, |cfg| {
+            cfg.agent_batch = 2;
+            cfg.express_scheduling = express;
+        });
+        let log: Log = Rc::default();
+        sim.register("busy", Named("busy", log.clone()));
+        sim.register("other", Named("other", log.clone()));
+        sim.register("urgent", Named("urgent", log.clone()));
+        for text in ["1", "2", "3", "4"] {
+            admit(&mut sim.shards[0], "busy", text, Priority::Normal);
+        }
+        admit(&mut sim.shards[0], "other", "1", Priority::Normal);
+        admit(&mut sim.shards[0], "urgent", "now", Priority::Critical);
+        sim.settle();
+        let order = log.borrow().clone();
+        let expected: &[&str] = if express {
+            // The critical message overtakes agents that were ready first.
+            &[
+                "urgent now",
+                "busy 1",
+                "busy 2",
+                "other 1",
+                "busy 3",
+                "busy 4",
+            ]
+        } else {
+            &[
+                "busy 1",
+                "busy 2",
+                "other 1",
+                "urgent now",
+                "busy 3",
+                "busy 4",
+            ]
+        };
+        assert_eq!(order, expected, "express_scheduling = {express}");
+    }
+}
+
+#[test]
+fn urgent_headroom_takes_high_and_critical_mail_into_a_full_mailbox() {
+    let mut sim = Sim::with(1, |cfg| {
+        cfg.mailbox_capacity = 2;
+        cfg.urgent_headroom = 2;
+    });
+    let log: Log = Rc::default();
+    sim.register("r", Named("r", log.clone()));
+    let shard = &mut sim.shards[0];
+    admit(shard, "r", "n1", Priority::Normal);
+    admit(shard, "r", "n2", Priority::Normal);
+    let refused = shard.admit_client(
+        "r".into(),
+        Bytes::from_static(b"n3"),
+        SendOptions::default(),
+    );
+    assert_eq!(refused.unwrap_err(), Rejection::QueueFull);
+    let low = SendOptions::default().priority(Priority::Low);
+    assert_eq!(
+        shard
+            .admit_client("r".into(), Bytes::from_static(b"l1"), low)
+            .unwrap_err(),
+        Rejection::QueueFull
+    );
+    admit(shard, "r", "h1", Priority::High);
+    admit(shard, "r", "c1", Priority::Critical);
+    let critical = SendOptions::default().priority(Priority::Critical);
+    assert_eq!(
+        shard
+            .admit_client("r".into(), Bytes::from_static(b"c2"), critical)
+            .unwrap_err(),
+        Rejection::QueueFull,
+        "the headroom is bounded too"
+    );
+    sim.settle();
+    assert_eq!(*log.borrow(), ["r c1", "r h1", "r n1", "r n2"]);
+    let stats = sim.totals();
+    assert_eq!(stats.rejected_for(Rejection::QueueFull), 3);
+    assert_eq!(stats.handled, 4);
+}
+
 #[test]
 fn full_mailbox_refuses_at_once_and_every_message_is_accounted_for() {
     let mut sim = Sim::new(1, 8);
