@@ -8,7 +8,7 @@
 #                         [--quire PATH] [-- extra quire node arguments]
 #
 # Node N listens on base-port + 100*N (its shards take links on the ports
-# after it). The cluster secret comes from --secret or QUIRE_CLUSTER_SECRET.
+# after it) and serves /metrics on base-port + 100*N + 99. The cluster secret comes from --secret or QUIRE_CLUSTER_SECRET.
 # QUIRE_SYSFS (default /sys) lets tests fake a topology.
 set -euo pipefail
 
@@ -68,7 +68,8 @@ pids=()
 for n in "${nodes[@]}"; do
   port=$((base_port + 100 * n))
   cmd=(numactl --cpunodebind="$n" --membind="$n" "$quire" node
-       --listen "$host:$port" --node-name "numa-$n" --data-dir "$data_root/node-$n"
+       --listen "$host:$port" --metrics "$host:$((port + 99))"
+       --node-name "numa-$n" --data-dir "$data_root/node-$n"
        --secret "$secret")
   [ "$n" != "$first" ] && cmd+=(--seeds "$seed")
   cmd+=("${extra[@]}")
@@ -78,7 +79,7 @@ for n in "${nodes[@]}"; do
     mkdir -p "$data_root/node-$n"
     "${cmd[@]}" >"$data_root/node-$n.log" 2>&1 &
     pids+=($!)
-    echo "numa node $n: pid $!, listening on $host:$port, log $data_root/node-$n.log"
+    echo "numa node $n: pid $!, listening on $host:$port, metrics on http://$host:$((port + 99))/metrics, log $data_root/node-$n.log"
   fi
 done
 if [ $dry_run -eq 0 ]; then

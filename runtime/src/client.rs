@@ -741,6 +741,29 @@ impl Client {
         block_on(self.stats())
     }
 
+    /// Every shard's figures for a metrics scrape, in shard order; `None`
+    /// for a shard that did not answer within `timeout` (stalled or gone).
+    pub fn metrics_blocking(
+        &self,
+        timeout: std::time::Duration,
+    ) -> Vec<Option<crate::metrics::ShardMetrics>> {
+        let deadline = std::time::Instant::now() + timeout;
+        let answers: Vec<_> = self
+            .shards
+            .iter()
+            .map(|s| {
+                let (done, answer) = flume::bounded(1);
+                s.send_deadline(Command::Metrics { done }, deadline)
+                    .ok()
+                    .map(|_| answer)
+            })
+            .collect();
+        answers
+            .into_iter()
+            .map(|a| a.and_then(|a| a.recv_deadline(deadline).ok()))
+            .collect()
+    }
+
     pub(crate) fn probe_blocking(&self) -> Option<Vec<Probe>> {
         let answers: Vec<_> = self
             .shards

@@ -83,6 +83,13 @@ struct NetArgs {
     /// placed per node, not by the cluster).
     #[arg(long)]
     no_demo: bool,
+    /// Admin HTTP endpoint for GET /metrics and /health; default:
+    /// metrics.listen, else 127.0.0.1:9400 (with --no-listen: none).
+    #[arg(long)]
+    metrics: Option<String>,
+    /// Serve no metrics endpoint.
+    #[arg(long, conflicts_with = "metrics")]
+    no_metrics: bool,
 }
 
 #[derive(Subcommand)]
@@ -246,6 +253,13 @@ fn run_node(
     } else if config.network.listen.is_none() {
         config.network.listen = Some("127.0.0.1:7400".into());
     }
+    if net.no_metrics {
+        config.metrics.listen = None;
+    } else if let Some(metrics) = &net.metrics {
+        config.metrics.listen = Some(metrics.clone());
+    } else if config.metrics.listen.is_none() && !net.no_listen {
+        config.metrics.listen = Some("127.0.0.1:9400".into());
+    }
     if !net.seeds.is_empty() {
         config.cluster.seeds = net.seeds.clone();
     }
@@ -283,6 +297,9 @@ fn run_node(
             if clustered { "; cluster gossip on the same port (UDP)" } else { "" }
         ),
         None => println!("no sockets (--no-listen)"),
+    }
+    if let Some(addr) = node.metrics_addr() {
+        println!("metrics: curl http://{addr}/metrics (Prometheus text), /health");
     }
     print!("{}", node.placement());
     let client = node.client();

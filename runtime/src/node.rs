@@ -62,6 +62,9 @@ pub enum StartError {
         /// Why.
         reason: String,
     },
+    /// The metrics endpoint could not listen.
+    #[error("{0}")]
+    Metrics(String),
     #[error("shard {shard} could not start its executor on CPU {cpu}: {reason}")]
     Executor {
         /// The shard.
@@ -241,6 +244,15 @@ impl NodeBuilder {
             .unzip();
         let client = Client::new(command_senders, wasm_engine.clone(), wasm_defaults);
         let sockets = crate::net::bind(&config.network, &config.cluster, n)?;
+        let metrics = match config.metrics.listen_addr()? {
+            Some(addr) => Some(
+                crate::metrics::MetricsEndpoint::start(addr, client.clone())
+                    .map_err(|e| StartError::Metrics(e.to_string()))?,
+            ),
+            None => None,
+        };
+        let stall_threshold = (config.metrics.stall_threshold_ms > 0)
+            .then(|| Duration::from_millis(config.metrics.stall_threshold_ms));
         let net_settings = match config.network.listen_addr()? {
             Some(listen) => Some(crate::net::NetSettings {
                 listen,
@@ -258,7 +270,7 @@ impl NodeBuilder {
             None => None,
         };
         let mut sockets = sockets.map(Vec::into_iter);
-        let watchdog = crate::watchdog::Watchdog::new(n);
+        let watchdog = crate::watchdog::Watchdog::new(n, stall_threshold);
         let mut threads = Vec::with_capacity(n);
         let mut go_senders = Vec::with_capacity(n);
         let (ready_tx, ready_rx) = mpsc::channel::<(usize, Ready)>();
@@ -303,6 +315,7 @@ impl NodeBuilder {
                 wasm: config.wasm.shard_config(),
                 net,
                 pulse: watchdog.pulse(shard),
+                stall_threshold,
             };
             let cpu = placement.shards[shard].cpu.cpu;
             let commit_cpus = commit_cpus.clone();
@@ -363,6 +376,7 @@ impl NodeBuilder {
             placement,
             threads,
             watchdog,
+            metrics,
             grace: Duration::from_millis(config.node.shutdown_grace_ms),
         })
     }
@@ -472,6 +486,11 @@ fn shard_thread(
     if let Some(spin) = reactor_spin {
         builder = builder.spin_before_park(spin);
     }
+    if let Some(threshold) = wiring.stall_threshold {
+        builder = builder.detect_stalls(Some(Box::new(
+            crate::metrics::stalls::GlommioStallSettings::new(threshold),
+        )));
+    }
     let builder = builder
         .name(name)
         // A busy dispatcher yields to glommio (client commands, I/O, timers)
@@ -524,6 +543,7 @@ pub struct Node {
     placement: Placement,
     threads: Vec<JoinHandle<ShardStats>>,
     watchdog: crate::watchdog::Watchdog,
+    metrics: Option<crate::metrics::MetricsEndpoint>,
     grace: Duration,
 }
 
@@ -589,7 +609,12 @@ impl Node {
         NodeBuilder::default()
     }
 
-    /// A handle for registering agents, sending and calling.
+    /// Where the metrics endpoint listens (`metrics.listen`), if it does.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics.as_ref().map(|m| m.local_addr())
+    }
+
+    /// A handle for sending to agents and managing them.
     pub fn client(&self) -> Client {
         self.client.clone()
     }
@@ -619,6 +644,9 @@ impl Node {
     }
 
     fn stop(&mut self, grace: Duration) -> ShutdownReport {
+        // Scrapes end first: a scrape waiting on a stopping shard would
+        // only time out.
+        self.metrics.take();
         let started = Instant::now();
         self.client.broadcast_blocking(|| Command::Drain);
         let drained = self.wait_for_quiescence(started + grace);

@@ -117,6 +117,10 @@ pub(crate) enum Command {
     WasmStats {
         done: flume::Sender<WasmShardStats>,
     },
+    /// The shard's figures for a scrape of `/metrics`.
+    Metrics {
+        done: flume::Sender<crate::metrics::ShardMetrics>,
+    },
     Probe {
         done: flume::Sender<Probe>,
     },
@@ -167,8 +171,11 @@ pub(crate) struct ShardWiring {
     pub wasm: WasmShardConfig,
     /// The shard's sockets, when the node listens.
     pub net: Option<crate::net::NetWiring>,
-    /// Bumped every heartbeat while the reactor runs (see `watchdog`).
-    pub pulse: Arc<AtomicU64>,
+    /// Bumped every heartbeat while the reactor runs (see `watchdog`), with
+    /// the reactor's stall counters.
+    pub pulse: Arc<crate::watchdog::ShardPulse>,
+    /// glommio's stall reports for task queues running this long.
+    pub stall_threshold: Option<Duration>,
 }
 
 struct Outbound {
@@ -222,6 +229,13 @@ pub(crate) struct Shared {
     kinds: AgentKinds,
     storage: Option<ShardStorage>,
     wasm: Rc<WasmShard>,
+    /// The watchdog's view of this shard (stalls, nudges).
+    pub(crate) pulse: Arc<crate::watchdog::ShardPulse>,
+    /// When the shard started (for uptime).
+    pub(crate) started: Instant,
+    /// The previous scrape: when, and the reactor's busy time then (for
+    /// utilisation since it).
+    pub(crate) last_scrape: Cell<Option<(Instant, Duration)>>,
 }
 
 impl Shared {
@@ -242,6 +256,23 @@ impl Shared {
         if let Some(storage) = &self.storage {
             storage.note_writes(self.core.borrow().journal_position());
         }
+    }
+
+    pub(crate) fn storage(&self) -> Option<&ShardStorage> {
+        self.storage.as_ref()
+    }
+
+    pub(crate) fn wasm(&self) -> &WasmShard {
+        &self.wasm
+    }
+
+    /// Envelopes waiting for the mesh (in outboxes and taken batches).
+    pub(crate) fn mesh_backlog(&self) -> usize {
+        let core = self.core.borrow();
+        self.outbound
+            .iter()
+            .map(|o| core.outbox_len(o.peer))
+            .sum::<usize>()
     }
 
     fn stats(&self) -> ShardStats {
@@ -355,11 +386,12 @@ pub(crate) async fn run_shard(
 ) -> ShardStats {
     // The reactor's pulse: the node's watchdog nudges a shard whose pulse
     // stops (a reactor asleep past its own timers).
+    wiring.pulse.register_thread();
     let pulse = wiring.pulse.clone();
     glommio::spawn_local(async move {
         loop {
             glommio::timer::sleep(HEARTBEAT).await;
-            pulse.fetch_add(1, Ordering::Relaxed);
+            pulse.beat.fetch_add(1, Ordering::Relaxed);
         }
     })
     .detach();
@@ -425,6 +457,9 @@ pub(crate) async fn run_shard(
             .storage
             .map(|s| ShardStorage::new(s.partition, s.policy)),
         wasm,
+        pulse: wiring.pulse,
+        started: Instant::now(),
+        last_scrape: Cell::new(None),
     });
     if let (Some(net), Some(wiring)) = (&net, net_wiring) {
         crate::net::start(&shared, net, wiring);
@@ -811,6 +846,10 @@ fn serve(shared: &Shared, cmd: Command) {
         }
         Command::WasmStats { done } => {
             let _ = done.send(shared.wasm.stats());
+        }
+        Command::Metrics { done } => {
+            drop(core);
+            let _ = done.send(crate::metrics::collect::collect(shared));
         }
         Command::Probe { done } => {
             let s = core.counters();

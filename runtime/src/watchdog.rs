@@ -8,12 +8,24 @@
 //! counters every 10 ms; a shard whose counter has not moved for 30 ms gets
 //! SIGURG, whose handler does nothing: the signal only interrupts the
 //! sleeping syscall (glommio treats EINTR as "look again").
+//!
+//! The same pulses tell reactor stalls: a shard whose pulse stood still for
+//! `metrics.stall_threshold_ms` while its thread was busy (running, or in a
+//! system call other than the reactor's sleep in `io_uring_enter`, as
+//! /proc/self/task/TID/syscall tells) is stalled: one task kept the
+//! reactor. When the pulse moves again the stall is counted with its length
+//! (to within a check, 10 ms) and logged; such a shard is not nudged. A
+//! shard whose thread waits for the CPU (another thread has it) counts as
+//! stalled too: its agents wait all the same.
 
 use std::os::unix::thread::JoinHandleExt;
+use std::sync::atomic::AtomicI32;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Once};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use crate::metrics::stalls::ReactorCounters;
 
 const CHECK_EVERY: Duration = Duration::from_millis(10);
 /// Checks without a pulse before a nudge.
@@ -35,28 +47,78 @@ fn install_handler() {
     });
 }
 
+/// What one shard shares with the watchdog.
+#[derive(Debug, Default)]
+pub(crate) struct ShardPulse {
+    /// Bumped by the shard every heartbeat.
+    pub beat: AtomicU64,
+    /// The shard thread's kernel id (0 until it started).
+    pub tid: AtomicI32,
+    /// Stalls and nudges, for `/metrics`.
+    pub counters: ReactorCounters,
+}
+
+impl ShardPulse {
+    /// Called on the shard's thread before its reactor starts.
+    pub fn register_thread(&self) {
+        // SAFETY: gettid has no preconditions.
+        let tid = unsafe { libc::gettid() };
+        self.tid.store(tid, Ordering::Relaxed);
+    }
+}
+
+/// True when the thread `tid` of this process is busy: running, runnable,
+/// or blocked in any system call but the reactor's own sleep
+/// (`io_uring_enter`), e.g. a task that calls fsync or sleeps on the
+/// reactor.
+fn thread_is_busy(tid: i32) -> bool {
+    // "running", or the number of the system call it is blocked in.
+    if let Ok(syscall) = std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall")) {
+        let first = syscall.split_whitespace().next().unwrap_or("");
+        return match first.parse::<libc::c_long>() {
+            Ok(nr) => nr != libc::SYS_io_uring_enter,
+            Err(_) => first == "running",
+        };
+    }
+    // Without that file: "tid (comm) S ...", the state after the last ')'.
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")) else {
+        return false;
+    };
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim_start().chars().next())
+        == Some('R')
+}
+
 /// The pulses of a node's shards and the thread watching them.
 pub(crate) struct Watchdog {
-    pulses: Vec<Arc<AtomicU64>>,
+    pulses: Vec<Arc<ShardPulse>>,
+    stall_threshold: Option<Duration>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
-    /// Nudges sent (for the log at the end).
-    nudges: Arc<AtomicU64>,
+}
+
+/// What the watchdog knows of one shard between checks.
+struct Watch {
+    last_beat: u64,
+    last_change: Instant,
+    silent_checks: u32,
+    stalled_since: Option<Instant>,
 }
 
 impl Watchdog {
-    /// Pulses for `shards` shards; nothing watched until [`Self::start`].
-    pub fn new(shards: usize) -> Self {
+    /// Pulses for `shards` shards; stalls of `stall_threshold` or longer
+    /// are counted (none: not). Nothing watched until [`Self::start`].
+    pub fn new(shards: usize, stall_threshold: Option<Duration>) -> Self {
         Self {
-            pulses: (0..shards).map(|_| Arc::new(AtomicU64::new(0))).collect(),
+            pulses: (0..shards).map(|_| Arc::default()).collect(),
+            stall_threshold,
             stop: Arc::new(AtomicBool::new(false)),
             thread: None,
-            nudges: Arc::new(AtomicU64::new(0)),
         }
     }
 
-    /// The counter shard `shard` bumps.
-    pub fn pulse(&self, shard: usize) -> Arc<AtomicU64> {
+    /// What shard `shard` bumps and where its figures go.
+    pub fn pulse(&self, shard: usize) -> Arc<ShardPulse> {
         self.pulses[shard].clone()
     }
 
@@ -67,25 +129,60 @@ impl Watchdog {
             shard_threads.iter().map(|t| t.as_pthread_t()).collect();
         let pulses = self.pulses.clone();
         let stop = self.stop.clone();
-        let nudges = self.nudges.clone();
+        let stall_threshold = self.stall_threshold;
         self.thread = std::thread::Builder::new()
             .name("quire-watchdog".into())
             .spawn(move || {
-                let mut last: Vec<u64> = pulses.iter().map(|p| p.load(Ordering::Relaxed)).collect();
-                let mut silent = vec![0u32; pulses.len()];
+                let start = Instant::now();
+                let mut watches: Vec<Watch> = pulses
+                    .iter()
+                    .map(|p| Watch {
+                        last_beat: p.beat.load(Ordering::Relaxed),
+                        last_change: start,
+                        silent_checks: 0,
+                        stalled_since: None,
+                    })
+                    .collect();
                 while !stop.load(Ordering::Relaxed) {
                     std::thread::sleep(CHECK_EVERY);
-                    for (i, pulse) in pulses.iter().enumerate() {
-                        let now = pulse.load(Ordering::Relaxed);
-                        if now != last[i] {
-                            last[i] = now;
-                            silent[i] = 0;
+                    let now = Instant::now();
+                    for (i, (pulse, w)) in pulses.iter().zip(&mut watches).enumerate() {
+                        let beat = pulse.beat.load(Ordering::Relaxed);
+                        if beat != w.last_beat {
+                            if let Some(since) = w.stalled_since.take() {
+                                let ns = now.duration_since(since).as_nanos() as u64;
+                                pulse.counters.count_stall(ns);
+                                tracing::warn!(
+                                    shard = i,
+                                    stalled_ms = ns / 1_000_000,
+                                    "reactor stall: shard {i} did not yield for {} ms \
+                                     (glommio's stall report, if any, shows what ran)",
+                                    ns / 1_000_000
+                                );
+                            }
+                            w.last_beat = beat;
+                            w.last_change = now;
+                            w.silent_checks = 0;
                             continue;
                         }
-                        silent[i] += 1;
-                        if silent[i] >= SILENT_CHECKS && !stop.load(Ordering::Relaxed) {
-                            silent[i] = 0;
-                            nudges.fetch_add(1, Ordering::Relaxed);
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        if w.stalled_since.is_some() {
+                            continue;
+                        }
+                        let tid = pulse.tid.load(Ordering::Relaxed);
+                        let silent_for = now.duration_since(w.last_change);
+                        if let Some(threshold) = stall_threshold {
+                            if silent_for >= threshold && tid != 0 && thread_is_busy(tid) {
+                                w.stalled_since = Some(w.last_change);
+                                continue;
+                            }
+                        }
+                        w.silent_checks += 1;
+                        if w.silent_checks >= SILENT_CHECKS {
+                            w.silent_checks = 0;
+                            pulse.counters.nudges.fetch_add(1, Ordering::Relaxed);
                             // SAFETY: the thread is not joined before this
                             // watchdog stops, so its id is valid.
                             unsafe { libc::pthread_kill(targets[i], libc::SIGURG) };
@@ -102,7 +199,11 @@ impl Watchdog {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        let n = self.nudges.load(Ordering::Relaxed);
+        let n: u64 = self
+            .pulses
+            .iter()
+            .map(|p| p.counters.nudges.load(Ordering::Relaxed))
+            .sum();
         if n > 0 {
             tracing::info!(nudges = n, "watchdog nudged silent shard reactors");
         }

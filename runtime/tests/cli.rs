@@ -49,6 +49,7 @@ fn node_runs_the_demo_and_shuts_down_cleanly() {
     let listen = format!("127.0.0.1:{}", quire_runtime::net::free_port_block(2));
     let out = quire()
         .args(["node", "--duration", "1.5", "--listen", &listen])
+        .args(["--metrics", "127.0.0.1:0"])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -185,6 +186,8 @@ fn client_commands_against_a_running_node() {
             "cli-token",
             "--listen",
             &addr,
+            "--metrics",
+            "127.0.0.1:0",
         ])
         .args(["--duration", "60"])
         .stdout(std::process::Stdio::null())

@@ -49,6 +49,7 @@ fn start(name: &str, port: u16, seeds: &[u16], dir: &Path, secret: &str) -> Proc
     .arg("--data-dir")
     .arg(dir.join(name))
     .args(["--listen", &format!("127.0.0.1:{port}")])
+    .args(["--metrics", "127.0.0.1:0"])
     .args([
         "--node-name",
         name,

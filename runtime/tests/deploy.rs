@@ -188,6 +188,8 @@ fn launcher_dry_run_on_two_numa_nodes() {
     );
     assert!(lines[1].contains("--listen 127.0.0.1:9100") && lines[1].contains("/srv/q/node-1"));
     assert!(lines[1].contains("--seeds 127.0.0.1:9000"), "{text}");
+    assert!(lines[0].contains("--metrics 127.0.0.1:9099"), "{text}");
+    assert!(lines[1].contains("--metrics 127.0.0.1:9199"), "{text}");
     assert!(lines
         .iter()
         .all(|l| l.contains("--secret s") && l.ends_with("--shards 4 ")));

@@ -185,6 +185,8 @@ struct PendingCall {
     /// Set for the calls whose round trip is measured (one in
     /// [`LATENCY_SAMPLE_EVERY`]), so that the others cost no clock read.
     started: Option<Instant>,
+    /// The callee lives on another node (its round trip is a remote one).
+    remote: bool,
 }
 
 /// One agent call in this many is timed for the call-latency histogram.
@@ -566,7 +568,9 @@ impl ShardCore {
         };
         self.check_pending_room()?;
         let id = env.id;
+        let links_before = self.stats.cross_node_out;
         self.route_ordinary(env).map_err(|(r, _)| r)?;
+        let remote = self.stats.cross_node_out != links_before;
         // Timeouts run from the start of the current turn (the clock the shard
         // read when it began running agents), which saves a clock read per call.
         self.calls_made += 1;
@@ -581,6 +585,7 @@ impl ShardCore {
                 caller_slot,
                 caller_generation,
                 started,
+                remote,
             },
         );
         self.add_call_timeout(self.turn_clock + timeout, TimeoutOf::Agent(id));
@@ -1438,7 +1443,11 @@ impl ShardCore {
                 } else {
                     self.stats.replies += 1;
                     if let Some(started) = pending.started {
-                        self.record_round_trip(started);
+                        if pending.remote {
+                            self.record_remote_round_trip(started);
+                        } else {
+                            self.record_round_trip(started);
+                        }
                     }
                 }
                 let slot = &self.slots[pending.caller_slot];
@@ -1519,6 +1528,16 @@ impl ShardCore {
         self.stats.call_latency_ns.saturating_record(ns.max(1));
     }
 
+    fn record_remote_round_trip(&mut self, started: Instant) {
+        let ns = started
+            .elapsed()
+            .as_nanos()
+            .min(u128::from(crate::stats::MAX_TRACKED_NS)) as u64;
+        self.stats
+            .remote_call_latency_ns
+            .saturating_record(ns.max(1));
+    }
+
     /// Sends a refused ordinary message back to its sender.
     fn bounce(&mut self, env: Envelope, reason: Rejection) {
         // A durable message that cannot be delivered is dead-lettered: it
@@ -1562,6 +1581,11 @@ impl ShardCore {
                     self.bounce(env, Rejection::Expired);
                     return;
                 }
+                // One message in LATENCY_SAMPLE_EVERY is timed: two clock
+                // reads per 16 messages.
+                let timed = (self.stats.handled + self.stats.agent_panics)
+                    .is_multiple_of(LATENCY_SAMPLE_EVERY)
+                    .then(Instant::now);
                 let current = Current {
                     id: env.id,
                     // Only a call can be replied to; a send needs no return address.
@@ -1581,6 +1605,14 @@ impl ShardCore {
                 let panicked =
                     catch_unwind(AssertUnwindSafe(|| agent.handle(&mut ctx, env))).is_err();
                 let current = ctx.current.take().expect("current message is kept");
+                if let Some(started) = timed {
+                    let ns = started
+                        .elapsed()
+                        .as_nanos()
+                        .min(u128::from(crate::stats::MAX_TRACKED_NS))
+                        as u64;
+                    self.stats.handle_ns.saturating_record(ns.max(1));
+                }
                 // A durable message is finished once handled, failed or not:
                 // a message that makes its handler panic must not come back
                 // after every restart.

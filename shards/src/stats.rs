@@ -72,8 +72,16 @@ pub struct ShardStats {
     pub commit_failures: u64,
     /// Time per commit, fsync included, in ns.
     pub commit_latency_ns: Histogram<u64>,
-    /// Call round trips completed on this shard (call to reply), in ns.
+    /// Round trips of calls within this node completed on this shard (call
+    /// to reply; agents' calls sampled one in [`crate::LATENCY_SAMPLE_EVERY`],
+    /// clients' calls all), in ns.
     pub call_latency_ns: Histogram<u64>,
+    /// Round trips of agents' calls to agents on other nodes (sampled the
+    /// same way), in ns.
+    pub remote_call_latency_ns: Histogram<u64>,
+    /// Time agents' handlers took per message (one message in
+    /// [`crate::LATENCY_SAMPLE_EVERY`] timed), in ns.
+    pub handle_ns: Histogram<u64>,
 }
 
 impl ShardStats {
@@ -105,6 +113,8 @@ impl ShardStats {
             commit_failures: 0,
             commit_latency_ns: new_latency_histogram(),
             call_latency_ns: new_latency_histogram(),
+            remote_call_latency_ns: new_latency_histogram(),
+            handle_ns: new_latency_histogram(),
         }
     }
 
@@ -185,5 +195,9 @@ impl ShardStats {
         self.queued += other.queued;
         // Same bounds on both sides, so `add` cannot fail.
         let _ = self.call_latency_ns.add(&other.call_latency_ns);
+        let _ = self
+            .remote_call_latency_ns
+            .add(&other.remote_call_latency_ns);
+        let _ = self.handle_ns.add(&other.handle_ns);
     }
 }

@@ -62,6 +62,8 @@ pub struct WasmShardStats {
     pub quarantines: u64,
     /// Live instances now (agents' and pools').
     pub live_instances: u64,
+    /// Linear memory of the active agents' instances now, in bytes.
+    pub agent_memory_bytes: u64,
     /// Time to activate an agent (take or make an instance), in ns.
     pub activation_ns: Histogram<u64>,
 }
@@ -76,6 +78,7 @@ impl Default for WasmShardStats {
             failures: 0,
             quarantines: 0,
             live_instances: 0,
+            agent_memory_bytes: 0,
             activation_ns: new_latency_histogram(),
         }
     }
@@ -137,7 +140,17 @@ impl WasmShard {
     pub fn stats(&self) -> WasmShardStats {
         let mut s = self.stats.borrow().clone();
         s.live_instances = self.live_instances();
+        s.agent_memory_bytes = self.agent_memory_bytes();
         s
+    }
+
+    fn agent_memory_bytes(&self) -> u64 {
+        self.active
+            .borrow()
+            .iter()
+            .filter_map(Weak::upgrade)
+            .map(|a| a.live.borrow().as_ref().map_or(0, |l| l.memory_bytes()))
+            .sum()
     }
 
     fn live_instances(&self) -> u64 {

@@ -1,0 +1,97 @@
+//! Reactor stalls: glommio's stall detection for the backtrace, the node's
+//! watchdog for the count.
+//!
+//! A shard's reactor stalls when one task runs on without yielding: every
+//! other task of the shard (mesh intake, sockets, timers, commits) waits.
+//! Two parts report it, on by default (`metrics.stall_threshold_ms`):
+//! - glommio's stall detection, configured by [`GlommioStallSettings`]:
+//!   when a task queue runs past the threshold, glommio signals the
+//!   shard's thread for a backtrace and logs it (through the `log` crate,
+//!   which `quire node`'s subscriber shows) once the queue yields: what it
+//!   was running. Its handler cannot be replaced (glommio 0.9 does not
+//!   export the type its callback takes), so it only logs;
+//! - the node's watchdog ([`crate::watchdog`]) counts: a shard whose 2 ms
+//!   pulse stood still for the threshold while its thread was running (not
+//!   asleep) is stalled; when the pulse moves again the stall is counted
+//!   with its length in [`ReactorCounters`] and logged with the shard.
+//!
+//! The signal is a real-time one (`SIGRTMIN + 5`): glommio's default,
+//! SIGUSR1, is the one wasmer uses to interrupt running WebAssembly code.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use glommio::{StallDetectionHandler, TaskQueueHandle};
+
+/// A shard's reactor figures, written by the node's watchdog thread and read
+/// when the shard is scraped.
+#[derive(Debug, Default)]
+pub struct ReactorCounters {
+    /// Stalls counted.
+    pub stalls: AtomicU64,
+    /// Time spent in counted stalls, ns.
+    pub stall_ns: AtomicU64,
+    /// Longest counted stall, ns.
+    pub max_stall_ns: AtomicU64,
+    /// Times the watchdog nudged the reactor out of a sleep past its timers.
+    pub nudges: AtomicU64,
+}
+
+impl ReactorCounters {
+    /// Counts one stall of `ns`.
+    ///
+    /// ```
+    /// use std::sync::atomic::Ordering;
+    /// use quire_runtime::metrics::stalls::ReactorCounters;
+    /// let c = ReactorCounters::default();
+    /// c.count_stall(12_000_000);
+    /// c.count_stall(30_000_000);
+    /// assert_eq!(c.stalls.load(Ordering::Relaxed), 2);
+    /// assert_eq!(c.max_stall_ns.load(Ordering::Relaxed), 30_000_000);
+    /// ```
+    pub fn count_stall(&self, ns: u64) {
+        self.stalls.fetch_add(1, Ordering::Relaxed);
+        self.stall_ns.fetch_add(ns, Ordering::Relaxed);
+        self.max_stall_ns.fetch_max(ns, Ordering::Relaxed);
+    }
+}
+
+/// glommio's stall detection for one shard: the threshold and the signal.
+///
+/// ```
+/// use std::time::Duration;
+/// use quire_runtime::metrics::stalls::GlommioStallSettings;
+///
+/// let ex = glommio::LocalExecutorBuilder::default()
+///     .detect_stalls(Some(Box::new(GlommioStallSettings::new(Duration::from_millis(10)))))
+///     .make()
+///     .unwrap();
+/// ex.run(async {});
+/// ```
+#[derive(Debug)]
+pub struct GlommioStallSettings {
+    threshold: Duration,
+}
+
+impl GlommioStallSettings {
+    /// Reports a task queue that ran `threshold` or longer without yielding.
+    pub fn new(threshold: Duration) -> Self {
+        Self { threshold }
+    }
+}
+
+impl StallDetectionHandler for GlommioStallSettings {
+    fn threshold(
+        &self,
+        _queue: TaskQueueHandle,
+        max_expected_runtime: Duration,
+    ) -> Option<Duration> {
+        // glommio adds this to the queue's budget (the preempt timer); the
+        // configured threshold is meant as the whole run time.
+        Some(self.threshold.saturating_sub(max_expected_runtime))
+    }
+
+    fn signal(&self) -> u8 {
+        (libc::SIGRTMIN() + 5) as u8
+    }
+}
