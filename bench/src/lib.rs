@@ -5,7 +5,9 @@
 //! Run them with `cargo run --release -p quire-bench -- routing`.
 
 pub mod crash;
+pub mod load;
 pub mod net_suite;
+pub mod peer_actix;
 pub mod peer_sqlite;
 pub mod peer_tokio;
 pub mod peer_tokio_net;
@@ -14,4 +16,5 @@ pub mod report;
 pub mod routing;
 pub mod routing_suite;
 pub mod storage_suite;
+pub mod suite;
 pub mod wasm_suite;

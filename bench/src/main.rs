@@ -8,6 +8,7 @@ use quire_bench::net_suite::{self, NetOptions};
 use quire_bench::profile_suite::{self, ProfileOptions};
 use quire_bench::routing_suite::{self, RoutingOptions};
 use quire_bench::storage_suite::{self, StorageOptions};
+use quire_bench::suite::{self, CompareOptions, CustomOptions, RunOptions, StressOptions};
 use quire_bench::wasm_suite::{self, WasmBenchOptions};
 
 #[global_allocator]
@@ -26,6 +27,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The standard suite: latency, throughput, scalability, spawn, memory
+    /// per agent, WebAssembly overhead, peak load, sustained, burst; each
+    /// next to its peers, into a JSON summary and a markdown report.
+    Run(RunOptions),
+    /// One open-loop run of your choosing, next to the tokio design:
+    /// .hgrm, .hlog, JSON, markdown and a PNG percentile plot.
+    Custom(CustomOptions),
+    /// Raise the request rate until p99 or losses break an objective.
+    Stress(StressOptions),
+    /// Exit non-zero when a summary regressed from a baseline.
+    Compare(CompareOptions),
     /// Request/reply latency and one-way throughput between native agents,
     /// next to a tokio + mpsc + DashMap design.
     Routing(RoutingOptions),
@@ -53,6 +65,10 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
+        Command::Run(opts) => suite::run_suite(opts).map(|_| ()),
+        Command::Custom(opts) => suite::custom(opts).map(|_| ()),
+        Command::Stress(opts) => suite::stress(opts).map(|_| ()),
+        Command::Compare(opts) => suite::compare(opts),
         Command::Routing(opts) => routing_suite::run(opts).map(|_| ()),
         Command::Crash(opts) => crash::run(opts).map(|_| ()),
         Command::Storage(opts) => storage_suite::run(opts).map(|_| ()),

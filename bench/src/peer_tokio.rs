@@ -216,3 +216,40 @@ impl TokioNode {
         rate
     }
 }
+
+/// Spawns `n` idle agents (a task and a mailbox of `mailbox_capacity` each,
+/// registered by name) on a runtime of `workers` threads: agents per second
+/// and resident bytes per agent.
+pub fn spawn_agents(workers: usize, mailbox_capacity: usize, n: usize) -> (f64, f64) {
+    let node = TokioNode::new(workers, mailbox_capacity);
+    let before = crate::report::resident_bytes();
+    let started = Instant::now();
+    for i in 0..n {
+        node.spawn_agent(&format!("spawn-{i}"), |mut rx| async move {
+            while let Some(msg) = rx.recv().await {
+                if let Some(reply) = msg.reply {
+                    let _ = reply.send(msg.payload);
+                }
+            }
+        });
+    }
+    // Every task has started once each answered a call.
+    node.runtime.block_on(async {
+        for i in 0..n {
+            let (tx, rx) = oneshot::channel();
+            let mailbox = node.registry.get(&format!("spawn-{i}")).map(|m| m.clone());
+            if let Some(m) = mailbox {
+                let _ = m
+                    .send(Msg {
+                        payload: Bytes::new(),
+                        reply: Some(tx),
+                    })
+                    .await;
+                let _ = rx.await;
+            }
+        }
+    });
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    let per_agent = crate::report::resident_bytes().saturating_sub(before) as f64 / n.max(1) as f64;
+    (rate, per_agent)
+}

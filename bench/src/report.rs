@@ -167,7 +167,7 @@ pub fn throughput_line(c: &ThroughputComparison, peer_name: &str) -> String {
 }
 
 /// The machine a report was made on, as far as /proc tells.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct MachineInfo {
     /// CPU model name.
     pub cpu_model: String,

@@ -69,6 +69,11 @@ pub struct MetricsSection {
     /// A shard whose reactor runs one task this long without yielding logs
     /// a stall report and counts it (ms); 0: no stall detection.
     pub stall_threshold_ms: u64,
+    /// Also turn on glommio's stall detection, which logs the backtrace of
+    /// the stalled task. Off by default: it resolves the backtrace's
+    /// symbols on the shard's own thread, which can take seconds with a
+    /// large binary's debug info (a stall report that stalls).
+    pub stall_backtraces: bool,
 }
 
 impl Default for MetricsSection {
@@ -76,6 +81,7 @@ impl Default for MetricsSection {
         Self {
             listen: None,
             stall_threshold_ms: 10,
+            stall_backtraces: false,
         }
     }
 }

@@ -315,7 +315,7 @@ impl NodeBuilder {
                 wasm: config.wasm.shard_config(),
                 net,
                 pulse: watchdog.pulse(shard),
-                stall_threshold,
+                stall_backtraces: stall_threshold.filter(|_| config.metrics.stall_backtraces),
             };
             let cpu = placement.shards[shard].cpu.cpu;
             let commit_cpus = commit_cpus.clone();
@@ -486,7 +486,7 @@ fn shard_thread(
     if let Some(spin) = reactor_spin {
         builder = builder.spin_before_park(spin);
     }
-    if let Some(threshold) = wiring.stall_threshold {
+    if let Some(threshold) = wiring.stall_backtraces {
         builder = builder.detect_stalls(Some(Box::new(
             crate::metrics::stalls::GlommioStallSettings::new(threshold),
         )));

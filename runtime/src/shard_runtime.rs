@@ -174,8 +174,9 @@ pub(crate) struct ShardWiring {
     /// Bumped every heartbeat while the reactor runs (see `watchdog`), with
     /// the reactor's stall counters.
     pub pulse: Arc<crate::watchdog::ShardPulse>,
-    /// glommio's stall reports for task queues running this long.
-    pub stall_threshold: Option<Duration>,
+    /// glommio's backtrace reports for task queues running this long (off
+    /// unless `metrics.stall_backtraces`).
+    pub stall_backtraces: Option<Duration>,
 }
 
 struct Outbound {
@@ -387,6 +388,7 @@ pub(crate) async fn run_shard(
     // The reactor's pulse: the node's watchdog nudges a shard whose pulse
     // stops (a reactor asleep past its own timers).
     wiring.pulse.register_thread();
+    core.publish_running(wiring.pulse.running.clone());
     let pulse = wiring.pulse.clone();
     glommio::spawn_local(async move {
         loop {
@@ -660,11 +662,42 @@ async fn receiver(shared: Rc<Shared>, index: usize) {
     }
 }
 
+/// Logs the stalls the watchdog counted since the last call, naming the
+/// agent whose turn it was (the watchdog cannot: names live here).
+fn report_stalls(shared: &Shared, reported: &mut u64) {
+    let pulse = &shared.pulse;
+    let counted = pulse.counters.stalls.load(Ordering::Relaxed);
+    if counted == *reported {
+        return;
+    }
+    let missed = counted - *reported - 1;
+    *reported = counted;
+    let ns = pulse.last_stall.1.load(Ordering::Relaxed);
+    let running = pulse.last_stall.0.load(Ordering::Relaxed);
+    let shard = shared.core.borrow().shard();
+    let what = match shared.core.borrow().slot_name(running) {
+        Some(agent) => format!("agent {agent}'s turn"),
+        None => "the runtime itself (no agent's turn: a command, a commit, I/O)".into(),
+    };
+    tracing::warn!(
+        shard,
+        stalled_ms = ns / 1_000_000,
+        "reactor stall: shard {shard} did not yield for {} ms, running {what}{}",
+        ns / 1_000_000,
+        if missed > 0 {
+            format!(" ({missed} more stall(s) since the last report)")
+        } else {
+            String::new()
+        }
+    );
+}
+
 async fn timers(shared: Rc<Shared>) {
     // The wasm host's sweep (idle deactivation, pool refills) rides on this
     // task's wake-ups, at most every tenth of a second.
     let sweep_every = shared.wasm.sweep_interval().min(Duration::from_millis(100));
     let mut last_sweep = Instant::now();
+    let mut stalls_reported = 0;
     while !shared.stopped.get() {
         let next = shared.core.borrow_mut().next_timer();
         // Never sleep longer than a heartbeat: glommio 0.9 can lose the
@@ -693,6 +726,7 @@ async fn timers(shared: Rc<Shared>) {
             shared.work.notify();
             shared.note_writes();
         }
+        report_stalls(&shared, &mut stalls_reported);
         if now.duration_since(last_sweep) >= sweep_every {
             last_sweep = now;
             shared.wasm.sweep(now);

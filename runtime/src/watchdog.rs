@@ -14,7 +14,8 @@
 //! system call other than the reactor's sleep in `io_uring_enter`, as
 //! /proc/self/task/TID/syscall tells) is stalled: one task kept the
 //! reactor. When the pulse moves again the stall is counted with its length
-//! (to within a check, 10 ms) and logged; such a shard is not nudged. A
+//! (to within a check, 10 ms) and the shard logs it, naming the agent whose
+//! turn it was when the stall was seen; such a shard is not nudged. A
 //! shard whose thread waits for the CPU (another thread has it) counts as
 //! stalled too: its agents wait all the same.
 
@@ -56,6 +57,12 @@ pub(crate) struct ShardPulse {
     pub tid: AtomicI32,
     /// Stalls and nudges, for `/metrics`.
     pub counters: ReactorCounters,
+    /// The agent whose turn it is (slot + 1; 0: none), published by the
+    /// shard's core.
+    pub running: Arc<std::sync::atomic::AtomicUsize>,
+    /// What `running` held when the last counted stall was seen, and its
+    /// length (ns): the shard logs it, naming the agent.
+    pub last_stall: (std::sync::atomic::AtomicUsize, AtomicU64),
 }
 
 impl ShardPulse {
@@ -102,7 +109,8 @@ struct Watch {
     last_beat: u64,
     last_change: Instant,
     silent_checks: u32,
-    stalled_since: Option<Instant>,
+    /// When the current stall began, and who was running then.
+    stalled_since: Option<(Instant, usize)>,
 }
 
 impl Watchdog {
@@ -149,16 +157,12 @@ impl Watchdog {
                     for (i, (pulse, w)) in pulses.iter().zip(&mut watches).enumerate() {
                         let beat = pulse.beat.load(Ordering::Relaxed);
                         if beat != w.last_beat {
-                            if let Some(since) = w.stalled_since.take() {
+                            if let Some((since, running)) = w.stalled_since.take() {
                                 let ns = now.duration_since(since).as_nanos() as u64;
+                                // The shard logs it (it can name the agent).
+                                pulse.last_stall.0.store(running, Ordering::Relaxed);
+                                pulse.last_stall.1.store(ns, Ordering::Relaxed);
                                 pulse.counters.count_stall(ns);
-                                tracing::warn!(
-                                    shard = i,
-                                    stalled_ms = ns / 1_000_000,
-                                    "reactor stall: shard {i} did not yield for {} ms \
-                                     (glommio's stall report, if any, shows what ran)",
-                                    ns / 1_000_000
-                                );
                             }
                             w.last_beat = beat;
                             w.last_change = now;
@@ -175,7 +179,8 @@ impl Watchdog {
                         let silent_for = now.duration_since(w.last_change);
                         if let Some(threshold) = stall_threshold {
                             if silent_for >= threshold && tid != 0 && thread_is_busy(tid) {
-                                w.stalled_since = Some(w.last_change);
+                                w.stalled_since =
+                                    Some((w.last_change, pulse.running.load(Ordering::Relaxed)));
                                 continue;
                             }
                         }

@@ -286,6 +286,10 @@ pub struct ShardCore {
     /// Set by [`Context::end_turn`]: the running agent's turn ends after
     /// its current message.
     pub(crate) end_turn: bool,
+    /// Where the slot of the agent whose turn it is (plus one; 0: none) is
+    /// published for another thread (a watchdog naming what a stalled shard
+    /// was running).
+    running: Option<std::sync::Arc<std::sync::atomic::AtomicUsize>>,
 }
 
 impl ShardCore {
@@ -321,6 +325,7 @@ impl ShardCore {
             remote: None,
             link_outboxes: Vec::new(),
             end_turn: false,
+            running: None,
         }
     }
 
@@ -603,6 +608,18 @@ impl ShardCore {
 
     // ---- driving ----
 
+    /// Publishes, in `probe`, which agent has its turn (slot + 1, 0 between
+    /// turns): two relaxed stores per turn. [`Self::slot_name`] names it.
+    pub fn publish_running(&mut self, probe: std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        self.running = Some(probe);
+    }
+
+    /// The agent in a slot published by [`Self::publish_running`] (slot + 1).
+    pub fn slot_name(&self, published: usize) -> Option<AgentId> {
+        let slot = self.slots.get(published.checked_sub(1)?)?;
+        slot.id.clone()
+    }
+
     /// Lets ready agents handle up to about `budget` messages (an agent's turn
     /// is not cut short). Returns how many were handled or rejected.
     pub fn run(&mut self, budget: usize) -> usize {
@@ -632,6 +649,9 @@ impl ShardCore {
             let (Some(mut agent), Some(me)) = (slot.agent.take(), slot.id.take()) else {
                 continue;
             };
+            if let Some(probe) = &self.running {
+                probe.store(idx + 1, std::sync::atomic::Ordering::Relaxed);
+            }
             // The clock is read only when a message has a deadline to check,
             // and then once per turn.
             let mut now = None;
@@ -648,6 +668,9 @@ impl ShardCore {
                 }
             }
             done += turn;
+            if let Some(probe) = &self.running {
+                probe.store(0, std::sync::atomic::Ordering::Relaxed);
+            }
             let slot = &mut self.slots[idx];
             slot.id = Some(me);
             if slot.live {

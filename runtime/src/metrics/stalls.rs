@@ -3,17 +3,19 @@
 //!
 //! A shard's reactor stalls when one task runs on without yielding: every
 //! other task of the shard (mesh intake, sockets, timers, commits) waits.
-//! Two parts report it, on by default (`metrics.stall_threshold_ms`):
-//! - glommio's stall detection, configured by [`GlommioStallSettings`]:
-//!   when a task queue runs past the threshold, glommio signals the
-//!   shard's thread for a backtrace and logs it (through the `log` crate,
-//!   which `quire node`'s subscriber shows) once the queue yields: what it
-//!   was running. Its handler cannot be replaced (glommio 0.9 does not
-//!   export the type its callback takes), so it only logs;
-//! - the node's watchdog ([`crate::watchdog`]) counts: a shard whose 2 ms
-//!   pulse stood still for the threshold while its thread was running (not
-//!   asleep) is stalled; when the pulse moves again the stall is counted
-//!   with its length in [`ReactorCounters`] and logged with the shard.
+//! - the node's watchdog ([`crate::watchdog`]), on by default
+//!   (`metrics.stall_threshold_ms`), counts: a shard whose 2 ms pulse stood
+//!   still for the threshold while its thread was busy (not asleep) is
+//!   stalled; when the pulse moves again the stall is counted with its
+//!   length in [`ReactorCounters`], and the shard logs it with the agent
+//!   whose turn it was;
+//! - glommio's stall detection, configured by [`GlommioStallSettings`],
+//!   with `metrics.stall_backtraces`: glommio signals the shard's thread
+//!   for a backtrace and logs it (through the `log` crate) once the task
+//!   queue yields. Off by default: glommio resolves the backtrace's symbols
+//!   on the shard's thread (seconds with a big binary's debug info), and
+//!   its handler cannot be replaced (glommio 0.9 does not export the type
+//!   its callback takes).
 //!
 //! The signal is a real-time one (`SIGRTMIN + 5`): glommio's default,
 //! SIGUSR1, is the one wasmer uses to interrupt running WebAssembly code.
