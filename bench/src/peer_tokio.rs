@@ -219,10 +219,10 @@ impl TokioNode {
 
 /// Spawns `n` idle agents (a task and a mailbox of `mailbox_capacity` each,
 /// registered by name) on a runtime of `workers` threads: agents per second
-/// and resident bytes per agent.
+/// and heap bytes per agent.
 pub fn spawn_agents(workers: usize, mailbox_capacity: usize, n: usize) -> (f64, f64) {
     let node = TokioNode::new(workers, mailbox_capacity);
-    let before = crate::report::resident_bytes();
+    let before = crate::report::allocated_bytes();
     let started = Instant::now();
     for i in 0..n {
         node.spawn_agent(&format!("spawn-{i}"), |mut rx| async move {
@@ -250,6 +250,7 @@ pub fn spawn_agents(workers: usize, mailbox_capacity: usize, n: usize) -> (f64, 
         }
     });
     let rate = n as f64 / started.elapsed().as_secs_f64();
-    let per_agent = crate::report::resident_bytes().saturating_sub(before) as f64 / n.max(1) as f64;
+    let per_agent =
+        crate::report::allocated_bytes().saturating_sub(before) as f64 / n.max(1) as f64;
     (rate, per_agent)
 }

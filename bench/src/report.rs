@@ -213,3 +213,10 @@ pub fn resident_bytes() -> u64 {
         .unwrap_or(0)
         * 4096
 }
+
+/// Bytes the process has allocated and not freed, from jemalloc's own
+/// statistics (more exact than resident memory for small differences).
+pub fn allocated_bytes() -> u64 {
+    let _ = tikv_jemalloc_ctl::epoch::advance();
+    tikv_jemalloc_ctl::stats::allocated::read().unwrap_or(0) as u64
+}

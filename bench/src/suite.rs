@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::load::spec::Burst;
 use crate::load::{self, LoadResult, LoadSpec, Pattern};
-use crate::report::{human_ns, median, resident_bytes, MachineInfo};
+use crate::report::{allocated_bytes, human_ns, median, MachineInfo};
 
 /// Which way a figure is better.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -328,12 +328,44 @@ impl Outputs {
     }
 }
 
-fn embedded_node(shards: Option<usize>) -> Result<Node, String> {
-    let mut b = Node::builder();
-    if let Some(n) = shards {
-        b = b.shards(n);
+fn embedded_node(shards: Option<usize>, spin_us: u64) -> Result<Node, String> {
+    let mut config = quire_runtime::config::NodeConfig::default();
+    config.node.shards = shards;
+    config.node.spin_before_park_us = spin_us;
+    // Its metrics endpoint on any free port (the scrape scenario uses it).
+    config.metrics.listen = Some("127.0.0.1:0".into());
+    Node::builder()
+        .config(config)
+        .start()
+        .map_err(|e| e.to_string())
+}
+
+/// Scrapes `GET /metrics` at `addr` `per_second` times a second until
+/// `stop`; returns how many scrapes succeeded.
+fn scrape_until(
+    addr: std::net::SocketAddr,
+    per_second: u32,
+    stop: &std::sync::atomic::AtomicBool,
+) -> u64 {
+    use std::io::{Read, Write};
+    let every = Duration::from_secs(1) / per_second.max(1);
+    let mut next = Instant::now();
+    let mut ok = 0;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        if let Ok(mut s) = std::net::TcpStream::connect(addr) {
+            let _ = write!(
+                s,
+                "GET /metrics HTTP/1.1\r\nHost: q\r\nConnection: close\r\n\r\n"
+            );
+            let mut body = Vec::new();
+            if s.read_to_end(&mut body).is_ok() && body.starts_with(b"HTTP/1.1 200") {
+                ok += 1;
+            }
+        }
+        next += every;
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
     }
-    b.start().map_err(|e| e.to_string())
+    ok
 }
 
 /// Runs `spec` on Quire then on the tokio design, with a progress bar each.
@@ -378,6 +410,12 @@ fn print_run(tag: &str, spec: &LoadSpec, r: &LoadResult) {
 /// Options of `quire-bench custom`.
 #[derive(Debug, Clone, Args)]
 pub struct CustomOptions {
+    /// Keep idle reactors polling this many µs before they sleep (the
+    /// low-latency option, as tokio's workers spin before parking); 0:
+    /// park at once (the default configuration).
+    #[arg(long, default_value_t = 200)]
+    pub spin_us: u64,
+
     /// Target agents, spread over every shard.
     #[arg(long, default_value_t = 100)]
     pub agents: usize,
@@ -421,7 +459,7 @@ pub fn custom(opts: &CustomOptions) -> Result<Summary, String> {
     spec.warmup = Duration::from_secs_f64(opts.warmup);
     spec.message_size = opts.message_size.max(load::spec::payload::HEADER);
     let out = Outputs::new(&opts.out)?;
-    let node = embedded_node(opts.shards)?;
+    let node = embedded_node(opts.shards, opts.spin_us)?;
     let started = SystemTime::now();
     let (quire, peer) = side_by_side(&node, "custom", &spec, !opts.no_peer)?;
     node.shutdown();
@@ -457,6 +495,12 @@ pub fn custom(opts: &CustomOptions) -> Result<Summary, String> {
 /// Options of `quire-bench stress`.
 #[derive(Debug, Clone, Args)]
 pub struct StressOptions {
+    /// Keep idle reactors polling this many µs before they sleep (the
+    /// low-latency option, as tokio's workers spin before parking); 0:
+    /// park at once (the default configuration).
+    #[arg(long, default_value_t = 200)]
+    pub spin_us: u64,
+
     /// Raise the rate until the objective breaks (the only mode).
     #[arg(long)]
     pub find_breaking_point: bool,
@@ -532,7 +576,7 @@ pub fn stress(opts: &StressOptions) -> Result<Summary, String> {
     if !opts.find_breaking_point {
         return Err("stress needs --find-breaking-point".into());
     }
-    let node = embedded_node(opts.shards)?;
+    let node = embedded_node(opts.shards, opts.spin_us)?;
     let client = node.client();
     let spec = |rate| {
         let mut s = LoadSpec::new(
@@ -585,6 +629,12 @@ pub fn stress(opts: &StressOptions) -> Result<Summary, String> {
 /// Options of `quire-bench run`.
 #[derive(Debug, Clone, Args)]
 pub struct RunOptions {
+    /// Keep idle reactors polling this many µs before they sleep (the
+    /// low-latency option, as tokio's workers spin before parking); 0:
+    /// park at once (the default configuration).
+    #[arg(long, default_value_t = 200)]
+    pub spin_us: u64,
+
     /// The suite (only `standard`).
     #[arg(long, default_value = "standard")]
     pub suite: String,
@@ -640,11 +690,20 @@ pub fn run_suite(opts: &RunOptions) -> Result<Summary, String> {
         ));
     }
     let out = Outputs::new(&opts.out)?;
-    let node = embedded_node(opts.shards)?;
+    let node = embedded_node(opts.shards, opts.spin_us)?;
     let client = node.client();
     let shards = client.shard_count();
     let secs = Duration::from_secs_f64(opts.duration);
     let mut figures = Vec::new();
+
+    // A first run warms the node up (allocations, page faults, caches); it
+    // is not reported.
+    let warm = LoadSpec::new(Pattern::RequestReply, 100, 20_000, Duration::from_secs(1));
+    let bar = progress("warm-up");
+    load::quire::run(&client, "warm-up", &warm, |f| {
+        bar.set_position((f * 1000.0) as u64)
+    })?;
+    bar.finish();
     let started = SystemTime::now();
 
     // Latency: open-loop request/reply.
@@ -722,7 +781,7 @@ pub fn run_suite(opts: &RunOptions) -> Result<Summary, String> {
 
     // Spawn and memory per agent: 10 000 native agents.
     let spawn_n = 10_000usize.min(opts.max_agents.max(1));
-    let before = resident_bytes();
+    let before = allocated_bytes();
     let t = Instant::now();
     for i in 0..spawn_n {
         client
@@ -730,7 +789,7 @@ pub fn run_suite(opts: &RunOptions) -> Result<Summary, String> {
             .map_err(|e| e.to_string())?;
     }
     let quire_spawn = spawn_n as f64 / t.elapsed().as_secs_f64();
-    let quire_mem = resident_bytes().saturating_sub(before) as f64 / spawn_n as f64;
+    let quire_mem = allocated_bytes().saturating_sub(before) as f64 / spawn_n as f64;
     for i in 0..spawn_n {
         let _ = client.unregister_blocking(format!("spawn-{i}"));
     }
@@ -746,7 +805,7 @@ pub fn run_suite(opts: &RunOptions) -> Result<Summary, String> {
     });
     figures.push(Figure {
         scenario: "memory per idle agent".into(),
-        metric: "resident".into(),
+        metric: "heap (jemalloc allocated)".into(),
         unit: "bytes".into(),
         better: Better::Lower,
         quire: quire_mem.max(1.0),
@@ -851,6 +910,43 @@ pub fn run_suite(opts: &RunOptions) -> Result<Summary, String> {
         &q,
         Some(("tokio", &p)),
     ));
+    // Metrics: the latency scenario with /metrics scraped 10 times a second,
+    // alternating with unscraped runs (medians of 3 each).
+    let addr = node
+        .metrics_addr()
+        .ok_or("the node has no metrics endpoint")?;
+    let spec = LoadSpec::new(Pattern::RequestReply, 100, 20_000, secs);
+    let (mut quiet, mut scraped) = (Vec::new(), Vec::new());
+    let mut scrapes = 0;
+    for round in 0..3 {
+        let bar = progress(&format!("scrape overhead {}/3", round + 1));
+        let r = load::quire::run(&client, &format!("quiet-{round}"), &spec, |f| {
+            bar.set_position((f * 500.0) as u64)
+        })?;
+        quiet.push(r.corrected.value_at_quantile(0.99));
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let r = std::thread::scope(|scope| {
+            let scraper = scope.spawn(|| scrape_until(addr, 10, &stop));
+            let r = load::quire::run(&client, &format!("scraped-{round}"), &spec, |f| {
+                bar.set_position(500 + (f * 500.0) as u64)
+            });
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            scrapes += scraper.join().unwrap_or(0);
+            r
+        })?;
+        scraped.push(r.corrected.value_at_quantile(0.99));
+        bar.finish();
+    }
+    println!("metrics scrapes during the scraped runs: {scrapes}; p99 quiet {quiet:?} ns, scraped {scraped:?} ns");
+    figures.push(Figure {
+        scenario: "latency 20k msg/s, /metrics scraped 10/s".into(),
+        metric: "p99".into(),
+        unit: "ns".into(),
+        better: Better::Lower,
+        quire: median(scraped) as f64,
+        peer_name: Some("unscraped (same node)".into()),
+        peer: Some(median(quiet) as f64),
+    });
     node.shutdown();
 
     let summary = Summary {

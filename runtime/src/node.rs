@@ -246,8 +246,12 @@ impl NodeBuilder {
         let sockets = crate::net::bind(&config.network, &config.cluster, n)?;
         let metrics = match config.metrics.listen_addr()? {
             Some(addr) => Some(
-                crate::metrics::MetricsEndpoint::start(addr, client.clone())
-                    .map_err(|e| StartError::Metrics(e.to_string()))?,
+                crate::metrics::MetricsEndpoint::start(addr, client.clone()).map_err(|e| {
+                    StartError::Metrics(format!(
+                        "{e} (choose another with metrics.listen or quire node --metrics ADDR, \
+                             or none with --no-metrics)"
+                    ))
+                })?,
             ),
             None => None,
         };

@@ -32,15 +32,14 @@ pub fn run(spec: &LoadSpec, workers: usize, mailbox_capacity: usize) -> Result<L
     rt.block_on(async move {
         let registry: Registry = Arc::default();
         let names: Vec<String> = (0..spec.agents).map(|i| format!("target-{i}")).collect();
-        let epoch = Instant::now();
-        let start = epoch + Duration::from_millis(50);
-        let measure_start = start + spec.warmup;
-        let end = measure_start + spec.duration;
+        // The clock starts once every target exists (as on Quire's side):
+        // the sinks read it through this cell.
+        let clock: Arc<std::sync::OnceLock<(Instant, Instant)>> = Arc::default();
         let mut sinks = Vec::new();
         for name in &names {
             let (tx, mut rx) = mpsc::channel::<Msg>(mailbox_capacity);
             registry.insert(name.clone(), tx);
-            let spec = spec.clone();
+            let (spec, clock) = (spec.clone(), clock.clone());
             sinks.push(tokio::spawn(async move {
                 let mut result = LoadResult::empty(&spec);
                 while let Some(msg) = rx.recv().await {
@@ -49,7 +48,8 @@ pub fn run(spec: &LoadSpec, workers: usize, mailbox_capacity: usize) -> Result<L
                             let _ = reply.send(msg.payload);
                         }
                         None => {
-                            let Some((true, intended, actual)) = payload::decode(&msg.payload)
+                            let (Some((true, intended, actual)), Some(&(epoch, measure_start))) =
+                                (payload::decode(&msg.payload), clock.get())
                             else {
                                 continue;
                             };
@@ -67,6 +67,11 @@ pub fn run(spec: &LoadSpec, workers: usize, mailbox_capacity: usize) -> Result<L
                 result
             }));
         }
+        let epoch = Instant::now();
+        let start = epoch + Duration::from_millis(50);
+        let measure_start = start + spec.warmup;
+        let end = measure_start + spec.duration;
+        let _ = clock.set((epoch, measure_start));
         let generators = workers.max(1) as u64;
         let mut gens = Vec::new();
         for g in 0..generators {
