@@ -767,32 +767,36 @@ pub fn run_suite(opts: &RunOptions) -> Result<Summary, String> {
             secs.min(Duration::from_secs(2)),
         );
         let (q, p) = side_by_side(&node, &format!("scale-{agents}"), &spec, true)?;
-        let p = p.expect("peer ran");
+        // A peer run that measured nothing is left out, not shown as 0.
+        let p = p.filter(|p| !p.corrected.is_empty());
         figures.push(Figure {
             scenario: format!("scalability {agents} agents"),
             metric: "p99".into(),
             unit: "ns".into(),
             better: Better::Lower,
             quire: q.corrected.value_at_quantile(0.99) as f64,
-            peer_name: Some("tokio".into()),
-            peer: Some(p.corrected.value_at_quantile(0.99) as f64),
+            peer_name: p.as_ref().map(|_| "tokio".into()),
+            peer: p
+                .as_ref()
+                .map(|p| p.corrected.value_at_quantile(0.99) as f64),
         });
     }
 
-    // Spawn and memory per agent: 10 000 native agents.
+    // Spawn and memory per agent: 10 000 native agents, on a fresh node
+    // (a node that had agents reuses their slots).
     let spawn_n = 10_000usize.min(opts.max_agents.max(1));
+    let fresh = embedded_node(opts.shards, opts.spin_us)?;
+    let fresh_client = fresh.client();
     let before = allocated_bytes();
     let t = Instant::now();
     for i in 0..spawn_n {
-        client
+        fresh_client
             .register_blocking(format!("spawn-{i}"), || crate::routing::Echo)
             .map_err(|e| e.to_string())?;
     }
     let quire_spawn = spawn_n as f64 / t.elapsed().as_secs_f64();
     let quire_mem = allocated_bytes().saturating_sub(before) as f64 / spawn_n as f64;
-    for i in 0..spawn_n {
-        let _ = client.unregister_blocking(format!("spawn-{i}"));
-    }
+    fresh.shutdown();
     let (tokio_spawn, tokio_mem) = crate::peer_tokio::spawn_agents(shards, 1024, spawn_n);
     figures.push(Figure {
         scenario: format!("spawn {spawn_n} agents"),
@@ -938,6 +942,21 @@ pub fn run_suite(opts: &RunOptions) -> Result<Summary, String> {
         bar.finish();
     }
     println!("metrics scrapes during the scraped runs: {scrapes}; p99 quiet {quiet:?} ns, scraped {scraped:?} ns");
+    for m in client
+        .metrics_blocking(Duration::from_secs(1))
+        .into_iter()
+        .flatten()
+    {
+        println!(
+            "shard {}: reactor stalls {} (longest {:.1} ms), watchdog nudges {}",
+            m.shard,
+            m.value("quire_reactor_stalls_total", None).unwrap_or(0.0),
+            m.value("quire_reactor_max_stall_seconds", None)
+                .unwrap_or(0.0)
+                * 1e3,
+            m.value("quire_watchdog_nudges_total", None).unwrap_or(0.0)
+        );
+    }
     figures.push(Figure {
         scenario: "latency 20k msg/s, /metrics scraped 10/s".into(),
         metric: "p99".into(),
