@@ -239,6 +239,16 @@ fn regressions_are_judged_on_the_ratio_to_the_peer() {
     assert!(found[0].contains("4.00x -> 2.67x"), "{found:?}");
 }
 
+fn compare(baseline: &std::path::Path, current: &std::path::Path) -> std::process::Output {
+    bench()
+        .args(["compare", "--baseline"])
+        .arg(baseline)
+        .arg("--current")
+        .arg(current)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn compare_exits_non_zero_on_a_doctored_baseline() {
     let dir = tempfile::tempdir().unwrap();
@@ -250,13 +260,7 @@ fn compare_exits_non_zero_on_a_doctored_baseline() {
     ]);
     std::fs::write(&current, serde_json::to_string(&now).unwrap()).unwrap();
     std::fs::write(&baseline, serde_json::to_string(&now).unwrap()).unwrap();
-    let same = bench()
-        .args(["compare", "--baseline"])
-        .arg(&baseline)
-        .arg("--current")
-        .arg(&current)
-        .output()
-        .unwrap();
+    let same = compare(&baseline, &current);
     assert!(
         same.status.success(),
         "{}",
@@ -265,13 +269,7 @@ fn compare_exits_non_zero_on_a_doctored_baseline() {
     // The baseline claims a p99 twice as good against the same peer.
     let doctored = summary(vec![figure("p50", 50.0, 100.0), figure("p99", 50.0, 400.0)]);
     std::fs::write(&baseline, serde_json::to_string(&doctored).unwrap()).unwrap();
-    let out = bench()
-        .args(["compare", "--baseline"])
-        .arg(&baseline)
-        .arg("--current")
-        .arg(&current)
-        .output()
-        .unwrap();
+    let out = compare(&baseline, &current);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

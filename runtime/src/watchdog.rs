@@ -17,7 +17,10 @@
 //! (to within a check, 10 ms) and the shard logs it, naming the agent whose
 //! turn it was when the stall was seen; such a shard is not nudged. A
 //! shard whose thread waits for the CPU (another thread has it) counts as
-//! stalled too: its agents wait all the same.
+//! stalled too: its agents wait all the same. When the watchdog's own
+//! 10 ms sleep lasted over 25 ms, the whole process or the VM was held up
+//! (hypervisor steal, a stopped process): that is counted as a host pause
+//! on every shard, not as a stall of any.
 
 use std::os::unix::thread::JoinHandleExt;
 use std::sync::atomic::AtomicI32;
@@ -31,6 +34,8 @@ use crate::metrics::stalls::ReactorCounters;
 const CHECK_EVERY: Duration = Duration::from_millis(10);
 /// Checks without a pulse before a nudge.
 const SILENT_CHECKS: u32 = 3;
+/// A check this late means the watchdog itself was held up (host pause).
+const HOST_PAUSE: Duration = Duration::from_millis(25);
 
 extern "C" fn ignore(_: libc::c_int) {}
 
@@ -151,9 +156,26 @@ impl Watchdog {
                         stalled_since: None,
                     })
                     .collect();
+                let mut last_check = start;
                 while !stop.load(Ordering::Relaxed) {
                     std::thread::sleep(CHECK_EVERY);
                     let now = Instant::now();
+                    // The watchdog itself slept far past its time: the
+                    // whole process (or the VM) was held up, not one shard.
+                    // What the pulses say about that stretch is no evidence
+                    // of a shard stall: count a host pause and look afresh.
+                    let overslept = now.duration_since(last_check) > HOST_PAUSE;
+                    last_check = now;
+                    if overslept {
+                        for (pulse, w) in pulses.iter().zip(&mut watches) {
+                            pulse.counters.host_pauses.fetch_add(1, Ordering::Relaxed);
+                            w.last_beat = pulse.beat.load(Ordering::Relaxed);
+                            w.last_change = now;
+                            w.silent_checks = 0;
+                            w.stalled_since = None;
+                        }
+                        continue;
+                    }
                     for (i, (pulse, w)) in pulses.iter().zip(&mut watches).enumerate() {
                         let beat = pulse.beat.load(Ordering::Relaxed);
                         if beat != w.last_beat {
@@ -177,8 +199,12 @@ impl Watchdog {
                         }
                         let tid = pulse.tid.load(Ordering::Relaxed);
                         let silent_for = now.duration_since(w.last_change);
+                        // Before its first beat a shard is still starting
+                        // (recovery, pools): busy, but not stalled.
+                        let started = w.last_beat > 0;
                         if let Some(threshold) = stall_threshold {
-                            if silent_for >= threshold && tid != 0 && thread_is_busy(tid) {
+                            if started && silent_for >= threshold && tid != 0 && thread_is_busy(tid)
+                            {
                                 w.stalled_since =
                                     Some((w.last_change, pulse.running.load(Ordering::Relaxed)));
                                 continue;

@@ -45,6 +45,17 @@ fn labelled(mut s: Sample, key: &'static str, value: &'static str) -> Sample {
     s
 }
 
+/// An out and an in counter under one name, labelled `direction`.
+fn both_directions(
+    samples: &mut Vec<Sample>,
+    name: &'static str,
+    help: &'static str,
+    (out, into): (u64, u64),
+) {
+    samples.push(labelled(counter(name, help, out), "direction", "out"));
+    samples.push(labelled(counter(name, help, into), "direction", "in"));
+}
+
 fn summary(
     name: &'static str,
     help: &'static str,
@@ -109,33 +120,23 @@ pub(crate) fn collect(shared: &Shared) -> ShardMetrics {
         "Handler panics caught (the message is rejected as agent_failed).",
         s.agent_panics,
     ));
-    const MESH: &str = "Envelopes between this shard and the node's other shards.";
-    samples.push(labelled(
-        counter("quire_mesh_envelopes_total", MESH, s.cross_shard_out),
-        "direction",
-        "out",
-    ));
-    samples.push(labelled(
-        counter("quire_mesh_envelopes_total", MESH, s.cross_shard_in),
-        "direction",
-        "in",
-    ));
+    both_directions(
+        &mut samples,
+        "quire_mesh_envelopes_total",
+        "Envelopes between this shard and the node's other shards.",
+        (s.cross_shard_out, s.cross_shard_in),
+    );
     samples.push(counter(
         "quire_mesh_batches_total",
         "Batches this shard put on the mesh.",
         s.batches_out,
     ));
-    const LINKS: &str = "Envelopes between this shard and other nodes.";
-    samples.push(labelled(
-        counter("quire_node_link_envelopes_total", LINKS, s.cross_node_out),
-        "direction",
-        "out",
-    ));
-    samples.push(labelled(
-        counter("quire_node_link_envelopes_total", LINKS, s.cross_node_in),
-        "direction",
-        "in",
-    ));
+    both_directions(
+        &mut samples,
+        "quire_node_link_envelopes_total",
+        "Envelopes between this shard and other nodes.",
+        (s.cross_node_out, s.cross_node_in),
+    );
     const DURABLE: &str = "Durable messages, by what became of them.";
     for (event, value) in [
         ("accepted", s.durable_accepted),
@@ -282,6 +283,11 @@ pub(crate) fn collect(shared: &Shared) -> ShardMetrics {
         "quire_watchdog_nudges_total",
         "Times the watchdog woke the shard's reactor from a sleep past its timers.",
         reactor.nudges.load(Ordering::Relaxed),
+    ));
+    samples.push(counter(
+        "quire_host_pauses_total",
+        "Times the whole process was held up past 25 ms (hypervisor steal, a stopped process), seen by the watchdog; not counted as stalls.",
+        reactor.host_pauses.load(Ordering::Relaxed),
     ));
     let now = Instant::now();
     let busy = glommio::executor().executor_stats().executor_runtime();
