@@ -681,6 +681,69 @@ fn recovery_ms(r: &LoadResult, spec: &LoadSpec, burst: Burst) -> f64 {
     (r.intervals.len().saturating_sub(after) as u64 * interval.as_millis() as u64) as f64
 }
 
+/// Request/reply p99 at 20 000 msg/s with /metrics scraped 10 times a
+/// second next to the same without scrapes, medians of 5 alternating runs.
+fn scrape_overhead(node: &Node, setting: &str, secs: Duration) -> Result<Figure, String> {
+    let client = node.client();
+    let addr = node
+        .metrics_addr()
+        .ok_or("the node has no metrics endpoint")?;
+    let spec = LoadSpec::new(Pattern::RequestReply, 100, 20_000, secs);
+    let (mut quiet, mut scraped) = (Vec::new(), Vec::new());
+    let mut scrapes = 0;
+    for round in 0..5 {
+        let bar = progress(&format!("scrape overhead {}/5", round + 1));
+        let r = load::quire::run(&client, &format!("quiet-{round}"), &spec, |f| {
+            bar.set_position((f * 500.0) as u64)
+        })?;
+        quiet.push(r.corrected.value_at_quantile(0.99));
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let r = std::thread::scope(|scope| {
+            let scraper = scope.spawn(|| scrape_until(addr, 10, &stop));
+            let r = load::quire::run(&client, &format!("scraped-{round}"), &spec, |f| {
+                bar.set_position(500 + (f * 500.0) as u64)
+            });
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            scrapes += scraper.join().unwrap_or(0);
+            r
+        })?;
+        scraped.push(r.corrected.value_at_quantile(0.99));
+        bar.finish();
+    }
+    println!(
+        "{setting} ({} shard(s)): {scrapes} scrapes; p99 unscraped {quiet:?} ns, scraped {scraped:?} ns",
+        client.shard_count()
+    );
+    Ok(Figure {
+        scenario: format!("latency 20k msg/s, /metrics scraped 10/s, {setting}"),
+        metric: "p99".into(),
+        unit: "ns".into(),
+        better: Better::Lower,
+        quire: median(scraped) as f64,
+        peer_name: Some("unscraped (same node)".into()),
+        peer: Some(median(quiet) as f64),
+    })
+}
+
+/// Prints each shard's stalls, host pauses and nudges so far.
+fn print_reactor_figures(client: &quire_runtime::Client) {
+    for m in client
+        .metrics_blocking(Duration::from_secs(1))
+        .into_iter()
+        .flatten()
+    {
+        let v = |name| m.value(name, None).unwrap_or(0.0);
+        println!(
+            "shard {}: reactor stalls {} (longest {:.1} ms), host pauses {}, watchdog nudges {}",
+            m.shard,
+            v("quire_reactor_stalls_total"),
+            v("quire_reactor_max_stall_seconds") * 1e3,
+            v("quire_host_pauses_total"),
+            v("quire_watchdog_nudges_total")
+        );
+    }
+}
+
 /// `quire-bench run --suite standard`.
 pub fn run_suite(opts: &RunOptions) -> Result<Summary, String> {
     if opts.suite != "standard" {
@@ -915,58 +978,20 @@ pub fn run_suite(opts: &RunOptions) -> Result<Summary, String> {
         Some(("tokio", &p)),
     ));
     // Metrics: the latency scenario with /metrics scraped 10 times a second,
-    // alternating with unscraped runs (medians of 3 each).
-    let addr = node
-        .metrics_addr()
-        .ok_or("the node has no metrics endpoint")?;
-    let spec = LoadSpec::new(Pattern::RequestReply, 100, 20_000, secs);
-    let (mut quiet, mut scraped) = (Vec::new(), Vec::new());
-    let mut scrapes = 0;
-    for round in 0..3 {
-        let bar = progress(&format!("scrape overhead {}/3", round + 1));
-        let r = load::quire::run(&client, &format!("quiet-{round}"), &spec, |f| {
-            bar.set_position((f * 500.0) as u64)
-        })?;
-        quiet.push(r.corrected.value_at_quantile(0.99));
-        let stop = std::sync::atomic::AtomicBool::new(false);
-        let r = std::thread::scope(|scope| {
-            let scraper = scope.spawn(|| scrape_until(addr, 10, &stop));
-            let r = load::quire::run(&client, &format!("scraped-{round}"), &spec, |f| {
-                bar.set_position(500 + (f * 500.0) as u64)
-            });
-            stop.store(true, std::sync::atomic::Ordering::Relaxed);
-            scrapes += scraper.join().unwrap_or(0);
-            r
-        })?;
-        scraped.push(r.corrected.value_at_quantile(0.99));
-        bar.finish();
-    }
-    println!("metrics scrapes during the scraped runs: {scrapes}; p99 quiet {quiet:?} ns, scraped {scraped:?} ns");
-    for m in client
-        .metrics_blocking(Duration::from_secs(1))
-        .into_iter()
-        .flatten()
-    {
-        println!(
-            "shard {}: reactor stalls {} (longest {:.1} ms), watchdog nudges {}",
-            m.shard,
-            m.value("quire_reactor_stalls_total", None).unwrap_or(0.0),
-            m.value("quire_reactor_max_stall_seconds", None)
-                .unwrap_or(0.0)
-                * 1e3,
-            m.value("quire_watchdog_nudges_total", None).unwrap_or(0.0)
-        );
-    }
-    figures.push(Figure {
-        scenario: "latency 20k msg/s, /metrics scraped 10/s".into(),
-        metric: "p99".into(),
-        unit: "ns".into(),
-        better: Better::Lower,
-        quire: median(scraped) as f64,
-        peer_name: Some("unscraped (same node)".into()),
-        peer: Some(median(quiet) as f64),
-    });
+    // alternating with unscraped runs; on this node (every CPU a shard) and
+    // on one that leaves a CPU to the scraper (as docs/tuning.md advises).
+    figures.push(scrape_overhead(&node, "every CPU a shard", secs)?);
+    print_reactor_figures(&client);
     node.shutdown();
+    if shards > 1 {
+        let spared = embedded_node(Some(shards - 1), opts.spin_us)?;
+        figures.push(scrape_overhead(
+            &spared,
+            "a CPU left for housekeeping",
+            secs,
+        )?);
+        spared.shutdown();
+    }
 
     let summary = Summary {
         suite: "standard".into(),
