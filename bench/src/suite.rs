@@ -440,6 +440,16 @@ pub struct CustomOptions {
     /// Skip the tokio peer.
     #[arg(long)]
     pub no_peer: bool,
+    /// Drive this running node over the wire (`host:port` of its client
+    /// listener) instead of an embedded one; request-reply only. The echo
+    /// targets are deployed as WebAssembly agents, so the node needs its
+    /// admin token (`--token`). No in-run peer: `quire-bench net` compares
+    /// the wire path with a tokio design.
+    #[arg(long)]
+    pub node: Option<String>,
+    /// The node's admin token (deploys the targets).
+    #[arg(long, env = "QUIRE_ADMIN_TOKEN")]
+    pub token: Option<String>,
     /// Where the outputs go.
     #[arg(long, default_value = "bench-results/custom")]
     pub out: PathBuf,
@@ -459,10 +469,27 @@ pub fn custom(opts: &CustomOptions) -> Result<Summary, String> {
     spec.warmup = Duration::from_secs_f64(opts.warmup);
     spec.message_size = opts.message_size.max(load::spec::payload::HEADER);
     let out = Outputs::new(&opts.out)?;
-    let node = embedded_node(opts.shards, opts.spin_us)?;
     let started = SystemTime::now();
-    let (quire, peer) = side_by_side(&node, "custom", &spec, !opts.no_peer)?;
-    node.shutdown();
+    let (quire, peer) = match &opts.node {
+        Some(addr) => {
+            let bar = progress(&format!("custom: {addr}"));
+            let r = load::remote::run(
+                addr,
+                opts.token.as_deref(),
+                crate::wasm_suite::ECHO_WASM,
+                &spec,
+                |f| bar.set_position((f * 1000.0) as u64),
+            )?;
+            bar.finish();
+            (r, None)
+        }
+        None => {
+            let node = embedded_node(opts.shards, opts.spin_us)?;
+            let both = side_by_side(&node, "custom", &spec, !opts.no_peer)?;
+            node.shutdown();
+            both
+        }
+    };
     print_run("quire", &spec, &quire);
     let mut series = vec![("quire", &quire)];
     if let Some(p) = &peer {

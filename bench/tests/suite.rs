@@ -277,3 +277,54 @@ fn compare_exits_non_zero_on_a_doctored_baseline() {
         "{err}"
     );
 }
+
+#[test]
+fn custom_drives_a_running_node_over_the_wire() {
+    let mut config = quire_runtime::config::NodeConfig::default();
+    config.node.shards = Some(1);
+    let port = quire_runtime::net::free_port_block(2);
+    config.network.listen = Some(format!("127.0.0.1:{port}"));
+    config.network.admin_token = Some("bench-token".into());
+    let node = Node::builder().config(config).start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = bench()
+        .args([
+            "custom",
+            "--agents",
+            "3",
+            "--rate",
+            "1000",
+            "--duration",
+            "0.5",
+            "--warmup",
+            "0.2",
+        ])
+        .args([
+            "--node",
+            &format!("127.0.0.1:{port}"),
+            "--token",
+            "bench-token",
+            "--out",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows =
+        load::hgrm::parse(&std::fs::read_to_string(dir.path().join("custom.quire.hgrm")).unwrap())
+            .unwrap();
+    // 0.5 s at 1 000 calls/s: about 500 measured replies.
+    let total = rows.last().unwrap().2;
+    assert!((400..=600).contains(&total), "{total} replies");
+    // The targets were undeployed afterwards.
+    assert!(node
+        .client()
+        .agents_blocking()
+        .iter()
+        .all(|a| !a.name.as_str().starts_with("quire-bench/")));
+    node.shutdown();
+}

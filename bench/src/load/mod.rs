@@ -13,6 +13,7 @@
 //! - [`spec`]: what to run (pattern, agents, rate, duration, size);
 //! - [`quire`]: the generator and sink agents on an embedded node;
 //! - [`tokio_peer`]: the same load on the conventional tokio design;
+//! - [`remote`]: request/reply against a running node, over the wire;
 //! - [`hgrm`], [`hlog`], [`plot`]: the percentile spectrum, the interval log
 //!   and the PNG percentile plot of a result.
 
@@ -20,6 +21,7 @@ pub mod hgrm;
 pub mod hlog;
 pub mod plot;
 pub mod quire;
+pub mod remote;
 pub mod spec;
 pub mod tokio_peer;
 

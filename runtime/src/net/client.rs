@@ -180,6 +180,22 @@ impl RemoteClient {
         self.flush()
     }
 
+    /// A second handle on the connection's socket, for a thread that only
+    /// writes (frames encoded with [`crate::protocol::encode`]) while this
+    /// client keeps reading: a load generator sends on schedule whatever
+    /// the replies do.
+    pub fn writer(&self) -> Result<TcpStream, ClientError> {
+        self.stream.try_clone().map_err(|e| self.io(e))
+    }
+
+    /// How long [`Self::read_frame`] waits before it fails with a timeout
+    /// (`None`: for ever); a read that timed out can simply be retried.
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> Result<(), ClientError> {
+        self.stream
+            .set_read_timeout(timeout)
+            .map_err(|e| self.io(e))
+    }
+
     /// Writes raw bytes (tests of bad input use it).
     pub fn send_raw(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
         self.stream.write_all(bytes).map_err(|e| self.io(e))
