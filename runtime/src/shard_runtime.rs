@@ -263,6 +263,10 @@ impl Shared {
         self.storage.as_ref()
     }
 
+    pub(crate) fn net(&self) -> Option<&crate::net::NetShard> {
+        self.net.as_deref()
+    }
+
     pub(crate) fn wasm(&self) -> &WasmShard {
         &self.wasm
     }

@@ -22,6 +22,8 @@ const DOWN_WITHIN: Duration = Duration::from_secs(6);
 
 struct Proc {
     child: Child,
+    /// Where its /metrics endpoint listens.
+    metrics_port: u16,
 }
 
 impl Drop for Proc {
@@ -35,6 +37,7 @@ fn start(name: &str, port: u16, seeds: &[u16], dir: &Path, secret: &str) -> Proc
     let config = dir.join("quire.toml");
     std::fs::write(&config, CONFIG).unwrap();
     let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
+    let metrics_port = free_port_block(1);
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_quire"));
     cmd.args([
         "node",
@@ -49,7 +52,7 @@ fn start(name: &str, port: u16, seeds: &[u16], dir: &Path, secret: &str) -> Proc
     .arg("--data-dir")
     .arg(dir.join(name))
     .args(["--listen", &format!("127.0.0.1:{port}")])
-    .args(["--metrics", "127.0.0.1:0"])
+    .args(["--metrics", &format!("127.0.0.1:{metrics_port}")])
     .args([
         "--node-name",
         name,
@@ -67,7 +70,10 @@ fn start(name: &str, port: u16, seeds: &[u16], dir: &Path, secret: &str) -> Proc
         .stderr(log)
         .spawn()
         .expect("quire binary");
-    Proc { child }
+    Proc {
+        child,
+        metrics_port,
+    }
 }
 
 fn client(port: u16) -> RemoteClient {
@@ -79,6 +85,20 @@ fn client(port: u16) -> RemoteClient {
             Err(_) => std::thread::sleep(Duration::from_millis(50)),
         }
     }
+}
+
+/// The text of `GET /metrics` on `port`.
+fn metrics(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: q\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text
 }
 
 /// Waits until the node on `port` sees every name in `want` in `state`.
@@ -112,6 +132,16 @@ fn three_nodes_route_detect_a_death_and_take_the_node_back() {
     for port in &ports {
         wait_for(*port, &names, "alive", Duration::from_secs(15));
     }
+    // Node A's metrics tell how long after their start it saw B and C up.
+    let text = metrics(a.metrics_port);
+    let joins = text
+        .lines()
+        .find_map(|l| l.strip_prefix("quire_gossip_join_seconds_count{shard=\"0\"} "))
+        .and_then(|v| v.parse::<u64>().ok());
+    assert!(
+        joins.is_some_and(|n| n >= 2),
+        "joins seen: {joins:?}\n{text}"
+    );
 
     // Deploys through node A land on each agent's owner (NOT_OWNER
     // redirects), and calls through A reach every node.

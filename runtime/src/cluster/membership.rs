@@ -143,6 +143,9 @@ pub struct Membership {
     tag: PacketTag,
     stopped: Rc<Cell<bool>>,
     leave_on_stop: bool,
+    /// How long after a member started (its identity's `bump`, wall clock)
+    /// this node saw it up, ns: gossip convergence for joins.
+    joins: Rc<std::cell::RefCell<hdrhistogram::Histogram<u64>>>,
 }
 
 /// Snapshot of the members, this node excluded.
@@ -165,7 +168,16 @@ impl Membership {
             tag: PacketTag::new(secret),
             stopped,
             leave_on_stop: true,
+            joins: Rc::new(std::cell::RefCell::new(
+                quire_shards::new_latency_histogram(),
+            )),
         }
+    }
+
+    /// Join convergence times recorded while it runs (ns from a member's
+    /// start to this node seeing it up).
+    pub fn join_latency(&self) -> Rc<std::cell::RefCell<hdrhistogram::Histogram<u64>>> {
+        self.joins.clone()
     }
 
     /// On stop, go silent instead of telling the cluster: what a crash
@@ -242,9 +254,20 @@ impl Membership {
             let mut membership_changed = false;
             while let Some(n) = rt.to_notify() {
                 match n {
-                    OwnedNotification::MemberUp(_)
-                    | OwnedNotification::MemberDown(_)
-                    | OwnedNotification::Rename(_, _) => membership_changed = true,
+                    OwnedNotification::MemberUp(id) => {
+                        membership_changed = true;
+                        if id.name != self.me.name {
+                            let now = SystemTime::now()
+                                .duration_since(UNIX_EPOCH)
+                                .map_or(0, |d| d.as_nanos() as u64);
+                            self.joins
+                                .borrow_mut()
+                                .saturating_record(now.saturating_sub(id.bump).max(1));
+                        }
+                    }
+                    OwnedNotification::MemberDown(_) | OwnedNotification::Rename(_, _) => {
+                        membership_changed = true
+                    }
                     OwnedNotification::Defunct => {
                         tracing::warn!("this node was declared down; rejoining");
                     }

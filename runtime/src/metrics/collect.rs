@@ -263,6 +263,16 @@ pub(crate) fn collect(shared: &Shared) -> ShardMetrics {
         ));
     }
 
+    if let Some(joins) = shared.net().and_then(|n| n.gossip_joins.borrow().clone()) {
+        summaries.push(summary(
+            "quire_gossip_join_seconds",
+            "Gossip convergence for joins: from a member's start to this node seeing it up \
+             (wall clocks; on the shard that runs the membership).",
+            None,
+            LatencySummary::of_ns(&joins.borrow()),
+        ));
+    }
+
     let reactor = &shared.pulse.counters;
     samples.push(counter(
         "quire_reactor_stalls_total",

@@ -155,6 +155,9 @@ pub(crate) struct NetShard {
     links: RefCell<Vec<Rc<peer::Link>>>,
     pub client: Client,
     pub stopped: Rc<Cell<bool>>,
+    /// Gossip convergence for joins, when this shard runs the membership:
+    /// how long after a member started this node saw it up (ns).
+    pub gossip_joins: RefCell<Option<Rc<RefCell<hdrhistogram::Histogram<u64>>>>>,
 }
 
 struct ViewRoutes(Rc<RefCell<ClusterView>>);
@@ -175,6 +178,7 @@ impl NetShard {
             links: RefCell::new(Vec::new()),
             client,
             stopped: Rc::new(Cell::new(false)),
+            gossip_joins: RefCell::new(None),
         })
     }
 
@@ -327,6 +331,7 @@ pub(crate) fn start(shared: &Rc<Shared>, net: &Rc<NetShard>, wiring: NetWiring) 
             &secret,
             net.stopped.clone(),
         );
+        *net.gossip_joins.borrow_mut() = Some(membership.join_latency());
         let (shared, net2) = (shared.clone(), net.clone());
         glommio::spawn_local(async move {
             let net = net2;
