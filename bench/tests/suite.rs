@@ -141,29 +141,35 @@ fn bench() -> Command {
     Command::new(env!("CARGO_BIN_EXE_quire-bench"))
 }
 
-#[test]
-fn custom_writes_every_output() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = bench()
-        .args([
-            "custom",
-            "--agents",
-            "4",
-            "--rate",
-            "500",
-            "--duration",
-            "0.5",
-            "--warmup",
-            "0.2",
-        ])
-        .args(["--pattern", "fan-out", "--shards", "1", "--out"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
+/// Runs `cmd`; fails the test with its stderr unless it succeeded.
+fn succeed(cmd: &mut Command) -> std::process::Output {
+    let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+#[test]
+fn custom_writes_every_output() {
+    let dir = tempfile::tempdir().unwrap();
+    succeed(
+        bench()
+            .args([
+                "custom",
+                "--agents",
+                "4",
+                "--rate",
+                "500",
+                "--duration",
+                "0.5",
+                "--warmup",
+                "0.2",
+            ])
+            .args(["--pattern", "fan-out", "--shards", "1", "--out"])
+            .arg(dir.path()),
     );
     for file in [
         "custom.quire.hgrm",
@@ -287,32 +293,27 @@ fn custom_drives_a_running_node_over_the_wire() {
     config.network.admin_token = Some("bench-token".into());
     let node = Node::builder().config(config).start().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let out = bench()
-        .args([
-            "custom",
-            "--agents",
-            "3",
-            "--rate",
-            "1000",
-            "--duration",
-            "0.5",
-            "--warmup",
-            "0.2",
-        ])
-        .args([
-            "--node",
-            &format!("127.0.0.1:{port}"),
-            "--token",
-            "bench-token",
-            "--out",
-        ])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    succeed(
+        bench()
+            .args([
+                "custom",
+                "--agents",
+                "3",
+                "--rate",
+                "1000",
+                "--duration",
+                "0.5",
+                "--warmup",
+                "0.2",
+            ])
+            .args([
+                "--node",
+                &format!("127.0.0.1:{port}"),
+                "--token",
+                "bench-token",
+                "--out",
+            ])
+            .arg(dir.path()),
     );
     let rows =
         load::hgrm::parse(&std::fs::read_to_string(dir.path().join("custom.quire.hgrm")).unwrap())
