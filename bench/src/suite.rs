@@ -56,6 +56,39 @@ pub struct Figure {
 }
 
 impl Figure {
+    /// A figure without a peer; [`Self::vs`] adds one.
+    pub fn new(
+        scenario: impl Into<String>,
+        metric: impl Into<String>,
+        unit: &str,
+        better: Better,
+        quire: f64,
+    ) -> Self {
+        Self {
+            scenario: scenario.into(),
+            metric: metric.into(),
+            unit: unit.into(),
+            better,
+            quire,
+            peer_name: None,
+            peer: None,
+        }
+    }
+
+    /// With the peer `name` measured at `value` in the same run.
+    pub fn vs(self, name: impl Into<String>, value: f64) -> Self {
+        self.vs_maybe(Some((name, value)))
+    }
+
+    /// [`Self::vs`] when the peer ran.
+    pub fn vs_maybe(mut self, peer: Option<(impl Into<String>, f64)>) -> Self {
+        if let Some((name, value)) = peer {
+            self.peer_name = Some(name.into());
+            self.peer = Some(value);
+        }
+        self
+    }
+
     /// Quire's advantage over the peer: above 1 means Quire did better
     /// (peer/quire for lower-is-better figures, quire/peer otherwise).
     pub fn ratio(&self) -> Option<f64> {
@@ -254,14 +287,15 @@ fn latency_figures(
 ) -> Vec<Figure> {
     [("p50", 0.5), ("p99", 0.99), ("p99.9", 0.999)]
         .into_iter()
-        .map(|(metric, q)| Figure {
-            scenario: scenario.into(),
-            metric: metric.into(),
-            unit: "ns".into(),
-            better: Better::Lower,
-            quire: quire.corrected.value_at_quantile(q) as f64,
-            peer_name: peer.map(|(n, _)| n.to_string()),
-            peer: peer.map(|(_, r)| r.corrected.value_at_quantile(q) as f64),
+        .map(|(metric, q)| {
+            Figure::new(
+                scenario,
+                metric,
+                "ns",
+                Better::Lower,
+                quire.corrected.value_at_quantile(q) as f64,
+            )
+            .vs_maybe(peer.map(|(n, r)| (n, r.corrected.value_at_quantile(q) as f64)))
         })
         .collect()
 }
@@ -403,7 +437,7 @@ fn print_run(tag: &str, spec: &LoadSpec, r: &LoadResult) {
         human_ns(r.corrected.max()),
         human_ns(r.uncorrected.value_at_quantile(0.99)),
         r.rejected,
-        r.missing
+        r.missing()
     );
 }
 
@@ -498,15 +532,16 @@ pub fn custom(opts: &CustomOptions) -> Result<Summary, String> {
     }
     out.latency("custom", &spec, started, &series)?;
     let mut figures = latency_figures("custom", &quire, peer.as_ref().map(|p| ("tokio", p)));
-    figures.push(Figure {
-        scenario: "custom".into(),
-        metric: "measured msg/s".into(),
-        unit: "msg/s".into(),
-        better: Better::Higher,
-        quire: quire.achieved_rate(&spec),
-        peer_name: peer.as_ref().map(|_| "tokio".into()),
-        peer: peer.as_ref().map(|p| p.achieved_rate(&spec)),
-    });
+    figures.push(
+        Figure::new(
+            "custom",
+            "measured msg/s",
+            "msg/s",
+            Better::Higher,
+            quire.achieved_rate(&spec),
+        )
+        .vs_maybe(peer.as_ref().map(|p| ("tokio", p.achieved_rate(&spec)))),
+    );
     let summary = Summary {
         suite: format!(
             "custom ({:?}, {} agents, {} msg/s, {} B, {} s)",
@@ -561,7 +596,7 @@ fn breaking_point(
 ) -> Result<u64, String> {
     let slo_ns = (opts.slo_ms * 1e6) as u64;
     let ok = |r: &LoadResult| {
-        let lost = (r.rejected + r.missing) as f64 / r.expected.max(1) as f64;
+        let lost = (r.rejected + r.missing()) as f64 / r.expected.max(1) as f64;
         r.corrected.value_at_quantile(0.99) <= slo_ns && lost <= opts.max_loss
     };
     let mut good = 0;
@@ -572,7 +607,7 @@ fn breaking_point(
         println!(
             "  {rate:>9} msg/s: p99 {}, refused+missing {}/{} -> {}",
             human_ns(r.corrected.value_at_quantile(0.99)),
-            r.rejected + r.missing,
+            r.rejected + r.missing(),
             r.expected,
             if pass { "ok" } else { "BROKEN" }
         );
@@ -639,15 +674,14 @@ pub fn stress(opts: &StressOptions) -> Result<Summary, String> {
     let summary = Summary {
         suite: "stress".into(),
         machine: MachineInfo::current(),
-        figures: vec![Figure {
-            scenario: "stress".into(),
-            metric: format!("highest rate with p99 <= {} ms", opts.slo_ms),
-            unit: "msg/s".into(),
-            better: Better::Higher,
-            quire: quire as f64,
-            peer_name: peer.map(|_| "tokio".into()),
-            peer: peer.map(|p| p as f64),
-        }],
+        figures: vec![Figure::new(
+            "stress",
+            format!("highest rate with p99 <= {} ms", opts.slo_ms),
+            "msg/s",
+            Better::Higher,
+            quire as f64,
+        )
+        .vs_maybe(peer.map(|p| ("tokio", p as f64)))],
     };
     println!("{}", summary.markdown(None));
     Ok(summary)
@@ -741,15 +775,14 @@ fn scrape_overhead(node: &Node, setting: &str, secs: Duration) -> Result<Figure,
         "{setting} ({} shard(s)): {scrapes} scrapes; p99 unscraped {quiet:?} ns, scraped {scraped:?} ns",
         client.shard_count()
     );
-    Ok(Figure {
-        scenario: format!("latency 20k msg/s, /metrics scraped 10/s, {setting}"),
-        metric: "p99".into(),
-        unit: "ns".into(),
-        better: Better::Lower,
-        quire: median(scraped) as f64,
-        peer_name: Some("unscraped (same node)".into()),
-        peer: Some(median(quiet) as f64),
-    })
+    Ok(Figure::new(
+        format!("latency 20k msg/s, /metrics scraped 10/s, {setting}"),
+        "p99",
+        "ns",
+        Better::Lower,
+        median(scraped) as f64,
+    )
+    .vs("unscraped (same node)", median(quiet) as f64))
 }
 
 /// Prints each shard's stalls, host pauses and nudges so far.
@@ -810,15 +843,16 @@ pub fn run_suite(opts: &RunOptions) -> Result<Summary, String> {
     let qh = crate::routing::request_reply(&client, "closed-rr", 0, 1 % shards, 5_000, 50_000)?;
     let ah = crate::peer_actix::request_reply(5_000, 50_000);
     for (metric, q) in [("p50", 0.5), ("p99", 0.99)] {
-        figures.push(Figure {
-            scenario: "request/reply one at a time".into(),
-            metric: metric.into(),
-            unit: "ns".into(),
-            better: Better::Lower,
-            quire: qh.value_at_quantile(q) as f64,
-            peer_name: Some("actix".into()),
-            peer: Some(ah.value_at_quantile(q) as f64),
-        });
+        figures.push(
+            Figure::new(
+                "request/reply one at a time",
+                metric,
+                "ns",
+                Better::Lower,
+                qh.value_at_quantile(q) as f64,
+            )
+            .vs("actix", ah.value_at_quantile(q) as f64),
+        );
     }
 
     // Throughput: one-way as fast as accepted, next to tokio and actix.
@@ -834,15 +868,16 @@ pub fn run_suite(opts: &RunOptions) -> Result<Summary, String> {
     let at = crate::peer_actix::one_way_throughput(shards, 2, 100_000);
     bar.finish();
     for (peer, v) in [("tokio", tt), ("actix", at)] {
-        figures.push(Figure {
-            scenario: "throughput one-way".into(),
-            metric: "msg/s".into(),
-            unit: "msg/s".into(),
-            better: Better::Higher,
-            quire: qt as f64,
-            peer_name: Some(peer.into()),
-            peer: Some(v as f64),
-        });
+        figures.push(
+            Figure::new(
+                "throughput one-way",
+                "msg/s",
+                "msg/s",
+                Better::Higher,
+                qt as f64,
+            )
+            .vs(peer, v as f64),
+        );
     }
 
     // Scalability: the same rate over more and more agents.
@@ -859,17 +894,19 @@ pub fn run_suite(opts: &RunOptions) -> Result<Summary, String> {
         let (q, p) = side_by_side(&node, &format!("scale-{agents}"), &spec, true)?;
         // A peer run that measured nothing is left out, not shown as 0.
         let p = p.filter(|p| !p.corrected.is_empty());
-        figures.push(Figure {
-            scenario: format!("scalability {agents} agents"),
-            metric: "p99".into(),
-            unit: "ns".into(),
-            better: Better::Lower,
-            quire: q.corrected.value_at_quantile(0.99) as f64,
-            peer_name: p.as_ref().map(|_| "tokio".into()),
-            peer: p
-                .as_ref()
-                .map(|p| p.corrected.value_at_quantile(0.99) as f64),
-        });
+        figures.push(
+            Figure::new(
+                format!("scalability {agents} agents"),
+                "p99",
+                "ns",
+                Better::Lower,
+                q.corrected.value_at_quantile(0.99) as f64,
+            )
+            .vs_maybe(
+                p.as_ref()
+                    .map(|p| ("tokio", p.corrected.value_at_quantile(0.99) as f64)),
+            ),
+        );
     }
 
     // Spawn and memory per agent: 10 000 native agents, on a fresh node
@@ -888,24 +925,26 @@ pub fn run_suite(opts: &RunOptions) -> Result<Summary, String> {
     let quire_mem = allocated_bytes().saturating_sub(before) as f64 / spawn_n as f64;
     fresh.shutdown();
     let (tokio_spawn, tokio_mem) = crate::peer_tokio::spawn_agents(shards, 1024, spawn_n);
-    figures.push(Figure {
-        scenario: format!("spawn {spawn_n} agents"),
-        metric: "agents/s".into(),
-        unit: "agents/s".into(),
-        better: Better::Higher,
-        quire: quire_spawn,
-        peer_name: Some("tokio".into()),
-        peer: Some(tokio_spawn),
-    });
-    figures.push(Figure {
-        scenario: "memory per idle agent".into(),
-        metric: "heap (jemalloc allocated)".into(),
-        unit: "bytes".into(),
-        better: Better::Lower,
-        quire: quire_mem.max(1.0),
-        peer_name: Some("tokio".into()),
-        peer: Some(tokio_mem.max(1.0)),
-    });
+    figures.push(
+        Figure::new(
+            format!("spawn {spawn_n} agents"),
+            "agents/s",
+            "agents/s",
+            Better::Higher,
+            quire_spawn,
+        )
+        .vs("tokio", tokio_spawn),
+    );
+    figures.push(
+        Figure::new(
+            "memory per idle agent",
+            "heap (jemalloc allocated)",
+            "bytes",
+            Better::Lower,
+            quire_mem.max(1.0),
+        )
+        .vs("tokio", tokio_mem.max(1.0)),
+    );
 
     // WebAssembly overhead: the same open-loop request/reply on wasm echoes.
     let spec = LoadSpec::new(Pattern::RequestReply, 100, 5_000, secs);
@@ -922,15 +961,16 @@ pub fn run_suite(opts: &RunOptions) -> Result<Summary, String> {
     )?;
     bar.finish();
     for (metric, q) in [("p50", 0.5), ("p99", 0.99)] {
-        figures.push(Figure {
-            scenario: "wasm echo vs native echo".into(),
-            metric: metric.into(),
-            unit: "ns".into(),
-            better: Better::Lower,
-            quire: wasm.corrected.value_at_quantile(q) as f64,
-            peer_name: Some("native agent".into()),
-            peer: Some(native.corrected.value_at_quantile(q) as f64),
-        });
+        figures.push(
+            Figure::new(
+                "wasm echo vs native echo",
+                metric,
+                "ns",
+                Better::Lower,
+                wasm.corrected.value_at_quantile(q) as f64,
+            )
+            .vs("native agent", native.corrected.value_at_quantile(q) as f64),
+        );
     }
 
     // Peak load: 1 000 agents, 1 KB messages.
@@ -968,15 +1008,16 @@ pub fn run_suite(opts: &RunOptions) -> Result<Summary, String> {
         &q,
         Some(("tokio", &p)),
     ));
-    figures.push(Figure {
-        scenario: format!("sustained {} s", opts.sustained),
-        metric: "worst/median interval p99".into(),
-        unit: "x".into(),
-        better: Better::Lower,
-        quire: drift(&q),
-        peer_name: Some("tokio".into()),
-        peer: Some(drift(&p)),
-    });
+    figures.push(
+        Figure::new(
+            format!("sustained {} s", opts.sustained),
+            "worst/median interval p99",
+            "x",
+            Better::Lower,
+            drift(&q),
+        )
+        .vs("tokio", drift(&p)),
+    );
 
     // Burst: 5k msg/s, 50x for 200 ms, back to 5k; recovery to baseline p99.
     let burst = Burst {
@@ -989,16 +1030,19 @@ pub fn run_suite(opts: &RunOptions) -> Result<Summary, String> {
     spec.burst = Some(burst);
     let (q, p) = side_by_side(&node, "burst", &spec, true)?;
     let p = p.expect("peer ran");
-    figures.push(Figure {
-        scenario: "burst 50x for 200 ms".into(),
-        metric: "recovery to 2x baseline p99".into(),
-        unit: "ms".into(),
-        better: Better::Lower,
-        // 0 ms (recovered within the first interval) counts as one interval.
-        quire: recovery_ms(&q, &spec, burst).max(spec.interval.as_millis() as f64),
-        peer_name: Some("tokio".into()),
-        peer: Some(recovery_ms(&p, &spec, burst).max(spec.interval.as_millis() as f64)),
-    });
+    // 0 ms (recovered within the first interval) counts as one interval.
+    let recovery =
+        |r: &LoadResult| recovery_ms(r, &spec, burst).max(spec.interval.as_millis() as f64);
+    figures.push(
+        Figure::new(
+            "burst 50x for 200 ms",
+            "recovery to 2x baseline p99",
+            "ms",
+            Better::Lower,
+            recovery(&q),
+        )
+        .vs("tokio", recovery(&p)),
+    );
     figures.extend(latency_figures(
         "burst 50x for 200 ms",
         &q,

@@ -134,7 +134,7 @@ fn a_stall_inflates_the_corrected_high_percentiles_and_not_the_uncorrected() {
     assert!(r.corrected.max() >= 200_000_000);
     assert_eq!(r.corrected.len(), r.uncorrected.len());
     assert!(r.corrected.len() >= 3_000, "measured {}", r.corrected.len());
-    assert_eq!(r.missing, 0);
+    assert_eq!(r.missing(), 0);
 }
 
 fn bench() -> Command {

@@ -747,33 +747,46 @@ impl Client {
         &self,
         timeout: std::time::Duration,
     ) -> Vec<Option<crate::metrics::ShardMetrics>> {
-        let deadline = std::time::Instant::now() + timeout;
+        self.ask_each_blocking(
+            |done| Command::Metrics { done },
+            Some(std::time::Instant::now() + timeout),
+        )
+    }
+
+    pub(crate) fn probe_blocking(&self) -> Option<Vec<Probe>> {
+        self.ask_each_blocking(|done| Command::Probe { done }, None)
+            .into_iter()
+            .collect()
+    }
+
+    /// Asks every shard at once from a plain thread; answers in shard
+    /// order, `None` where a shard is gone or missed the `deadline`.
+    fn ask_each_blocking<T>(
+        &self,
+        make: impl Fn(flume::Sender<T>) -> Command,
+        deadline: Option<std::time::Instant>,
+    ) -> Vec<Option<T>> {
         let answers: Vec<_> = self
             .shards
             .iter()
             .map(|s| {
                 let (done, answer) = flume::bounded(1);
-                s.send_deadline(Command::Metrics { done }, deadline)
-                    .ok()
-                    .map(|_| answer)
+                let sent = match deadline {
+                    Some(at) => s.send_deadline(make(done), at).is_ok(),
+                    None => s.send(make(done)).is_ok(),
+                };
+                sent.then_some(answer)
             })
             .collect();
         answers
             .into_iter()
-            .map(|a| a.and_then(|a| a.recv_deadline(deadline).ok()))
-            .collect()
-    }
-
-    pub(crate) fn probe_blocking(&self) -> Option<Vec<Probe>> {
-        let answers: Vec<_> = self
-            .shards
-            .iter()
-            .map(|s| {
-                let (done, answer) = flume::bounded(1);
-                s.send(Command::Probe { done }).ok().map(|_| answer)
+            .map(|a| {
+                a.and_then(|a| match deadline {
+                    Some(at) => a.recv_deadline(at).ok(),
+                    None => a.recv().ok(),
+                })
             })
-            .collect::<Option<_>>()?;
-        answers.into_iter().map(|a| a.recv().ok()).collect()
+            .collect()
     }
 
     pub(crate) fn broadcast_blocking(&self, make: impl Fn() -> Command) {

@@ -87,24 +87,9 @@ impl Default for MetricsSection {
 }
 
 impl MetricsSection {
-    /// The parsed `listen` address, if any.
+    /// The parsed `listen` address, if any (port 0: any free port).
     pub fn listen_addr(&self) -> Result<Option<std::net::SocketAddr>, ConfigError> {
-        use std::net::ToSocketAddrs;
-        let Some(listen) = &self.listen else {
-            return Ok(None);
-        };
-        listen
-            .to_socket_addrs()
-            .map_err(|e| ConfigError::Invalid {
-                key: "metrics.listen",
-                problem: format!("{listen:?} is not host:port ({e})"),
-            })?
-            .next()
-            .map(Some)
-            .ok_or_else(|| ConfigError::Invalid {
-                key: "metrics.listen",
-                problem: format!("{listen:?} resolves to nothing"),
-            })
+        parse_listen("metrics.listen", self.listen.as_deref())
     }
 }
 
@@ -155,26 +140,35 @@ impl Default for NetworkSection {
 impl NetworkSection {
     /// The parsed `listen` address, if any.
     pub fn listen_addr(&self) -> Result<Option<std::net::SocketAddr>, ConfigError> {
-        use std::net::ToSocketAddrs;
-        let Some(listen) = &self.listen else {
+        let Some(addr) = parse_listen("network.listen", self.listen.as_deref())? else {
             return Ok(None);
         };
-        let invalid = |problem: String| ConfigError::Invalid {
-            key: "network.listen",
-            problem,
-        };
-        let addr = listen
-            .to_socket_addrs()
-            .map_err(|e| invalid(format!("{listen:?} is not host:port ({e})")))?
-            .next()
-            .ok_or_else(|| invalid(format!("{listen:?} resolves to nothing")))?;
         if addr.port() == 0 {
-            return Err(invalid(
-                "needs a fixed port (peers derive theirs from it)".into(),
-            ));
+            return Err(ConfigError::Invalid {
+                key: "network.listen",
+                problem: "needs a fixed port (peers derive theirs from it)".into(),
+            });
         }
         Ok(Some(addr))
     }
+}
+
+/// `listen` (a `host:port`) resolved, or the error naming `key`.
+fn parse_listen(
+    key: &'static str,
+    listen: Option<&str>,
+) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+    use std::net::ToSocketAddrs;
+    let Some(listen) = listen else {
+        return Ok(None);
+    };
+    let invalid = |problem: String| ConfigError::Invalid { key, problem };
+    listen
+        .to_socket_addrs()
+        .map_err(|e| invalid(format!("{listen:?} is not host:port ({e})")))?
+        .next()
+        .map(Some)
+        .ok_or_else(|| invalid(format!("{listen:?} resolves to nothing")))
 }
 
 /// `[cluster]`

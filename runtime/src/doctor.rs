@@ -81,7 +81,7 @@ impl Host {
         Self {
             root: PathBuf::from("/"),
             memlock: preflight::memlock_limit(),
-            nofile: nofile_limit(),
+            nofile: preflight::soft_limit(libc::RLIMIT_NOFILE),
             probe_io_uring: true,
             planned_cpus,
         }
@@ -96,19 +96,6 @@ impl Host {
     fn dir(&self, path: &str) -> PathBuf {
         self.root.join(path.trim_start_matches('/'))
     }
-}
-
-fn nofile_limit() -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct we own.
-    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
-    if rc != 0 || lim.rlim_cur == libc::RLIM_INFINITY {
-        return u64::MAX;
-    }
-    lim.rlim_cur
 }
 
 /// Open files below which a node with many clients runs out.

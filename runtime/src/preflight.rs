@@ -29,18 +29,24 @@ pub enum PreflightError {
     NoIoUring(String),
 }
 
-/// The soft RLIMIT_MEMLOCK in bytes (`u64::MAX` for unlimited).
-pub fn memlock_limit() -> u64 {
+/// The soft limit of `resource` (`libc::RLIMIT_*`); `u64::MAX` for
+/// unlimited or unreadable.
+pub fn soft_limit(resource: libc::__rlimit_resource_t) -> u64 {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: getrlimit writes into the struct we own; no other invariant.
-    let rc = unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) };
+    let rc = unsafe { libc::getrlimit(resource, &mut lim) };
     if rc != 0 || lim.rlim_cur == libc::RLIM_INFINITY {
         return u64::MAX;
     }
     lim.rlim_cur
+}
+
+/// The soft RLIMIT_MEMLOCK in bytes (`u64::MAX` for unlimited).
+pub fn memlock_limit() -> u64 {
+    soft_limit(libc::RLIMIT_MEMLOCK)
 }
 
 /// Checks a memlock limit of `limit` bytes against `shards` executors.

@@ -220,14 +220,12 @@ impl ShardStorage {
         self.failed.borrow().clone()
     }
 
-    /// Commits, their messages and mutations, failed commits, and their
-    /// latency summarised (for a scrape: the histogram is not copied).
-    pub fn commit_figures(&self) -> (u64, u64, u64, u64, crate::metrics::LatencySummary) {
+    /// Commits, failed commits, and their latency summarised (for a scrape:
+    /// the histogram is not copied).
+    pub fn commit_figures(&self) -> (u64, u64, crate::metrics::LatencySummary) {
         let f = self.figures.borrow();
         (
             f.commits,
-            f.messages,
-            f.mutations,
             f.failures,
             crate::metrics::LatencySummary::of_ns(&f.latency_ns),
         )

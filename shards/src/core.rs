@@ -1544,21 +1544,15 @@ impl ShardCore {
     }
 
     fn record_round_trip(&mut self, started: Instant) {
-        let ns = started
-            .elapsed()
-            .as_nanos()
-            .min(u128::from(crate::stats::MAX_TRACKED_NS)) as u64;
-        self.stats.call_latency_ns.saturating_record(ns.max(1));
+        self.stats
+            .call_latency_ns
+            .saturating_record(elapsed_ns(started));
     }
 
     fn record_remote_round_trip(&mut self, started: Instant) {
-        let ns = started
-            .elapsed()
-            .as_nanos()
-            .min(u128::from(crate::stats::MAX_TRACKED_NS)) as u64;
         self.stats
             .remote_call_latency_ns
-            .saturating_record(ns.max(1));
+            .saturating_record(elapsed_ns(started));
     }
 
     /// Sends a refused ordinary message back to its sender.
@@ -1629,12 +1623,7 @@ impl ShardCore {
                     catch_unwind(AssertUnwindSafe(|| agent.handle(&mut ctx, env))).is_err();
                 let current = ctx.current.take().expect("current message is kept");
                 if let Some(started) = timed {
-                    let ns = started
-                        .elapsed()
-                        .as_nanos()
-                        .min(u128::from(crate::stats::MAX_TRACKED_NS))
-                        as u64;
-                    self.stats.handle_ns.saturating_record(ns.max(1));
+                    self.stats.handle_ns.saturating_record(elapsed_ns(started));
                 }
                 // A durable message is finished once handled, failed or not:
                 // a message that makes its handler panic must not come back
@@ -1697,6 +1686,15 @@ impl ShardCore {
 
 /// The message a bounce carries back, as its sender sent it: addressed to the
 /// agent that could not take it, with its original id and payload.
+/// Time since `started` in ns, within what a latency histogram tracks
+/// (at least 1).
+fn elapsed_ns(started: Instant) -> u64 {
+    started
+        .elapsed()
+        .as_nanos()
+        .clamp(1, u128::from(crate::stats::MAX_TRACKED_NS)) as u64
+}
+
 fn returned_original(bounce: Envelope) -> Envelope {
     let kind = match bounce.kind {
         Kind::CallRejected(_) => Kind::Call,

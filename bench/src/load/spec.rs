@@ -55,8 +55,8 @@ pub struct Burst {
 }
 
 impl LoadSpec {
-    /// A request/reply run of `rate` msg/s over `agents` agents for
-    /// `duration` (1 s warm-up, 64-byte messages, 1 s intervals).
+    /// A run of `pattern` at `rate` msg/s over `agents` agents for
+    /// `duration` (1 s warm-up, 64-byte messages, 1 s intervals, no burst).
     pub fn new(pattern: Pattern, agents: usize, rate: u64, duration: Duration) -> Self {
         Self {
             pattern,
@@ -124,8 +124,6 @@ pub struct LoadResult {
     pub expected: u64,
     /// Refused (a full queue) or failed.
     pub rejected: u64,
-    /// Replies or deliveries that did not arrive before the run ended.
-    pub missing: u64,
 }
 
 impl LoadResult {
@@ -139,7 +137,6 @@ impl LoadResult {
                 .collect(),
             expected: 0,
             rejected: 0,
-            missing: 0,
         }
     }
 
@@ -152,7 +149,13 @@ impl LoadResult {
         }
         self.expected += other.expected;
         self.rejected += other.rejected;
-        self.missing += other.missing;
+    }
+
+    /// Measured messages that were neither answered (delivered) nor
+    /// refused before the run ended.
+    pub fn missing(&self) -> u64 {
+        self.expected
+            .saturating_sub(self.corrected.len() + self.rejected)
     }
 
     /// Records one measured message.

@@ -165,14 +165,6 @@ pub fn run(spec: &LoadSpec, workers: usize, mailbox_capacity: usize) -> Result<L
                         at.duration_since(sent).as_nanos() as u64,
                     );
                 }
-                if spec.pattern == Pattern::RequestReply {
-                    result.missing = result.expected
-                        - result.rejected
-                        - result
-                            .corrected
-                            .len()
-                            .min(result.expected - result.rejected);
-                }
                 result
             }));
         }
@@ -183,10 +175,6 @@ pub fn run(spec: &LoadSpec, workers: usize, mailbox_capacity: usize) -> Result<L
         registry.clear();
         for s in sinks {
             total.merge(&s.await.map_err(|e| e.to_string())?);
-        }
-        if spec.pattern != Pattern::RequestReply {
-            let measured = total.corrected.len() + total.rejected;
-            total.missing = total.expected.saturating_sub(measured);
         }
         Ok(total)
     })

@@ -244,7 +244,7 @@ pub(crate) fn collect(shared: &Shared) -> ShardMetrics {
     ));
 
     if let Some(storage) = shared.storage() {
-        let (commits, _messages, _mutations, failures, latency) = storage.commit_figures();
+        let (commits, failures, latency) = storage.commit_figures();
         samples.push(counter(
             "quire_commits_total",
             "Commits of the shard's journal to its partition.",
