@@ -7,6 +7,7 @@
 pub mod crash;
 pub mod load;
 pub mod net_suite;
+pub mod output_commit;
 pub mod peer_actix;
 pub mod peer_sqlite;
 pub mod peer_tokio;

@@ -57,6 +57,9 @@ enum Command {
     /// restart it, and check that nothing acknowledged was lost or handled
     /// twice.
     Crash(CrashOptions),
+    /// What output commit costs: calls to stateful agents per durability
+    /// mode, replies held for their commit and not.
+    OutputCommit(quire_bench::output_commit::OutputCommitOptions),
     /// The crash test's worker process (started by `crash`).
     #[command(hide = true)]
     CrashWorker(WorkerOptions),
@@ -84,6 +87,7 @@ fn main() -> ExitCode {
         Command::Wasm(opts) => wasm_suite::run(opts).map(|_| ()),
         Command::Net(opts) => net_suite::run(opts).map(|_| ()),
         Command::Profiles(opts) => profile_suite::run(opts).map(|_| ()),
+        Command::OutputCommit(opts) => quire_bench::output_commit::run(opts).map(|_| ()),
         Command::CrashWorker(opts) => crash::worker(opts),
     };
     match result {

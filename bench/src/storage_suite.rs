@@ -468,11 +468,11 @@ fn build_big_dir(dir: &Path, shards: usize, agents: usize, bytes: u64) -> Result
         });
         if batches[s].len() >= 4000 {
             let b = std::mem::take(&mut batches[s]);
-            parts[s].commit(b, false).map_err(|e| e.to_string())?;
+            parts[s].commit(&b, false).map_err(|e| e.to_string())?;
         }
     }
     for (s, b) in batches.into_iter().enumerate() {
-        parts[s].commit(b, true).map_err(|e| e.to_string())?;
+        parts[s].commit(&b, true).map_err(|e| e.to_string())?;
     }
     Ok(())
 }

@@ -282,6 +282,10 @@ pub struct StorageSection {
     pub dedup_window: usize,
     /// CPUs the commit threads may run on (cpuset list); default: any.
     pub commit_cpuset: Option<String>,
+    /// Replies to clients wait for the commit of the writes they report
+    /// (output commit; default on). Off only to measure what it costs: a
+    /// crash can then roll back state a reply acknowledged.
+    pub output_commit: bool,
 }
 
 impl Default for StorageSection {
@@ -294,6 +298,7 @@ impl Default for StorageSection {
             batch_max_delay_us: 1000,
             dedup_window: 262_144,
             commit_cpuset: None,
+            output_commit: true,
         }
     }
 }

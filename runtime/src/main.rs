@@ -11,7 +11,7 @@ use quire_runtime::net::{ClientError, RemoteClient};
 use quire_runtime::protocol::ErrorCode;
 use quire_runtime::{demo, Node, NodeBuilder};
 use quire_shards::{owning_shard, ShardStats};
-use quire_storage::{partition_path, Durability, NodeManifest, Partition};
+use quire_storage::{partition_path, Durability, Partition};
 
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -115,6 +115,14 @@ enum Command {
         agent: String,
         /// The message: JSON (sent as MessagePack) or any text (a MessagePack string).
         payload: String,
+        /// Wait until the message is committed on its agent's shard (the
+        /// node must run with persistent durability); needs --key.
+        #[arg(long, requires = "key")]
+        durable: bool,
+        /// Idempotency key: a durable send retried with the same key is
+        /// handled once.
+        #[arg(long, requires = "durable")]
+        key: Option<String>,
     },
     /// Call an agent of a running node and print its reply.
     Call {
@@ -278,7 +286,8 @@ fn run_node(
         .secret
         .as_deref()
         .is_some_and(|s| !s.is_empty());
-    if net.no_demo || clustered {
+    let demo_load = !(net.no_demo || clustered);
+    if !demo_load {
         config.demo.pingers_per_shard = 0;
         config.demo.pongers_per_shard = 0;
         config.demo.wasm_pongers_per_shard = 0;
@@ -312,12 +321,13 @@ fn run_node(
         config.demo.call_interval_us
     );
     let durable = config.storage.durability.is_persistent();
-    let counters = if durable {
+    // The durable demo traffic is demo load too: --no-demo runs none.
+    let counters = if durable && demo_load {
         demo::deploy_counters(&client)?
     } else {
         Vec::new()
     };
-    if durable {
+    if durable && demo_load {
         println!(
             "storage: {} in {}; durable messages go to {} counter agent(s)",
             config.storage.durability,
@@ -349,7 +359,11 @@ fn run_node(
             while Instant::now() < until && !stop {
                 let line = demo::durable_round(&client, &counters, 64);
                 if let Err(e) = line {
-                    eprintln!("durable send failed: {e}");
+                    // Never a panic: stderr may be a file on the full disk.
+                    let _ = std::io::Write::write_fmt(
+                        &mut std::io::stderr(),
+                        format_args!("durable send failed: {e}\n"),
+                    );
                 }
                 stop = stop_rx.try_recv().is_ok();
             }
@@ -455,14 +469,8 @@ fn decode_payload(bytes: &[u8]) -> String {
 }
 
 fn check_storage(dir: &std::path::Path) -> Result<(), String> {
-    let manifest = NodeManifest::read(dir)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| {
-            format!(
-                "{}: no manifest.toml; not a Quire data directory",
-                dir.display()
-            )
-        })?;
+    // The same checks a node makes when it starts on this directory.
+    let manifest = quire_storage::integrity::inspect_data_dir(dir).map_err(|e| e.to_string())?;
     println!(
         "{}: node {}, {} shard(s), format {}",
         dir.display(),
@@ -492,6 +500,10 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
+        // A log that cannot be written (stderr on a full disk) must not
+        // take a shard down: tracing's own report of that failure would
+        // panic in eprintln! on the shard's thread.
+        .log_internal_errors(false)
         .init();
     let cli = Cli::parse();
     let result = match &cli.command {
@@ -501,9 +513,23 @@ fn main() -> ExitCode {
             duration,
             net,
         } => run_node(placement, *spin_us, *duration, net),
-        Command::Send { to, agent, payload } => remote(to, |c| {
-            let id = c.send(agent, &encode_payload(payload))?;
-            println!("sent {id}");
+        Command::Send {
+            to,
+            agent,
+            payload,
+            durable: _,
+            key,
+        } => remote(to, |c| {
+            match key {
+                Some(key) => {
+                    let id = c.send_durable(agent, &encode_payload(payload), key)?;
+                    println!("committed {id}");
+                }
+                None => {
+                    let id = c.send(agent, &encode_payload(payload))?;
+                    println!("queued {id}");
+                }
+            }
             Ok(())
         }),
         Command::Call {

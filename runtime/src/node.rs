@@ -11,7 +11,8 @@ use glommio::channels::shared_channel;
 use glommio::{CpuSet, LocalExecutorBuilder, PoolPlacement};
 use quire_shards::wasm::{WasmEngine, WasmShard, WasmSpec, WASM_KIND, WASM_PATTERN_KIND};
 use quire_shards::{Agent, AgentRecord, Rejection, ShardConfig, ShardCore, ShardStats};
-use quire_storage::{partition_path, Durability, NodeManifest, Partition, StorageError};
+use quire_storage::faults::FaultSwitch;
+use quire_storage::{partition_path, Durability, StorageError};
 
 use crate::agent_kinds::AgentKinds;
 use crate::client::Client;
@@ -89,6 +90,7 @@ pub struct NodeBuilder {
     config: NodeConfig,
     affinity: Option<Vec<usize>>,
     kinds: AgentKinds,
+    faults: Option<FaultSwitch>,
 }
 
 impl NodeBuilder {
@@ -171,6 +173,14 @@ impl NodeBuilder {
         self
     }
 
+    /// Runs every partition on a backend whose writes and fsyncs fail while
+    /// `switch` says so: for tests of full disks and I/O errors (see
+    /// [`quire_storage::faults`]).
+    pub fn partition_faults(mut self, switch: FaultSwitch) -> Self {
+        self.faults = Some(switch);
+        self
+    }
+
     /// Adds every kind of `kinds` (see [`crate::builtin_kinds`]).
     pub fn agent_kinds(mut self, kinds: AgentKinds) -> Self {
         self.kinds.extend(kinds);
@@ -211,7 +221,7 @@ impl NodeBuilder {
         };
         let n = placement.len();
         let q = &config.queues;
-        let mut storage = open_storage(&config, n, &kinds, &wasm_engine)?;
+        let mut storage = open_storage(&config, n, &kinds, &wasm_engine, self.faults.as_ref())?;
         let commit_cpus = match &config.storage.commit_cpuset {
             Some(list) => Some(crate::cpuset::parse_cpu_list(list).map_err(|e| {
                 StartError::Config(crate::config::ConfigError::Invalid {
@@ -300,6 +310,7 @@ impl NodeBuilder {
                 max_pending_calls: q.max_pending_calls,
                 agent_batch: q.agent_batch,
                 journal: config.storage.durability.is_persistent(),
+                output_commit: config.storage.output_commit,
                 dedup_window: config.storage.dedup_window,
                 urgent_headroom: config.priorities.urgent_headroom,
                 express_scheduling: config.priorities.express_scheduling,
@@ -397,16 +408,25 @@ fn open_storage(
     shards: usize,
     kinds: &AgentKinds,
     wasm: &WasmEngine,
+    faults: Option<&FaultSwitch>,
 ) -> Result<Option<Vec<StorageSetup>>, StartError> {
     let s = &config.storage;
     if s.durability == Durability::None {
         return Ok(None);
     }
-    NodeManifest::open_or_create(&s.data_dir, shards, &s.node_id)?;
+    quire_storage::integrity::open_data_dir(&s.data_dir, shards, &s.node_id)?;
     let read = |shard: usize| -> Result<StorageSetup, StorageError> {
         let started = Instant::now();
-        let partition = Partition::open(partition_path(&s.data_dir, shard))?;
-        let recovered = partition.recover()?;
+        let path = partition_path(&s.data_dir, shard);
+        // The same check as `quire storage check`: present, whole, readable.
+        let (partition, recovered) = quire_storage::integrity::open_verified(&path, true)?;
+        let partition = match faults {
+            None => partition,
+            Some(switch) => {
+                drop(partition);
+                quire_storage::faults::FaultyFile::partition(&path, switch.clone())?
+            }
+        };
         Ok(StorageSetup {
             partition: Arc::new(partition),
             recovered,
@@ -420,7 +440,20 @@ fn open_storage(
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().expect("partition reader panicked"))
+            .enumerate()
+            .map(|(shard, h)| {
+                h.join().unwrap_or_else(|panic| {
+                    let detail = panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|m| m.to_string()))
+                        .unwrap_or_else(|| "redb panicked while reading it".into());
+                    Err(StorageError::Corrupted {
+                        file: partition_path(&s.data_dir, shard),
+                        detail,
+                    })
+                })
+            })
             .collect()
     });
     let setups = setups.into_iter().collect::<Result<Vec<_>, _>>()?;

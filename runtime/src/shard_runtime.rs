@@ -483,7 +483,9 @@ pub(crate) async fn run_shard(
         let shared = shared.clone();
         glommio::spawn_local(async move {
             if let Some(storage) = &shared.storage {
-                storage.run(&shared.core, || shared.stopped.get()).await;
+                storage
+                    .run(&shared.core, &shared.work, || shared.stopped.get())
+                    .await;
             }
         })
     });

@@ -10,12 +10,21 @@
 //! make the next batch bigger: the busier the shard, the more messages each
 //! fsync covers.
 //!
-//! Acknowledgements wait on journal positions: a durable send is answered
-//! once a commit that ends at or after the position of its enqueue has
-//! succeeded. If a commit fails, every waiting acknowledgement gets the
-//! error and the partition takes no more writes until the node restarts
-//! (the shard's memory is then ahead of its disk, and only recovery can
-//! make them agree again).
+//! Acknowledgements wait on journal positions: a durable send or a deploy
+//! is answered once a commit that ends at or after the position of its
+//! write has succeeded, and so is a reply to a client (output commit, held
+//! by the core: [`ShardCore::commit_reached`]).
+//!
+//! A failed commit (disk full, I/O error) is not the end: every waiting
+//! acknowledgement and held reply is answered with the failure (the client
+//! learns its outcome is not known to be durable), the shard refuses
+//! durable sends and deploys and answers state-changing calls
+//! `storage_unavailable` while it lasts, and the committer retries the
+//! *same* batch (then everything journaled since) with a growing pause
+//! until the disk takes it again. The partition reopens its file before a
+//! retry, so redb's rollback to the last durable commit is all the disk
+//! ever holds besides whole batches in journal order: nothing acknowledged
+//! is lost, and the shard resumes without a restart.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -26,13 +35,17 @@ use futures_lite::future;
 use hdrhistogram::Histogram;
 use quire_shards::wasm::WASM_PATTERN_KIND;
 use quire_shards::{new_latency_histogram, AgentId, ShardCore, ShardStats, MAX_TRACKED_NS};
-use quire_storage::{FlushDecision, GroupCommit, Partition, Recovered};
+use quire_storage::{FlushDecision, GroupCommit, Partition, Recovered, WriteBatch};
 
 use crate::agent_kinds::AgentKinds;
 use crate::signal::Signal;
 
 /// How often a shard looks for a finished commit besides being woken.
 const COMMIT_POLL: Duration = Duration::from_millis(1);
+/// The first pause before a failed commit is tried again; it doubles up to
+/// [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_millis(20);
+const RETRY_MAX: Duration = Duration::from_secs(1);
 
 /// Runs once the writes up to a journal position are committed (`Ok`) or
 /// can no longer be (`Err` with the reason).
@@ -159,7 +172,13 @@ pub(crate) struct ShardStorage {
     seen: Cell<u64>,
     /// When the oldest uncommitted write was journaled.
     first_pending: Cell<Option<Instant>>,
+    /// Why commits fail, until one succeeds again.
     failed: RefCell<Option<Arc<str>>>,
+    /// The batch a failed commit could not write: tried again before
+    /// anything journaled after it.
+    retry: RefCell<Option<(WriteBatch, u64)>>,
+    /// The pause before the next retry.
+    backoff: Cell<Duration>,
     figures: RefCell<CommitFigures>,
 }
 
@@ -182,6 +201,8 @@ impl ShardStorage {
             seen: Cell::new(0),
             first_pending: Cell::new(None),
             failed: RefCell::new(None),
+            retry: RefCell::new(None),
+            backoff: Cell::new(RETRY_FIRST),
             figures: RefCell::new(CommitFigures {
                 commits: 0,
                 messages: 0,
@@ -215,7 +236,8 @@ impl ShardStorage {
         }
     }
 
-    /// The error a write gets once the partition has failed.
+    /// Why the partition takes no writes right now (a commit failed and
+    /// no retry has succeeded yet).
     pub fn failure(&self) -> Option<Arc<str>> {
         self.failed.borrow().clone()
     }
@@ -241,10 +263,32 @@ impl ShardStorage {
         stats.commit_latency_ns = f.latency_ns.clone();
     }
 
-    /// The commit loop; returns once `stopped()` and the journal is empty.
-    pub async fn run(&self, core: &RefCell<ShardCore>, stopped: impl Fn() -> bool) {
+    /// The commit loop; returns once `stopped()` and the journal is empty
+    /// (or, with the disk still failing, once stopped: what is left is
+    /// lost with the process, and nothing of it was acknowledged). `work`
+    /// is rung when replies were released, so the dispatcher sends them.
+    pub async fn run(&self, core: &RefCell<ShardCore>, work: &Signal, stopped: impl Fn() -> bool) {
         loop {
             let stopping = stopped();
+            if self.retry.borrow().is_some() {
+                if !stopping {
+                    // A stop cuts the pause short: one more try, then out.
+                    future::or(glommio::timer::sleep(self.backoff.get()), async {
+                        while !stopped() {
+                            glommio::timer::sleep(Duration::from_millis(10)).await;
+                        }
+                    })
+                    .await;
+                }
+                self.commit_next(core, work).await;
+                if stopped() && self.retry.borrow().is_some() {
+                    tracing::error!(
+                        "shard stops with writes its disk did not take; none of them was acknowledged"
+                    );
+                    return;
+                }
+                continue;
+            }
             let (writes, messages) = core.borrow().pending_writes();
             let age = self
                 .first_pending
@@ -253,6 +297,10 @@ impl ShardStorage {
             let decision = match self.policy.decide(writes, messages, age) {
                 // On the way out everything journaled is committed now.
                 FlushDecision::After(_) if stopping => FlushDecision::Now,
+                // Replies wait for this commit (output commit): waiting for
+                // a bigger batch would only make them later. Writes that
+                // arrive during the fsync still join the next batch.
+                FlushDecision::After(_) if core.borrow().held_replies() > 0 => FlushDecision::Now,
                 d => d,
             };
             match decision {
@@ -261,37 +309,36 @@ impl ShardStorage {
                 FlushDecision::After(wait) => {
                     future::or(glommio::timer::sleep(wait), self.kick.wait()).await;
                 }
-                FlushDecision::Now => self.commit_next(core).await,
+                FlushDecision::Now => self.commit_next(core, work).await,
             }
         }
     }
 
-    async fn commit_next(&self, core: &RefCell<ShardCore>) {
-        let (batch, end) = {
-            let mut core = core.borrow_mut();
-            let taken = core.take_writes(self.policy.max_messages());
-            let left = core.pending_writes().0;
-            self.first_pending.set((left > 0).then(Instant::now));
-            taken
+    async fn commit_next(&self, core: &RefCell<ShardCore>, work: &Signal) {
+        let retried = self.retry.borrow_mut().take();
+        let (batch, end) = match retried {
+            Some(taken) => taken,
+            None => {
+                let mut core = core.borrow_mut();
+                let taken = core.take_writes(self.policy.max_messages());
+                let left = core.pending_writes().0;
+                self.first_pending.set((left > 0).then(Instant::now));
+                taken
+            }
         };
-        if self.failed.borrow().is_some() {
-            // Nothing reaches a failed partition; acknowledgements were
-            // answered when it failed, and new ones are refused at once.
-            self.committed.set(end);
-            return;
-        }
         let (mutations, messages) = (batch.len() as u64, batch.messages() as u64);
         let partition = self.partition.clone();
         let started = Instant::now();
-        let mut commit = std::pin::pin!(
-            glommio::executor().spawn_blocking(move || partition.commit(batch, true))
-        );
+        let mut commit = std::pin::pin!(glommio::executor().spawn_blocking(move || {
+            let result = partition.commit(&batch, true);
+            (batch, result)
+        }));
         // glommio 0.9 can miss the wake-up of a sleeping reactor when a
         // blocking-pool job completes (seen here about once in ten test
         // runs: the shard slept forever on a finished commit). A tick while
         // a commit is in flight makes the reactor look again; it costs a
         // timer per millisecond only while the disk works.
-        let result = loop {
+        let (batch, result) = loop {
             let tick = async {
                 glommio::timer::sleep(COMMIT_POLL).await;
                 None
@@ -309,19 +356,37 @@ impl ShardStorage {
                 f.mutations += mutations;
                 let ns = (elapsed.as_nanos() as u64).clamp(1, MAX_TRACKED_NS);
                 f.latency_ns.saturating_record(ns);
+                drop(f);
+                if self.failed.borrow_mut().take().is_some() {
+                    tracing::warn!("storage is back: the retried commit succeeded; the shard takes writes again");
+                }
+                self.backoff.set(RETRY_FIRST);
+                self.committed.set(end);
+                if core.borrow_mut().commit_reached(end) > 0 {
+                    work.notify();
+                }
                 Ok(())
             }
             Err(e) => {
                 self.figures.borrow_mut().failures += 1;
-                tracing::error!(
-                    "{e}; durable sends and deploys on this shard now fail until the node restarts"
-                );
+                let first = self.failed.borrow().is_none();
+                if first {
+                    tracing::error!(
+                        "{e}; the shard refuses durable sends and deploys and answers state-changing calls storage_unavailable, and retries the commit"
+                    );
+                } else {
+                    self.backoff.set((self.backoff.get() * 2).min(RETRY_MAX));
+                }
                 let reason: Arc<str> = e.to_string().into();
                 *self.failed.borrow_mut() = Some(reason.clone());
+                *self.retry.borrow_mut() = Some((batch, end));
+                if first {
+                    core.borrow_mut().storage_failed();
+                    work.notify();
+                }
                 Err(reason)
             }
         };
-        self.committed.set(end);
         let ready: Vec<Ack> = {
             let mut acks = self.acks.borrow_mut();
             let mut ready = Vec::new();

@@ -108,7 +108,7 @@ fn storage_reshard_and_check_move_agents_to_their_new_owners() {
         let batch = (0..20)
             .map(|i| Mutation::PutAgent(AgentRecord::new(format!("a{i}"), "counter", vec![])))
             .collect();
-        part.commit(batch, true).unwrap();
+        part.commit(&batch, true).unwrap();
     }
     let data_arg = data.to_str().unwrap();
     let out = quire()
@@ -211,7 +211,7 @@ fn client_commands_against_a_running_node() {
     assert!(ok, "{err}");
     assert_eq!(out.trim(), r#"{"n":[1,2]}"#);
     let (ok, out, _) = client_cmd(&addr, &["send", "echo", "hello"]);
-    assert!(ok && out.starts_with("sent "), "{out}");
+    assert!(ok && out.starts_with("queued "), "{out}");
     let (ok, out, _) = client_cmd(&addr, &["agents"]);
     assert!(
         ok && out.contains("echo") && out.contains("1 agent(s)"),

@@ -2,9 +2,10 @@
 //! after traffic, /health, a scrape that does not hold up the shards, and
 //! stalls counted when an agent keeps its reactor.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+
+mod common;
 
 use bytes::Bytes;
 use quire_runtime::config::NodeConfig;
@@ -29,25 +30,7 @@ fn node() -> Node {
 
 /// GET `path`: (status, body).
 fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_string();
-    (status, body)
+    common::http_get(addr, path)
 }
 
 /// The value of the line starting with `series ` (name and labels).

@@ -57,6 +57,15 @@ fn every_frame() -> Vec<Frame> {
             payload: Bytes::from_static(b"hi"),
             priority: Priority::Low,
             ttl_ms: Some(5),
+            durable_key: None,
+        },
+        Frame::Send {
+            req: 9,
+            to: "counter".into(),
+            payload: Bytes::from_static(b"+1"),
+            priority: Priority::Normal,
+            ttl_ms: None,
+            durable_key: Some("order-17".into()),
         },
         Frame::Call {
             req: u64::MAX,
@@ -276,7 +285,7 @@ proptest! {
         req in any::<u64>(),
         ttl in proptest::option::of(any::<u64>()),
     ) {
-        let frame = Frame::Send { req, to, payload: payload.into(), priority: Priority::ALL[prio], ttl_ms: ttl };
+        let frame = Frame::Send { req, to, payload: payload.into(), priority: Priority::ALL[prio], ttl_ms: ttl, durable_key: None };
         let mut buf = Vec::new();
         encode(&frame, &mut buf);
         let (back, used) = decode(&buf, DEFAULT_MAX_FRAME_BYTES, Instant::now()).unwrap().unwrap();

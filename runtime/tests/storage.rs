@@ -171,7 +171,7 @@ fn recovery_redelivers_accepted_messages_that_were_not_finished() {
                 payload: format!("r{seq}").into(),
             }));
         }
-        part.commit(batch, true).unwrap();
+        part.commit(&batch, true).unwrap();
     }
     let node = durable_node(dir.path(), Durability::Batched)
         .start()
@@ -237,10 +237,10 @@ fn another_shard_count_is_refused_with_the_reshard_command() {
 fn an_unknown_agent_kind_at_recovery_stops_the_start() {
     let dir = tempfile::tempdir().unwrap();
     let n = shards();
-    NodeManifest::open_or_create(dir.path(), n, "t").unwrap();
+    quire_storage::integrity::open_data_dir(dir.path(), n, "t").unwrap();
     let part = Partition::open(partition_path(dir.path(), owning_shard("w", n) as usize)).unwrap();
     part.commit(
-        [Mutation::PutAgent(quire_shards::AgentRecord::new(
+        &[Mutation::PutAgent(quire_shards::AgentRecord::new(
             "w",
             "python",
             vec![1, 2],
@@ -266,7 +266,7 @@ fn an_unknown_agent_kind_at_recovery_stops_the_start() {
 #[test]
 fn a_corrupted_partition_stops_the_start_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
-    NodeManifest::open_or_create(dir.path(), shards(), "t").unwrap();
+    quire_storage::integrity::open_data_dir(dir.path(), shards(), "t").unwrap();
     std::fs::write(
         partition_path(dir.path(), 0),
         b"this is not a redb file at all",

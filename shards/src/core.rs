@@ -28,6 +28,7 @@ use crate::envelope::{Address, ClientTicket, Envelope, Kind, MessageId, Priority
 use crate::error::{CallError, Rejection};
 use crate::journal::{DurableAdmission, Journal};
 use crate::mailbox::Mailbox;
+use crate::output_commit::HeldReplies;
 use crate::stats::ShardStats;
 
 /// Sizes and bounds of one shard.
@@ -54,6 +55,10 @@ pub struct ShardConfig {
     /// Journal deployments, agent state and durable messages for a storage
     /// partition (off when the node's durability is `none`).
     pub journal: bool,
+    /// With `journal`: replies to clients wait for the commit of what their
+    /// handler wrote (output commit). Off, a crash can roll back state a
+    /// reply reported; only for measuring what output commit costs.
+    pub output_commit: bool,
     /// Finished durable message ids remembered for de-duplication.
     pub dedup_window: usize,
     /// Mailbox slots above `mailbox_capacity` that only High and Critical
@@ -75,6 +80,7 @@ impl ShardConfig {
             max_pending_calls: 64 * 1024,
             agent_batch: 32,
             journal: false,
+            output_commit: true,
             dedup_window: 256 * 1024,
             urgent_headroom: 0,
             express_scheduling: true,
@@ -290,6 +296,8 @@ pub struct ShardCore {
     /// published for another thread (a watchdog naming what a stalled shard
     /// was running).
     running: Option<std::sync::Arc<std::sync::atomic::AtomicUsize>>,
+    /// Replies to clients waiting for the commit of what they report.
+    replies: HeldReplies,
 }
 
 impl ShardCore {
@@ -298,6 +306,7 @@ impl ShardCore {
         assert!(cfg.shard_count > 0 && (cfg.shard as usize) < cfg.shard_count);
         let journal = Journal::new(cfg.journal, cfg.dedup_window);
         Self {
+            replies: HeldReplies::new(cfg.journal && cfg.output_commit),
             outboxes: (0..cfg.shard_count).map(|_| Vec::new()).collect(),
             stats: ShardStats::new(cfg.shard),
             cfg,
@@ -472,10 +481,22 @@ impl ShardCore {
         timeout: Duration,
         waiter: ClientWaiter,
     ) -> Result<MessageId, Rejection> {
+        self.admit_waited(to, payload, opts, timeout, waiter, Kind::Call)
+    }
+
+    fn admit_waited(
+        &mut self,
+        to: AgentId,
+        payload: Bytes,
+        opts: SendOptions,
+        timeout: Duration,
+        waiter: ClientWaiter,
+        kind: Kind,
+    ) -> Result<MessageId, Rejection> {
         self.ticket_seq += 1;
         let ticket = self.ticket_seq;
         let from = Address::Client(ClientTicket::new(self.cfg.shard, ticket));
-        let env = self.outside_envelope(to, payload, Kind::Call, from, opts);
+        let env = self.outside_envelope(to, payload, kind, from, opts);
         let id = env.id;
         if let Err(reason) = self
             .refuse_while_draining()
@@ -484,15 +505,35 @@ impl ShardCore {
             waiter(Err(reason.into()));
             return Err(reason);
         }
-        if let Err((reason, _)) = self.route_ordinary(env) {
-            waiter(Err(reason.into()));
-            return Err(reason);
-        }
+        // The waiter is in place before the message moves: a confirmed send
+        // queued on this very shard is answered while it is routed.
         let started = Instant::now();
         self.client_calls
             .insert(ticket, ClientCall { waiter, started });
+        if let Err((reason, _)) = self.route_ordinary(env) {
+            if let Some(call) = self.client_calls.remove(&ticket) {
+                (call.waiter)(Err(reason.into()));
+            }
+            return Err(reason);
+        }
         self.add_call_timeout(started + timeout, TimeoutOf::Client(ticket));
         Ok(id)
+    }
+
+    /// A one-way message from a client that wants to know its fate:
+    /// `waiter` is completed exactly once, with an empty reply once the
+    /// message is queued at its receiver (on whichever shard or node owns
+    /// it), or with the reason it was refused there (or at once), or with
+    /// `Timeout`. What the agent does with it is not waited for.
+    pub fn admit_client_confirmed(
+        &mut self,
+        to: AgentId,
+        payload: Bytes,
+        opts: SendOptions,
+        timeout: Duration,
+        waiter: ClientWaiter,
+    ) -> Result<MessageId, Rejection> {
+        self.admit_waited(to, payload, opts, timeout, waiter, Kind::Send)
     }
 
     /// Envelopes another shard of this node put on the mesh for this one.
@@ -1231,6 +1272,42 @@ impl ShardCore {
         self.journal.position()
     }
 
+    /// Everything journaled up to `position` is on disk: the replies to
+    /// clients that waited for it leave (output commit), and a shard whose
+    /// storage was unavailable takes state-changing requests again. Returns
+    /// how many replies left.
+    pub fn commit_reached(&mut self, position: u64) -> usize {
+        let mut out = Vec::new();
+        self.replies.committed(position, &mut out);
+        let released = out.len();
+        for env in out {
+            self.route_control(env);
+        }
+        released
+    }
+
+    /// A commit failed: replies waiting for it, and every reply that needs
+    /// a commit until [`Self::commit_reached`] reports one, are answered
+    /// [`Rejection::StorageUnavailable`] instead.
+    pub fn storage_failed(&mut self) {
+        let mut out = Vec::new();
+        self.replies.storage_failed(&mut out);
+        for env in out {
+            // Counted as handled already: a withheld reply is no new rejection.
+            self.route_control(env);
+        }
+    }
+
+    /// True between a failed commit and the next successful one.
+    pub fn storage_unavailable(&self) -> bool {
+        self.replies.is_unavailable()
+    }
+
+    /// Replies to clients waiting for a commit.
+    pub fn held_replies(&self) -> usize {
+        self.replies.held()
+    }
+
     /// Journaled writes not yet taken, and the durable messages among them.
     pub fn pending_writes(&self) -> (usize, usize) {
         self.journal.pending()
@@ -1414,6 +1491,10 @@ impl ShardCore {
     /// [`Kind`]); one whose receiver is gone is counted and dropped.
     #[inline(always)]
     fn route_control(&mut self, env: Envelope) {
+        // A handler's reply to a client waits for its commit (output commit).
+        let Some(env) = self.replies.capture(env) else {
+            return;
+        };
         let owner = match &env.to {
             Address::Agent(id) => match self.remote_route(id) {
                 RemoteRoute::Here => id.owning_shard(self.cfg.shard_count),
@@ -1508,8 +1589,17 @@ impl ShardCore {
             return Err((Rejection::AgentStopped, env));
         }
         let urgent = env.priority.is_urgent();
+        // A client's confirmed send is answered once it is queued here.
+        let confirm = match (&env.kind, &env.from) {
+            (Kind::Send, Address::Client(ticket)) => Some((*ticket, env.id, env.priority)),
+            _ => None,
+        };
         match slot.mailbox.push(env) {
             Ok(()) => {
+                if let Some((ticket, id, priority)) = confirm {
+                    self.confirm_queued(ticket, id, priority);
+                }
+                let slot = &mut self.slots[idx];
                 self.queued += 1;
                 if !slot.scheduled {
                     slot.scheduled = true;
@@ -1522,6 +1612,36 @@ impl ShardCore {
                 Ok(())
             }
             Err(env) => Err((Rejection::QueueFull, env)),
+        }
+    }
+
+    /// Tells the client whose send was just queued here (an empty reply).
+    #[cold]
+    fn confirm_queued(&mut self, ticket: ClientTicket, id: MessageId, priority: Priority) {
+        let reply = self.next_message_id();
+        self.route_control(Envelope {
+            id: reply,
+            from: Address::Nobody,
+            to: Address::Client(ticket),
+            conversation: Some(id),
+            in_reply_to: Some(id),
+            priority,
+            deadline: None,
+            kind: Kind::Reply,
+            payload: Bytes::new(),
+        });
+    }
+
+    /// Ends the capture of the handler that just ran on `slot`: its replies
+    /// to clients leave now, or once what they report is committed.
+    #[inline(always)]
+    fn release_replies(&mut self, slot: usize, position_before: u64) {
+        let position = self.journal.position();
+        let needs_commit = position != position_before || self.slots[slot].persistent;
+        let mut out = Vec::new();
+        self.replies.end_handler(position, needs_commit, &mut out);
+        for env in out {
+            self.route_control(env);
         }
     }
 
@@ -1613,6 +1733,8 @@ impl ShardCore {
                     replied: false,
                     failed: None,
                 };
+                let position_before = self.journal.position();
+                self.replies.begin_handler();
                 let mut ctx = Context {
                     core: self,
                     me,
@@ -1629,6 +1751,7 @@ impl ShardCore {
                 // a message that makes its handler panic must not come back
                 // after every restart.
                 self.journal.finish(current.id);
+                self.release_replies(slot, position_before);
                 let reason = if panicked {
                     self.stats.agent_panics += 1;
                     Rejection::AgentFailed

@@ -37,11 +37,16 @@ pub enum Rejection {
     AgentStopped,
     /// The agent's owning node is declared down by the cluster's membership.
     NodeDown,
+    /// The shard's storage refuses writes (a commit failed: disk full, I/O
+    /// error): what the request changed is not known to be durable. The
+    /// shard retries its commits and takes such requests again once one
+    /// succeeds.
+    StorageUnavailable,
 }
 
 impl Rejection {
     /// Every reason, in a stable order (used for per-reason counters).
-    pub const ALL: [Rejection; 15] = [
+    pub const ALL: [Rejection; 16] = [
         Self::QueueFull,
         Self::NoSuchAgent,
         Self::Expired,
@@ -57,6 +62,8 @@ impl Rejection {
         Self::Quarantined,
         Self::AgentStopped,
         Self::NodeDown,
+        // New reasons go last: a reason's position is its wire code.
+        Self::StorageUnavailable,
     ];
 
     /// Stable snake_case name, as used in metrics and on the wire.
@@ -77,6 +84,7 @@ impl Rejection {
             Self::Quarantined => "quarantined",
             Self::AgentStopped => "agent_stopped",
             Self::NodeDown => "node_down",
+            Self::StorageUnavailable => "storage_unavailable",
         }
     }
 
@@ -129,6 +137,9 @@ impl fmt::Display for Rejection {
             Self::Quarantined => "the agent is quarantined after repeated failures",
             Self::AgentStopped => "the agent is stopped",
             Self::NodeDown => "the agent's node is down",
+            Self::StorageUnavailable => {
+                "the shard's storage is unavailable (a commit failed); the outcome is not known to be durable"
+            }
         })
     }
 }

@@ -12,6 +12,7 @@ mod envelope;
 mod error;
 mod journal;
 mod mailbox;
+mod output_commit;
 mod stats;
 pub mod testing;
 pub mod wasm;

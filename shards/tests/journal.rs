@@ -197,7 +197,7 @@ fn a_partition_brings_a_shard_back_exactly() {
     shard
         .admit_durable("s".into(), "3".into(), opts, 3)
         .unwrap();
-    part.commit(shard.take_writes(usize::MAX).0, true).unwrap();
+    part.commit(&shard.take_writes(usize::MAX).0, true).unwrap();
     // 4 is accepted, never committed: its sender was never acknowledged.
     shard
         .admit_durable("s".into(), "4".into(), opts, 4)
@@ -228,7 +228,7 @@ fn a_partition_brings_a_shard_back_exactly() {
         Ok(DurableAdmission::Duplicate)
     );
     back.run(usize::MAX);
-    part.commit(back.take_writes(usize::MAX).0, true).unwrap();
+    part.commit(&back.take_writes(usize::MAX).0, true).unwrap();
     let rec = part.recover().unwrap();
     assert!(rec.inbox.is_empty());
     assert_eq!(rec.state[0].value.as_ref(), b"6");

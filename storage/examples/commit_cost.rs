@@ -30,7 +30,7 @@ fn main() {
                 })
                 .collect();
             let t = Instant::now();
-            part.commit(batch, true).unwrap();
+            part.commit(&batch, true).unwrap();
             times.push(t.elapsed().as_secs_f64() * 1e3);
         }
         times.sort_by(f64::total_cmp);

@@ -37,10 +37,10 @@ fn main() {
                 value: blob.clone(),
             });
             if batch.len() >= 4000 {
-                part.commit(std::mem::take(&mut batch), false).unwrap();
+                part.commit(&std::mem::take(&mut batch), false).unwrap();
             }
         }
-        part.commit(batch, true).unwrap();
+        part.commit(&batch, true).unwrap();
     }
     println!(
         "wrote {agents} agents, {mib} MiB in {:.2} s",

@@ -52,6 +52,32 @@ pub enum StorageError {
         /// Shards this node runs.
         expected: usize,
     },
+    /// A partition the manifest promises is missing or empty.
+    #[error(
+        "partition {file} is missing or unusable ({detail}); its shard's agents and state would be lost. \
+         Restore it from a backup, or, to give that shard's data up for good, delete the whole data \
+         directory (or move it away) and start empty; the node never recreates a partition in place"
+    )]
+    MissingPartition {
+        /// The partition file.
+        file: PathBuf,
+        /// What was found.
+        detail: String,
+    },
+    /// Partitions are present but the manifest that says how many shards
+    /// wrote them is not.
+    #[error(
+        "{file} is missing but the directory holds {partitions} partition(s): without it the shard \
+         count they were written with is unknown. Restore it from a backup (or write it back with the \
+         shard count the node ran with: `format_version = 1`, `node_id`, `shards`); the node never \
+         guesses"
+    )]
+    MissingManifest {
+        /// Where the manifest should be.
+        file: PathBuf,
+        /// Partition files found.
+        partitions: usize,
+    },
     /// The partition has failed before; it takes no more writes until the
     /// node restarts and recovers it.
     #[error("partition {file} failed earlier and takes no more writes: {detail}")]

@@ -27,7 +27,7 @@
 //!     key: b"n".to_vec(),
 //!     value: b"41".to_vec().into(),
 //! });
-//! part.commit(batch, true).unwrap();
+//! part.commit(&batch, true).unwrap();
 //!
 //! let recovered = part.recover().unwrap();
 //! assert_eq!(recovered.agents[0].name, "counter-1");
@@ -37,7 +37,9 @@
 mod batch;
 mod dedup;
 mod error;
+pub mod faults;
 mod group_commit;
+pub mod integrity;
 pub mod manifest;
 mod partition;
 mod records;

@@ -89,10 +89,23 @@ pub struct CommitStats {
     pub elapsed: Duration,
 }
 
+/// Opens the partition's database: on its file, or (in fault-injection
+/// tests) on a backend of the test's own.
+type Opener = Box<dyn Fn() -> Result<redb::Database, redb::DatabaseError> + Send + Sync>;
+
 /// A shard's partition. `Sync`: the runtime hands it to a commit thread.
+///
+/// A commit that fails (disk full, I/O error) leaves redb refusing every
+/// later operation until the database is opened again; so the next commit
+/// after a failure first reopens the file (redb rolls back to the last
+/// durable commit and repairs), then applies its batch. The runtime retries
+/// the failed batch itself, so nothing it committed is lost and nothing
+/// after it is applied before it.
 pub struct Partition {
-    db: redb::Database,
+    db: Mutex<Option<redb::Database>>,
+    opener: Opener,
     file: PathBuf,
+    /// The last failure, until a commit succeeds again.
     failed: Mutex<Option<String>>,
 }
 
@@ -110,38 +123,42 @@ impl Partition {
     /// the file.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StorageError> {
         let file = path.as_ref().to_path_buf();
-        let exists = file.exists();
-        // redb asserts on some malformed headers; a damaged file must be an
-        // error, never a panic of the node.
-        let opened = catch_unwind(AssertUnwindSafe(|| redb::Database::create(&file)));
-        let db = match opened {
-            Ok(Ok(db)) => db,
-            Ok(Err(e)) => {
-                let e = redb::Error::from(e);
-                return Err(match e {
-                    redb::Error::Corrupted(detail) => StorageError::Corrupted { file, detail },
-                    other => StorageError::Open {
-                        file,
-                        detail: other.to_string(),
-                    },
-                });
-            }
-            Err(panic) => {
-                return Err(StorageError::Corrupted {
-                    file,
-                    detail: panic_message(&panic),
-                })
-            }
+        let at = file.clone();
+        Self::open_with(file, Box::new(move || redb::Database::create(&at)))
+    }
+
+    /// Opens the partition named `file` on a storage backend `backend`
+    /// makes (a new one for each reopen after a failure): how tests inject
+    /// write and fsync failures, as redb's own fault-injection tests do.
+    pub fn open_on_backend<B: redb::StorageBackend>(
+        file: impl AsRef<Path>,
+        backend: impl Fn() -> B + Send + Sync + 'static,
+    ) -> Result<Self, StorageError> {
+        Self::open_with(
+            file.as_ref().to_path_buf(),
+            Box::new(move || redb::Builder::new().create_with_backend(backend())),
+        )
+    }
+
+    fn open_with(file: PathBuf, opener: Opener) -> Result<Self, StorageError> {
+        let db = open_db(&file, &opener)?;
+        let fresh = {
+            let tx = db.begin_read().map_err(|e| StorageError::Open {
+                file: file.clone(),
+                detail: e.to_string(),
+            })?;
+            tx.list_tables().map_or(true, |mut t| t.next().is_none())
         };
         let part = Partition {
-            db,
+            db: Mutex::new(Some(db)),
+            opener,
             file,
             failed: Mutex::new(None),
         };
-        if !exists {
+        if fresh {
             // Create every table up front so that readers never meet a
             // missing one.
-            part.commit(WriteBatch::default(), true)?;
+            part.commit(&WriteBatch::default(), true)?;
         }
         Ok(part)
     }
@@ -152,48 +169,68 @@ impl Partition {
     }
 
     /// Opens `path` and verifies every page checksum and every record
-    /// (the crash test's "opens cleanly"); returns what it holds.
+    /// (the crash test's "opens cleanly"); returns what it holds. The same
+    /// check a node makes at start ([`crate::integrity::open_verified`]).
     pub fn verify(path: impl AsRef<Path>) -> Result<Recovered, StorageError> {
-        let mut part = Self::open(path)?;
-        let ok = part
-            .db
-            .check_integrity()
-            .map_err(|e| part.error(redb::Error::from(e)))?;
+        crate::integrity::open_verified(path.as_ref(), true).map(|(_, rec)| rec)
+    }
+
+    /// Verifies every page checksum: an error naming the file when a page
+    /// is damaged (or had to be repaired).
+    pub fn check_integrity(&self) -> Result<(), StorageError> {
+        let ok = {
+            let mut db = self.db.lock().expect("partition lock");
+            let db = db.as_mut().ok_or_else(|| self.corrupted("not open"))?;
+            catch_unwind(AssertUnwindSafe(|| db.check_integrity()))
+                .map_err(|p| self.corrupted(panic_message(&p)))?
+                .map_err(|e| self.error(redb::Error::from(e)))?
+        };
         if !ok {
-            return Err(StorageError::Corrupted {
-                file: part.file.clone(),
-                detail: "integrity check repaired the file".into(),
-            });
+            return Err(self.corrupted("integrity check repaired the file"));
         }
-        part.recover()
+        Ok(())
     }
 
     /// Applies `batch` as one transaction; with `durable` the commit returns
-    /// only once it is on disk (fsync). After a failed commit the partition
-    /// refuses further writes: the shard's memory may then be ahead of its
-    /// disk, and only a restart (recovery) makes them agree again.
-    pub fn commit(&self, batch: WriteBatch, durable: bool) -> Result<CommitStats, StorageError> {
-        if let Some(detail) = self.failed.lock().expect("failure flag").clone() {
-            return Err(StorageError::Failed {
-                file: self.file.clone(),
-                detail,
-            });
-        }
+    /// only once it is on disk (fsync). A failed commit changes nothing on
+    /// disk; the caller keeps the batch and commits it again later (the
+    /// partition reopens its file first, see [`Partition`]).
+    pub fn commit(&self, batch: &WriteBatch, durable: bool) -> Result<CommitStats, StorageError> {
         let started = Instant::now();
-        let result = self.apply(batch, durable);
+        let mut db = self.db.lock().expect("partition lock");
+        if self.failed.lock().expect("failure flag").is_some() || db.is_none() {
+            // redb takes nothing more after an I/O error until reopened.
+            *db = None;
+            *db = Some(open_db(&self.file, &self.opener).map_err(|e| self.note_failure(e))?);
+        }
+        let result = self.apply(db.as_ref().expect("opened above"), batch, durable);
+        drop(db);
         match result {
             Ok(mut stats) => {
+                *self.failed.lock().expect("failure flag") = None;
                 stats.elapsed = started.elapsed();
                 Ok(stats)
             }
-            Err(e) => {
-                *self.failed.lock().expect("failure flag") = Some(e.to_string());
-                Err(e)
-            }
+            Err(e) => Err(self.note_failure(e)),
         }
     }
 
-    fn apply(&self, batch: WriteBatch, durable: bool) -> Result<CommitStats, StorageError> {
+    /// The last commit failure, while no commit has succeeded since.
+    pub fn failure(&self) -> Option<String> {
+        self.failed.lock().expect("failure flag").clone()
+    }
+
+    fn note_failure(&self, e: StorageError) -> StorageError {
+        *self.failed.lock().expect("failure flag") = Some(e.to_string());
+        e
+    }
+
+    fn apply(
+        &self,
+        db: &redb::Database,
+        batch: &WriteBatch,
+        durable: bool,
+    ) -> Result<CommitStats, StorageError> {
         let mut stats = CommitStats {
             mutations: batch.len(),
             messages: batch.messages(),
@@ -235,7 +272,7 @@ impl Partition {
         drop(last_write);
         let mut ring: BTreeMap<u32, Vec<(u32, u64)>> = BTreeMap::new();
 
-        let mut tx = self.db.begin_write().map_err(|e| self.error(e))?;
+        let mut tx = db.begin_write().map_err(|e| self.error(e))?;
         tx.set_durability(if durable {
             redb::Durability::Immediate
         } else {
@@ -251,7 +288,7 @@ impl Partition {
             let mut meta = tx.open_table(META).map_err(|e| self.error(e))?;
             let mut dedup_next = None;
             let mut key_buf = Vec::new();
-            for (m, superseded) in batch.into_mutations().into_iter().zip(superseded) {
+            for (m, superseded) in batch.mutations().iter().zip(superseded) {
                 if superseded {
                     stats.superseded += 1;
                     continue;
@@ -264,7 +301,7 @@ impl Partition {
                     }
                     Mutation::DeleteAgent(name) => {
                         agents.remove(name.as_str()).map_err(|e| self.error(e))?;
-                        let prefix = state_key(&name, b"", &mut key_buf).to_vec();
+                        let prefix = state_key(name, b"", &mut key_buf).to_vec();
                         let keys: Vec<Vec<u8>> = state
                             .range(prefix.as_slice()..)
                             .map_err(|e| self.error(e))?
@@ -279,11 +316,11 @@ impl Partition {
                         }
                     }
                     Mutation::PutState { agent, key, value } => {
-                        let k = state_key(&agent, &key, &mut key_buf);
+                        let k = state_key(agent, key, &mut key_buf);
                         state.insert(k, value.as_ref()).map_err(|e| self.error(e))?;
                     }
                     Mutation::DeleteState { agent, key } => {
-                        let k = state_key(&agent, &key, &mut key_buf);
+                        let k = state_key(agent, key, &mut key_buf);
                         state.remove(k).map_err(|e| self.error(e))?;
                     }
                     Mutation::Enqueue(msg) => {
@@ -296,7 +333,7 @@ impl Partition {
                                 .map_err(|e| self.error(e))?;
                         }
                     }
-                    Mutation::Finish {
+                    &Mutation::Finish {
                         seq,
                         dedup: id,
                         slot,
@@ -339,7 +376,14 @@ impl Partition {
 
     /// Reads everything back (recovery).
     pub fn recover(&self) -> Result<Recovered, StorageError> {
-        let tx = self.db.begin_read().map_err(|e| self.error(e))?;
+        let tx = {
+            let db = self.db.lock().expect("partition lock");
+            let db = db.as_ref().ok_or_else(|| StorageError::Failed {
+                file: self.file.clone(),
+                detail: "the partition is being reopened after a failure".into(),
+            })?;
+            db.begin_read().map_err(|e| self.error(e))?
+        };
         let mut out = Recovered::default();
 
         let agents = tx.open_table(AGENTS).map_err(|e| self.error(e))?;
@@ -428,6 +472,28 @@ fn split_state_key(k: &[u8]) -> Option<(&str, &[u8])> {
     let len = usize::from(u16::from_be_bytes(k.get(..2)?.try_into().ok()?));
     let name = std::str::from_utf8(k.get(2..2 + len)?).ok()?;
     Some((name, &k[2 + len..]))
+}
+
+/// Opens the database; a damaged file is an error naming it, never a panic
+/// (redb asserts on some malformed headers).
+fn open_db(file: &Path, opener: &Opener) -> Result<redb::Database, StorageError> {
+    match catch_unwind(AssertUnwindSafe(opener)) {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(e)) => Err(match redb::Error::from(e) {
+            redb::Error::Corrupted(detail) => StorageError::Corrupted {
+                file: file.to_path_buf(),
+                detail,
+            },
+            other => StorageError::Open {
+                file: file.to_path_buf(),
+                detail: other.to_string(),
+            },
+        }),
+        Err(panic) => Err(StorageError::Corrupted {
+            file: file.to_path_buf(),
+            detail: panic_message(&panic),
+        }),
+    }
 }
 
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {

@@ -116,7 +116,7 @@ pub fn reshard(
                 slot: slot as u32,
             });
         }
-        Partition::open(partition_path(&staging, shard))?.commit(batch, true)?;
+        Partition::open(partition_path(&staging, shard))?.commit(&batch, true)?;
     }
 
     fs::create_dir_all(&backup).map_err(|e| io(&backup, e))?;

@@ -255,6 +255,16 @@ pub(crate) fn collect(shared: &Shared) -> ShardMetrics {
             "Commits that failed.",
             failures,
         ));
+        samples.push(gauge(
+            "quire_storage_available",
+            "1 while the shard's partition takes commits, 0 from a failed commit until a retry succeeds.",
+            if storage.failure().is_some() { 0.0 } else { 1.0 },
+        ));
+        samples.push(gauge(
+            "quire_replies_held",
+            "Replies to clients waiting for the commit of the writes they report (output commit).",
+            shared.core.borrow().held_replies() as f64,
+        ));
         summaries.push(summary(
             "quire_commit_seconds",
             "Time per commit, fsync included.",
@@ -330,5 +340,9 @@ pub(crate) fn collect(shared: &Shared) -> ShardMetrics {
         shard,
         samples,
         summaries,
+        storage_failure: shared
+            .storage()
+            .and_then(|s| s.failure())
+            .map(|r| r.to_string()),
     }
 }

@@ -119,7 +119,15 @@ fn answer(client: &Client, method: &tiny_http::Method, url: &str) -> (u16, &'sta
             let mut healthy = answers.len() == client.shard_count();
             for (i, a) in answers.iter().enumerate() {
                 match a {
-                    Some(_) => body.push_str(&format!("shard {i}: ok\n")),
+                    Some(m) => match &m.storage_failure {
+                        None => body.push_str(&format!("shard {i}: ok\n")),
+                        Some(reason) => {
+                            healthy = false;
+                            body.push_str(&format!(
+                                "shard {i}: storage unavailable (commits are retried): {reason}\n"
+                            ));
+                        }
+                    },
                     None => {
                         healthy = false;
                         body.push_str(&format!(

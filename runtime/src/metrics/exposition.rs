@@ -24,6 +24,7 @@ use super::{SampleKind, ShardMetrics};
 ///         value: v,
 ///     }],
 ///     summaries: vec![],
+///     storage_failure: None,
 /// };
 /// let text = render(&[shard(0, 5.0), shard(1, 7.0)], &[]);
 /// assert!(text.contains("# TYPE quire_messages_handled_total counter\n"));
@@ -147,6 +148,7 @@ mod tests {
                 label: Some(("scope", "local")),
                 summary: LatencySummary::of_ns(&h),
             }],
+            storage_failure: None,
         };
         let text = render(&[shard(0), shard(1)], &[("quire_shards", "Shards.", 2.0)]);
         assert_eq!(

@@ -70,6 +70,9 @@ pub struct ShardMetrics {
     pub samples: Vec<Sample>,
     /// Latency distributions.
     pub summaries: Vec<SummarySample>,
+    /// Why the shard's storage takes no commits right now (`/health` says
+    /// it), if it does not.
+    pub storage_failure: Option<String>,
 }
 
 impl ShardMetrics {
@@ -87,6 +90,7 @@ impl ShardMetrics {
     ///         value: 3.0,
     ///     }],
     ///     summaries: vec![],
+    ///     storage_failure: None,
     /// };
     /// assert_eq!(m.value("quire_agents", None), Some(3.0));
     /// ```

@@ -272,9 +272,34 @@ impl RemoteClient {
         }
     }
 
-    /// Sends a one-way message and waits for the node to take it; returns
-    /// its message id.
+    /// Sends a one-way message and waits until it is queued at its agent
+    /// (on whichever shard or node owns it); returns its message id. A
+    /// refusal (no such agent, full mailbox, ...) is an error with the
+    /// reason.
     pub fn send(&mut self, to: &str, payload: &[u8]) -> Result<String, ClientError> {
+        self.send_keyed(to, payload, None)
+    }
+
+    /// Sends a durable one-way message: returns once it is committed on its
+    /// agent's shard (`"duplicate"` when a message with the same `key` was
+    /// taken before, which is then not delivered again). Retry with the same
+    /// key after any error or a lost connection: the message is handled
+    /// once. Needs a node with persistent durability.
+    pub fn send_durable(
+        &mut self,
+        to: &str,
+        payload: &[u8],
+        key: &str,
+    ) -> Result<String, ClientError> {
+        self.send_keyed(to, payload, Some(key))
+    }
+
+    fn send_keyed(
+        &mut self,
+        to: &str,
+        payload: &[u8],
+        key: Option<&str>,
+    ) -> Result<String, ClientError> {
         let req = self.next_req();
         self.send_frame(&Frame::Send {
             req,
@@ -282,6 +307,7 @@ impl RemoteClient {
             payload: Bytes::copy_from_slice(payload),
             priority: Priority::Normal,
             ttl_ms: None,
+            durable_key: key.map(str::to_owned),
         })?;
         match self.answer(req)? {
             Frame::Ok { value, .. } => Ok(value.unwrap_or_default()),

@@ -15,6 +15,7 @@ use quire_shards::{AgentId, AgentState, CallError, Envelope, SendOptions, ShardS
 
 use super::io::{closing_error, Outgoing, ReadEnd};
 use super::{Accepted, NetShard};
+use crate::client::DurableError;
 use crate::cluster::MemberState;
 use crate::protocol::{AgentRow, ErrorCode, Frame, MemberRow, Role, StatsRow, VERSION};
 use crate::shard_runtime::Shared;
@@ -138,19 +139,35 @@ pub(crate) async fn serve_client(shared: Rc<Shared>, net: Rc<NetShard>, conn: Ac
             shared.work.notify();
         }
         shared.make_room().await;
-        if out.is_closed() {
-            break;
-        }
-        if out.unsent() > net.settings.network.max_unsent_bytes {
-            out.close_with(Some(&closing_error(
-                ErrorCode::SlowClient,
-                "the client does not read its replies",
-            )));
+        // A connection closed for not reading its answers (by the push
+        // that passed the limit) reads no more either.
+        if out.is_closed() || out.closed_as_slow() {
             break;
         }
     }
     shared.work.notify();
     writer.await;
+}
+
+/// The waiter of a request admitted into the core: queues its answer on the
+/// connection (`ok` of the reply, or the error), counted as pending until then.
+fn answer_waiter(
+    out: &Rc<Outgoing>,
+    pending: &Rc<Cell<usize>>,
+    req: u64,
+    timeout_message: String,
+    ok: impl FnOnce(Envelope) -> Frame + 'static,
+) -> quire_shards::ClientWaiter {
+    let (answer_to, waiting) = (out.clone(), pending.clone());
+    waiting.set(waiting.get() + 1);
+    Box::new(move |result: Result<Envelope, CallError>| {
+        waiting.set(waiting.get() - 1);
+        answer_to.push(&match result {
+            Ok(reply) => ok(reply),
+            Err(CallError::Timeout) => error(req, ErrorCode::Timeout, timeout_message),
+            Err(CallError::Rejected(reason)) => rejected(req, reason),
+        });
+    })
 }
 
 fn rejected(req: u64, reason: quire_shards::Rejection) -> Frame {
@@ -187,6 +204,7 @@ fn handle(
             payload,
             priority,
             ttl_ms,
+            durable_key,
         } => {
             let id = AgentId::new(&to).map_err(|e| (ErrorCode::BadFrame, e.to_string()))?;
             let opts = SendOptions {
@@ -194,16 +212,46 @@ fn handle(
                 ttl: ttl_ms.map(Duration::from_millis),
                 conversation: None,
             };
-            let result = shared.core.borrow_mut().admit_client(id, payload, opts);
-            if req != 0 {
-                out.push(&match result {
-                    Ok(id) => Frame::Ok {
+            if let Some(key) = durable_key {
+                if shared.storage().is_none() {
+                    out.push(&error(
                         req,
-                        value: Some(id.to_string()),
-                    },
-                    Err(reason) => rejected(req, reason),
-                });
+                        ErrorCode::Rejected,
+                        "this node keeps nothing on disk (storage.durability = \"none\"): \
+                         a durable SEND cannot be acknowledged as durable",
+                    ));
+                } else {
+                    send_durable(net, out, pending, req, id, payload, opts, &key);
+                }
+                return Ok(());
             }
+            if req == 0 {
+                // Fire and forget: nothing is answered, whatever happens.
+                let _ = shared.core.borrow_mut().admit_client(id, payload, opts);
+                return Ok(());
+            }
+            // Answered once the message is queued at its agent, wherever that
+            // lives (this shard, another, another node), or refused there.
+            let waiter = answer_waiter(
+                out,
+                pending,
+                req,
+                format!(
+                    "not confirmed queued within {} ms",
+                    DEFAULT_CALL_TIMEOUT.as_millis()
+                ),
+                move |confirmation| Frame::Ok {
+                    req,
+                    value: confirmation.in_reply_to.map(|id| id.to_string()),
+                },
+            );
+            let _ = shared.core.borrow_mut().admit_client_confirmed(
+                id,
+                payload,
+                opts,
+                DEFAULT_CALL_TIMEOUT,
+                waiter,
+            );
         }
         Frame::Call {
             req,
@@ -223,24 +271,16 @@ fn handle(
                 ttl: None,
                 conversation: None,
             };
-            let answer_to = out.clone();
-            let waiting = pending.clone();
-            waiting.set(waiting.get() + 1);
-            let waiter = Box::new(move |result: Result<Envelope, CallError>| {
-                waiting.set(waiting.get() - 1);
-                answer_to.push(&match result {
-                    Ok(reply) => Frame::Reply {
-                        req,
-                        payload: reply.payload,
-                    },
-                    Err(CallError::Timeout) => error(
-                        req,
-                        ErrorCode::Timeout,
-                        format!("no reply within {} ms", timeout.as_millis()),
-                    ),
-                    Err(CallError::Rejected(reason)) => rejected(req, reason),
-                });
-            });
+            let waiter = answer_waiter(
+                out,
+                pending,
+                req,
+                format!("no reply within {} ms", timeout.as_millis()),
+                move |reply| Frame::Reply {
+                    req,
+                    payload: reply.payload,
+                },
+            );
             let _ = shared
                 .core
                 .borrow_mut()
@@ -409,6 +449,59 @@ fn owner_elsewhere(net: &NetShard, name: &str, req: u64) -> Option<Frame> {
         ),
         detail: Some(owner.addr.to_string()),
     })
+}
+
+/// A durable SEND: taken by the agent's owning shard (through the node's
+/// client, so from any connection), answered `OK` once committed there.
+#[allow(clippy::too_many_arguments)]
+fn send_durable(
+    net: &Rc<NetShard>,
+    out: &Rc<Outgoing>,
+    pending: &Rc<Cell<usize>>,
+    req: u64,
+    to: AgentId,
+    payload: bytes::Bytes,
+    opts: SendOptions,
+    key: &str,
+) {
+    if req == 0 {
+        out.push(&error(
+            0,
+            ErrorCode::BadFrame,
+            "a durable SEND needs req > 0: its acknowledgement is the point",
+        ));
+        return;
+    }
+    let dedup = durable_key_id(key);
+    spawn_admin(out, pending, {
+        let client = net.client.clone();
+        async move {
+            match client.send_durable_with(to, payload, opts, dedup).await {
+                Ok(receipt) => Frame::Ok {
+                    req,
+                    value: Some(match receipt.id {
+                        Some(id) if !receipt.duplicate => id.to_string(),
+                        _ => "duplicate".into(),
+                    }),
+                },
+                Err(DurableError::Rejected(reason)) => rejected(req, reason),
+                Err(DurableError::Storage(detail)) => Frame::Error {
+                    req,
+                    code: ErrorCode::Rejected,
+                    message: format!("{}: {detail}", quire_shards::Rejection::StorageUnavailable),
+                    detail: Some(quire_shards::Rejection::StorageUnavailable.as_str().into()),
+                },
+            }
+        }
+    });
+}
+
+/// The de-duplication id of a client's idempotency key: 64 bits of its
+/// BLAKE3 hash (keys are the client's; a collision needs ~2^32 keys alive
+/// in one shard's window at once).
+pub(crate) fn durable_key_id(key: &str) -> u64 {
+    let hash = blake3::hash(key.as_bytes());
+    u64::from_le_bytes(hash.as_bytes()[..8].try_into().expect("8 bytes"))
 }
 
 /// Runs an admin request in a task of its own and queues its answer.

@@ -38,6 +38,7 @@ pub struct Outgoing {
     ready: Signal,
     closing: Cell<bool>,
     closed: Cell<bool>,
+    slow: Cell<bool>,
     max_unsent: usize,
     /// Set when the writer was woken, so that a busy dispatcher yields.
     io_pending: Rc<Cell<bool>>,
@@ -51,24 +52,38 @@ impl Outgoing {
             ready: Signal::default(),
             closing: Cell::new(false),
             closed: Cell::new(false),
+            slow: Cell::new(false),
             max_unsent,
             io_pending,
         })
     }
 
-    /// Queues `frame`. False when the connection is closed or its reader
-    /// lets too much pile up (the caller then closes it as slow).
+    /// Queues `frame`. False when the connection is closed, or when its
+    /// reader let more than `max_unsent` bytes pile up: then this answer is
+    /// not queued and the connection is closed at once with `SLOW_CLIENT`
+    /// (after what was queued before), so that no answer owed is dropped
+    /// without the client being told.
     pub fn push(&self, frame: &Frame) -> bool {
         self.push_with(|buf| protocol::encode(frame, buf))
     }
 
-    /// Queues whatever `write` appends.
+    /// Queues whatever `write` appends (see [`Self::push`]).
     pub fn push_with(&self, write: impl FnOnce(&mut Vec<u8>)) -> bool {
         if self.closed.get() || self.closing.get() {
             return false;
         }
         let mut buf = self.buf.borrow_mut();
         if buf.len() > self.max_unsent {
+            drop(buf);
+            self.slow.set(true);
+            self.close_with(Some(&closing_error(
+                ErrorCode::SlowClient,
+                format!(
+                    "the client does not read its answers: more than {} bytes of them wait unsent; \
+                     answers owed after this one are not sent",
+                    self.max_unsent
+                ),
+            )));
             return false;
         }
         write(&mut buf);
@@ -77,16 +92,16 @@ impl Outgoing {
         true
     }
 
+    /// True once the connection was closed for not reading its answers.
+    pub fn closed_as_slow(&self) -> bool {
+        self.slow.get()
+    }
+
     fn wake(&self) {
         if !self.ready.is_set() {
             self.io_pending.set(true);
             self.ready.notify();
         }
-    }
-
-    /// Bytes not yet written.
-    pub fn unsent(&self) -> usize {
-        self.buf.borrow().len()
     }
 
     /// Sends `last` (an error frame, usually), then closes the connection.

@@ -220,7 +220,8 @@ async fn serve_link(
         {
             let mut inflight = link.inflight.borrow_mut();
             for env in &batch {
-                if env.kind == Kind::Call {
+                // Calls, and clients' confirmed sends, wait for an answer.
+                if env.kind == Kind::Call || matches!(env.from, Address::Client(_)) {
                     inflight.insert(env.id, env.from.clone());
                 }
                 protocol::encode_envelope(env, now, &mut buf);
@@ -343,7 +344,10 @@ async fn read_inbound(
 fn admit_inbound(shared: &Rc<Shared>, out: &Rc<Outgoing>, env: Envelope, timeout: Duration) {
     tracing::trace!(kind = ?env.kind, from = ?env.from, to = ?env.to, "envelope from a link");
     let mut core = shared.core.borrow_mut();
-    if env.kind != Kind::Call {
+    // A call, or a client's confirmed send (answered once queued): both are
+    // admitted here with a waiter that sends the answer back on this link.
+    let confirmed_send = env.kind == Kind::Send && matches!(env.from, Address::Client(_));
+    if env.kind != Kind::Call && !confirmed_send {
         core.admit_from_link(env);
         return;
     }
@@ -383,5 +387,9 @@ fn admit_inbound(shared: &Rc<Shared>, out: &Rc<Outgoing>, env: Envelope, timeout
         };
         answer_to.push_with(|buf| protocol::encode_envelope(&answer, Instant::now(), buf));
     });
-    let _ = core.admit_client_call(to, env.payload, opts, timeout, waiter);
+    let _ = if confirmed_send {
+        core.admit_client_confirmed(to, env.payload, opts, timeout, waiter)
+    } else {
+        core.admit_client_call(to, env.payload, opts, timeout, waiter)
+    };
 }

@@ -185,6 +185,11 @@ pub enum Frame {
         payload: Bytes,
         priority: Priority,
         ttl_ms: Option<u64>,
+        /// Makes the send durable: acknowledged (`OK`) only once it is
+        /// committed on the agent's shard, and handled once however often
+        /// it is retried with the same key (the sender's idempotency key).
+        /// Needs `req` > 0 and a node with persistent durability.
+        durable_key: Option<String>,
     },
     /// A request; answered by `REPLY` or `ERROR` with the same `req`.
     Call {
@@ -300,6 +305,13 @@ pub enum DecodeError {
     /// The frame type is not one this build knows.
     #[error("unknown frame type {0}")]
     UnknownType(u64),
+    /// A HELLO whose magic is not `QUIRE`: another protocol, or another
+    /// program altogether.
+    #[error("HELLO magic {found:?} is not {MAGIC:?}: not the Quire protocol")]
+    WrongMagic {
+        /// What came instead (at most 32 characters of it).
+        found: String,
+    },
 }
 
 impl DecodeError {
@@ -309,6 +321,7 @@ impl DecodeError {
             DecodeError::TooLarge { .. } => ErrorCode::FrameTooLarge,
             DecodeError::Malformed(_) => ErrorCode::BadFrame,
             DecodeError::UnknownType(_) => ErrorCode::UnknownFrame,
+            DecodeError::WrongMagic { .. } => ErrorCode::UnsupportedVersion,
         }
     }
 }
@@ -375,12 +388,11 @@ pub fn decode_body(body: &[u8], now: Instant) -> Result<Frame, DecodeError> {
     let frame = match ty {
         code::HELLO => {
             want(6)?;
-            if r.str("magic")? != MAGIC {
-                return Err(ReadError {
-                    field: "magic",
-                    problem: "not QUIRE",
-                }
-                .into());
+            let magic = r.str("magic")?;
+            if magic != MAGIC {
+                return Err(DecodeError::WrongMagic {
+                    found: magic.chars().take(32).collect(),
+                });
             }
             let version = r.uint("version")?;
             let role = match r.str("role")? {
@@ -418,6 +430,12 @@ pub fn decode_body(body: &[u8], now: Instant) -> Result<Frame, DecodeError> {
                 payload: Bytes::copy_from_slice(r.bin("payload")?),
                 priority: priority(&mut r)?,
                 ttl_ms: r.opt_uint("ttl_ms")?,
+                // Appended in protocol 1.1: older clients send six fields.
+                durable_key: if fields > 6 {
+                    r.opt_str("durable_key")?.map(str::to_owned)
+                } else {
+                    None
+                },
             }
         }
         code::CALL => {
@@ -754,14 +772,18 @@ pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
             payload,
             priority,
             ttl_ms,
+            durable_key,
         } => {
-            w.array(6);
+            w.array(if durable_key.is_some() { 7 } else { 6 });
             w.uint(code::SEND);
             w.uint(*req);
             w.str(to);
             w.bin(payload);
             w.uint(priority_code(*priority));
             w.opt_uint(*ttl_ms);
+            if let Some(key) = durable_key {
+                w.str(key);
+            }
         }
         Frame::Call {
             req,

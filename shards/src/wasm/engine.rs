@@ -182,6 +182,9 @@ impl WasmEngine {
     pub fn with_max_module_bytes(cache_dir: Option<PathBuf>, max_module_bytes: usize) -> Self {
         let mut loader: Engine = EngineBuilder::new(Cranelift::default()).engine().into();
         loader.set_tunables(AgentTunables::new());
+        if let Some(dir) = &cache_dir {
+            remove_leftovers(dir);
+        }
         Self {
             inner: Arc::new(Inner {
                 loader,
@@ -340,21 +343,67 @@ impl WasmEngine {
     }
 }
 
+/// Removes what writes cut short by a crash left in the cache directory.
+fn remove_leftovers(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(stem) = name.strip_suffix(TEMP_SUFFIX) else {
+            continue;
+        };
+        // `<file>.<pid>.<n>.partial`: a writer still alive may be using it.
+        let writer_alive = stem
+            .rsplit('.')
+            .nth(1)
+            .and_then(|pid| pid.parse::<u32>().ok())
+            .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+        if !writer_alive {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => {
+                    tracing::info!(file = %entry.path().display(), "removed a module cache write cut short")
+                }
+                Err(e) => {
+                    tracing::warn!(file = %entry.path().display(), "cannot remove a leftover cache write: {e}")
+                }
+            }
+        }
+    }
+}
+
 /// Every operator costs one unit of fuel: simple, and proportional enough
 /// to time for a limit whose job is to stop runaway loops.
 fn operator_cost(_op: &Operator) -> u64 {
     1
 }
 
+/// Ends the names of files being written into the cache.
+const TEMP_SUFFIX: &str = ".partial";
+
 /// Writes `bytes` to `path` so that a crash leaves either the old file or
-/// the whole new one: write a temporary file, fsync it, rename it.
+/// the whole new one: write a temporary file, fsync it, rename it. Each
+/// write has a temporary file of its own (process id and a counter in its
+/// name), so concurrent deploys of one module never share one; the last
+/// rename wins, and every contender wrote the same bytes.
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    let mut file = std::fs::File::create(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)?;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static WRITES: AtomicU64 = AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, Ordering::Relaxed);
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{}.{n}{TEMP_SUFFIX}", std::process::id()));
+    let tmp = path.with_file_name(name);
+    let written = (|| {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written?;
     if let Some(dir) = path.parent() {
         std::fs::File::open(dir)?.sync_all()?;
     }
