@@ -285,19 +285,38 @@ fn latency_figures(
     quire: &LoadResult,
     peer: Option<(&str, &LoadResult)>,
 ) -> Vec<Figure> {
-    [("p50", 0.5), ("p99", 0.99), ("p99.9", 0.999)]
-        .into_iter()
-        .map(|(metric, q)| {
-            Figure::new(
-                scenario,
-                metric,
-                "ns",
-                Better::Lower,
-                quire.corrected.value_at_quantile(q) as f64,
-            )
-            .vs_maybe(peer.map(|(n, r)| (n, r.corrected.value_at_quantile(q) as f64)))
-        })
-        .collect()
+    let mut figures: Vec<Figure> = [
+        ("p50", 0.5),
+        ("p99", 0.99),
+        ("p99.9", 0.999),
+        ("p99.99", 0.9999),
+        ("max", 1.0),
+    ]
+    .into_iter()
+    .map(|(metric, q)| {
+        Figure::new(
+            scenario,
+            metric,
+            "ns",
+            Better::Lower,
+            quire.corrected.value_at_quantile(q) as f64,
+        )
+        .vs_maybe(peer.map(|(n, r)| (n, r.corrected.value_at_quantile(q) as f64)))
+    })
+    .collect();
+    // Each generator's own lateness, in the same run: the ruler's error
+    // bar, shown next to what it measured.
+    figures.push(
+        Figure::new(
+            scenario,
+            "generator lateness p99",
+            "ns",
+            Better::Lower,
+            quire.send_lateness.value_at_quantile(0.99) as f64,
+        )
+        .vs_maybe(peer.map(|(n, r)| (n, r.send_lateness.value_at_quantile(0.99) as f64))),
+    );
+    figures
 }
 
 /// Where a run's outputs go, and writing them.

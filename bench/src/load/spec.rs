@@ -120,6 +120,10 @@ pub struct LoadResult {
     pub uncorrected: Histogram<u64>,
     /// `corrected`, per interval of the measured part (by intended time).
     pub intervals: Vec<Histogram<u64>>,
+    /// The generator's own lateness: from each message's intended send
+    /// time to when the generator actually sent it. A ruler whose p99 here
+    /// is over a few µs measures its own timer, not the system.
+    pub send_lateness: Histogram<u64>,
     /// Messages (deliveries for fan-out) meant to be measured.
     pub expected: u64,
     /// Refused (a full queue) or failed.
@@ -135,6 +139,7 @@ impl LoadResult {
             intervals: (0..spec.intervals())
                 .map(|_| new_latency_histogram())
                 .collect(),
+            send_lateness: new_latency_histogram(),
             expected: 0,
             rejected: 0,
         }
@@ -144,6 +149,7 @@ impl LoadResult {
     pub fn merge(&mut self, other: &LoadResult) {
         let _ = self.corrected.add(&other.corrected);
         let _ = self.uncorrected.add(&other.uncorrected);
+        let _ = self.send_lateness.add(&other.send_lateness);
         for (a, b) in self.intervals.iter_mut().zip(&other.intervals) {
             let _ = a.add(b);
         }
@@ -169,6 +175,8 @@ impl LoadResult {
         let ns = corrected.max(1);
         self.corrected.saturating_record(ns);
         self.uncorrected.saturating_record(uncorrected.max(1));
+        self.send_lateness
+            .saturating_record(corrected.saturating_sub(uncorrected).max(1));
         let i = (since_measure_start.as_nanos() / spec.interval.as_nanos().max(1)) as usize;
         let last = self.intervals.len().saturating_sub(1);
         if let Some(h) = self.intervals.get_mut(i.min(last)) {

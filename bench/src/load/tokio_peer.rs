@@ -2,7 +2,9 @@
 //! [`crate::peer_tokio`]): a multi-thread runtime, one task per agent with a
 //! bounded mpsc mailbox, agents found by name in a DashMap on every send,
 //! calls answered over a oneshot. One generator task per worker, the same
-//! schedule, payloads and correction as [`super::quire`].
+//! schedule, payloads and correction as [`super::quire`]; the generators
+//! spin to each due instant (see [`wait_until`]), as a spinning Quire reactor
+//! does, so that neither side is measured against a coarser clock.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,6 +21,23 @@ struct Msg {
 }
 
 type Registry = Arc<DashMap<String, mpsc::Sender<Msg>>>;
+
+/// Waits for `due` with the same precision a spinning Quire reactor has:
+/// tokio's timer wheel has a 1 ms resolution, so a generator that slept on
+/// it sent up to a millisecond late and measured its own timer. Sleeps on
+/// the timer only while more than 2 ms remain, then spins, yielding to the
+/// runtime's other tasks (agents, reply waiters) between looks at the clock.
+async fn wait_until(due: Instant) {
+    let coarse = Duration::from_millis(2);
+    if let Some(far) = due.checked_sub(coarse) {
+        if far > Instant::now() {
+            tokio::time::sleep_until(far.into()).await;
+        }
+    }
+    while Instant::now() < due {
+        tokio::task::yield_now().await;
+    }
+}
 
 /// Runs `spec` on a tokio runtime of `workers` threads whose agents have
 /// mailboxes of `mailbox_capacity`.
@@ -88,7 +107,7 @@ pub fn run(spec: &LoadSpec, workers: usize, mailbox_capacity: usize) -> Result<L
                     if due >= end {
                         break;
                     }
-                    tokio::time::sleep_until(due.into()).await;
+                    wait_until(due).await;
                     let now = Instant::now();
                     while period(i) <= now && period(i) < end {
                         let due = period(i);
