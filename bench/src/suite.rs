@@ -280,6 +280,31 @@ fn progress(label: &str) -> ProgressBar {
     bar
 }
 
+/// The ruler's error next to what it measured: a null run of the same
+/// schedule, and each run's own generator lateness, with a warning where a
+/// generator was late by more than a calibrated ruler allows.
+fn print_ruler(spec: &LoadSpec, series: &[(&str, &LoadResult)]) {
+    let null = load::null_run::null_run(spec);
+    println!("{}", load::null_run::describe(&null));
+    for (name, r) in series {
+        let p99 = r.send_lateness.value_at_quantile(0.99);
+        println!(
+            "{name}'s generator in this run: lateness p50 {:.2} µs p99 {:.2} µs max {:.2} µs{}",
+            r.send_lateness.value_at_quantile(0.5) as f64 / 1e3,
+            p99 as f64 / 1e3,
+            r.send_lateness.max() as f64 / 1e3,
+            if p99 > load::null_run::CALIBRATED_P99_NS {
+                format!(
+                    ": over {}, so its tail measures the generator as much as the system",
+                    load::null_run::CALIBRATED_P99
+                )
+            } else {
+                String::new()
+            }
+        );
+    }
+}
+
 fn latency_figures(
     scenario: &str,
     quire: &LoadResult,
@@ -549,6 +574,7 @@ pub fn custom(opts: &CustomOptions) -> Result<Summary, String> {
         print_run("tokio", &spec, p);
         series.push(("tokio", p));
     }
+    print_ruler(&spec, &series);
     out.latency("custom", &spec, started, &series)?;
     let mut figures = latency_figures("custom", &quire, peer.as_ref().map(|p| ("tokio", p)));
     figures.push(

@@ -14,11 +14,14 @@
 //! - [`quire`]: the generator and sink agents on an embedded node;
 //! - [`tokio_peer`]: the same load on the conventional tokio design;
 //! - [`remote`]: request/reply against a running node, over the wire;
+//! - [`null_run`]: the generator alone, timing the same schedule: the
+//!   ruler's own error, printed next to every open-loop figure;
 //! - [`hgrm`], [`hlog`], [`plot`]: the percentile spectrum, the interval log
 //!   and the PNG percentile plot of a result.
 
 pub mod hgrm;
 pub mod hlog;
+pub mod null_run;
 pub mod plot;
 pub mod quire;
 pub mod remote;
