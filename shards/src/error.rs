@@ -62,7 +62,6 @@ impl Rejection {
         Self::Quarantined,
         Self::AgentStopped,
         Self::NodeDown,
-        // New reasons go last: a reason's position is its wire code.
         Self::StorageUnavailable,
     ];
 
@@ -86,6 +85,44 @@ impl Rejection {
             Self::NodeDown => "node_down",
             Self::StorageUnavailable => "storage_unavailable",
         }
+    }
+
+    /// The reason's code on the wire (inside node-to-node envelopes).
+    /// Written out, not derived from a position: reordering or extending
+    /// the enum can never change the protocol. New reasons take new codes.
+    ///
+    /// ```
+    /// use quire_shards::Rejection;
+    /// assert_eq!(Rejection::QueueFull.wire_code(), 0);
+    /// assert_eq!(Rejection::StorageUnavailable.wire_code(), 15);
+    /// for r in Rejection::ALL {
+    ///     assert_eq!(Rejection::from_wire_code(r.wire_code()), Some(r));
+    /// }
+    /// ```
+    pub const fn wire_code(self) -> u64 {
+        match self {
+            Self::QueueFull => 0,
+            Self::NoSuchAgent => 1,
+            Self::Expired => 2,
+            Self::TooManyPendingCalls => 3,
+            Self::ShuttingDown => 4,
+            Self::AgentFailed => 5,
+            Self::Invalid => 6,
+            Self::FuelExhausted => 7,
+            Self::MemoryLimit => 8,
+            Self::TimeLimit => 9,
+            Self::AgentTrapped => 10,
+            Self::TooLarge => 11,
+            Self::Quarantined => 12,
+            Self::AgentStopped => 13,
+            Self::NodeDown => 14,
+            Self::StorageUnavailable => 15,
+        }
+    }
+
+    /// The reason whose wire code is `code`.
+    pub fn from_wire_code(code: u64) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.wire_code() == code)
     }
 
     /// Index into per-reason counter arrays.

@@ -650,9 +650,7 @@ fn read_envelope(r: &mut Reader<'_>, now: Instant) -> Result<Envelope, DecodeErr
     let to = read_address(r, "to")?;
     let kind_code = r.uint("kind")?;
     let reason = match r.opt_uint("reason")? {
-        Some(i) => {
-            Some(Rejection::from_index(i as usize).ok_or(bad("reason", "unknown rejection"))?)
-        }
+        Some(i) => Some(Rejection::from_wire_code(i).ok_or(bad("reason", "unknown rejection"))?),
         None => None,
     };
     let kind = match (kind_code, reason) {
@@ -703,7 +701,7 @@ pub fn encode_envelope(env: &Envelope, now: Instant, out: &mut Vec<u8>) {
         Kind::CallFailed(_) => (4, Some(Rejection::Invalid)),
     };
     w.uint(kind);
-    w.opt_uint(reason.map(|r| r.index() as u64));
+    w.opt_uint(reason.map(Rejection::wire_code));
     w.opt_uint(env.conversation.map(MessageId::get));
     w.opt_uint(env.in_reply_to.map(MessageId::get));
     w.uint(priority_code(env.priority));

@@ -1,0 +1,231 @@
+//! Running agents: ready queues, turns, one message handed to a handler
+//! under `catch_unwind`, and the replies it made held for output commit.
+
+use super::*;
+
+impl ShardCore {
+    /// Publishes, in `probe`, which agent has its turn (slot + 1, 0 between
+    /// turns): two relaxed stores per turn. [`Self::slot_name`] names it.
+    pub fn publish_running(&mut self, probe: std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        self.running = Some(probe);
+    }
+
+    /// The agent in a slot published by [`Self::publish_running`] (slot + 1).
+    pub fn slot_name(&self, published: usize) -> Option<AgentId> {
+        let slot = self.slots.get(published.checked_sub(1)?)?;
+        slot.id.clone()
+    }
+
+    /// Lets ready agents handle up to about `budget` messages (an agent's turn
+    /// is not cut short). Returns how many were handled or rejected.
+    pub fn run(&mut self, budget: usize) -> usize {
+        self.turn_clock = Instant::now();
+        let mut done = 0;
+        while done < budget {
+            let (idx, from_express) = match self.express.pop_front() {
+                Some(idx) => (idx, true),
+                None => match self.ready.pop_front() {
+                    Some(idx) => (idx, false),
+                    None => break,
+                },
+            };
+            let slot = &mut self.slots[idx];
+            if from_express {
+                slot.express = false;
+                if !slot.live || slot.agent.is_none() {
+                    // Its entry in `ready` finishes the bookkeeping.
+                    continue;
+                }
+            }
+            if !slot.live {
+                slot.scheduled = false;
+                self.free_slots.push(idx);
+                continue;
+            }
+            let (Some(mut agent), Some(me)) = (slot.agent.take(), slot.id.take()) else {
+                continue;
+            };
+            if let Some(probe) = &self.running {
+                probe.store(idx + 1, std::sync::atomic::Ordering::Relaxed);
+            }
+            // The clock is read only when a message has a deadline to check,
+            // and then once per turn.
+            let mut now = None;
+            let mut turn = 0;
+            while turn < self.cfg.agent_batch {
+                let Some(env) = self.slots[idx].mailbox.pop() else {
+                    break;
+                };
+                self.queued -= 1;
+                turn += 1;
+                self.dispatch(agent.as_mut(), &me, idx, env, &mut now);
+                if std::mem::take(&mut self.end_turn) {
+                    break;
+                }
+            }
+            done += turn;
+            if let Some(probe) = &self.running {
+                probe.store(0, std::sync::atomic::Ordering::Relaxed);
+            }
+            let slot = &mut self.slots[idx];
+            slot.id = Some(me);
+            if slot.live {
+                slot.agent = Some(agent);
+            }
+            if from_express {
+                // Still in `ready` (scheduled), or put there for the rest.
+                if slot.live && !slot.mailbox.is_empty() && !slot.scheduled {
+                    slot.scheduled = true;
+                    self.ready.push_back(idx);
+                }
+            } else if slot.live && !slot.mailbox.is_empty() {
+                self.ready.push_back(idx);
+            } else {
+                slot.scheduled = false;
+                if !slot.live {
+                    self.free_slots.push(idx);
+                }
+            }
+        }
+        done
+    }
+
+    /// True when some agent has messages waiting.
+    pub fn has_ready(&self) -> bool {
+        !self.ready.is_empty() || !self.express.is_empty()
+    }
+
+    /// Ends the capture of the handler that just ran on `slot`: its replies
+    /// to clients leave now, or once what they report is committed.
+    #[inline(always)]
+    pub(super) fn release_replies(&mut self, slot: usize, position_before: u64) {
+        let position = self.journal.position();
+        let needs_commit = position != position_before || self.slots[slot].persistent;
+        let mut out = Vec::new();
+        self.replies.end_handler(position, needs_commit, &mut out);
+        for env in out {
+            self.route_control(env);
+        }
+    }
+
+    #[allow(clippy::too_many_lines)]
+    pub(super) fn dispatch(
+        &mut self,
+        agent: &mut dyn Agent,
+        me: &AgentId,
+        slot: usize,
+        env: Envelope,
+        now: &mut Option<Instant>,
+    ) {
+        match env.kind {
+            Kind::Send | Kind::Call => {
+                if env.deadline.is_some() && env.is_expired(*now.get_or_insert_with(Instant::now)) {
+                    self.stats.reject(Rejection::Expired);
+                    self.bounce(env, Rejection::Expired);
+                    return;
+                }
+                // One message in LATENCY_SAMPLE_EVERY is timed: two clock
+                // reads per 16 messages.
+                let timed = (self.stats.handled + self.stats.agent_panics)
+                    .is_multiple_of(LATENCY_SAMPLE_EVERY)
+                    .then(Instant::now);
+                let current = Current {
+                    id: env.id,
+                    // Only a call can be replied to; a send needs no return address.
+                    from: (env.kind == Kind::Call).then(|| env.from.clone()),
+                    kind: env.kind,
+                    conversation: env.conversation,
+                    priority: env.priority,
+                    replied: false,
+                    failed: None,
+                };
+                let position_before = self.journal.position();
+                self.replies.begin_handler();
+                let mut ctx = Context {
+                    core: self,
+                    me,
+                    slot,
+                    current: Some(current),
+                };
+                let panicked =
+                    catch_unwind(AssertUnwindSafe(|| agent.handle(&mut ctx, env))).is_err();
+                let current = ctx.current.take().expect("current message is kept");
+                if let Some(started) = timed {
+                    self.stats.handle_ns.saturating_record(elapsed_ns(started));
+                }
+                // A durable message is finished once handled, failed or not:
+                // a message that makes its handler panic must not come back
+                // after every restart.
+                self.journal.finish(current.id);
+                self.release_replies(slot, position_before);
+                let reason = if panicked {
+                    self.stats.agent_panics += 1;
+                    Rejection::AgentFailed
+                } else if let Some(reason) = current.failed {
+                    reason
+                } else {
+                    self.stats.handled += 1;
+                    return;
+                };
+                self.stats.reject(reason);
+                let answered = current.kind == Kind::Call && current.replied;
+                if !answered {
+                    // The payload went to the handler; the sender gets the reason.
+                    let failed = Envelope {
+                        id: current.id,
+                        from: current.from.unwrap_or(Address::Nobody),
+                        to: Address::Agent(me.clone()),
+                        conversation: current.conversation,
+                        in_reply_to: None,
+                        priority: current.priority,
+                        deadline: None,
+                        kind: current.kind,
+                        payload: Bytes::new(),
+                    };
+                    self.bounce(failed, reason);
+                }
+            }
+            Kind::Reply | Kind::CallFailed(_) | Kind::Bounce(_) | Kind::CallRejected(_) => {
+                let mut ctx = Context {
+                    core: self,
+                    me,
+                    slot,
+                    current: None,
+                };
+                let outcome = catch_unwind(AssertUnwindSafe(|| match env.kind {
+                    Kind::Reply => {
+                        let call = env.in_reply_to.unwrap_or(env.id);
+                        agent.on_reply(&mut ctx, call, Ok(env));
+                    }
+                    Kind::CallFailed(e) => {
+                        agent.on_reply(&mut ctx, env.in_reply_to.unwrap_or(env.id), Err(e));
+                    }
+                    Kind::Bounce(reason) | Kind::CallRejected(reason) => {
+                        agent.on_undelivered(&mut ctx, returned_original(env), reason);
+                    }
+                    Kind::Send | Kind::Call => unreachable!("ordinary kinds are handled above"),
+                }));
+                if outcome.is_err() {
+                    self.stats.agent_panics += 1;
+                }
+            }
+        }
+    }
+}
+
+/// The message a bounce carries back, as its sender sent it: addressed to the
+/// agent that could not take it, with its original id and payload.
+fn returned_original(bounce: Envelope) -> Envelope {
+    let kind = match bounce.kind {
+        Kind::CallRejected(_) => Kind::Call,
+        _ => Kind::Send,
+    };
+    Envelope {
+        id: bounce.in_reply_to.unwrap_or(bounce.id),
+        from: bounce.to,
+        to: bounce.from,
+        in_reply_to: None,
+        kind,
+        ..bounce
+    }
+}

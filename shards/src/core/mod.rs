@@ -1,0 +1,483 @@
+//! The shard state machine: registry, mailboxes, scheduling, routing decisions,
+//! pending calls and timers, with no I/O and no threads.
+//!
+//! A runtime drives a [`ShardCore`] by feeding it messages (from agents, from
+//! clients, from peer shards), calling [`ShardCore::run`] to let agents handle
+//! what is queued, taking each peer's outbox to put on the mesh, and firing
+//! timers when they fall due. Everything here is deterministic and tested
+//! without executors or sockets (in the manner of quinn's `quinn-proto`).
+//!
+//! The rooms, each an `impl ShardCore` block of its own: [`registry`] (agents,
+//! slots, recovery), [`admission`] (every entry point, durable messages
+//! included), [`routing`] (where an envelope goes, bounces, client calls
+//! completed), [`dispatch`] (turns, handlers, replies held for output
+//! commit), [`timers`] (call timeouts, delayed sends) and [`journaling`]
+//! (state writes, the journal, commits reported back). This file holds the
+//! types they share and the shard's lifecycle (drain, stop, figures).
+//!
+//! Accounting rule: every ordinary message (send or call) is counted once as
+//! `sent` on the shard where it was emitted, and once as either `handled` or
+//! `rejected[reason]` on the shard where its fate was decided.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::{Duration, Instant};
+
+use ahash::RandomState;
+use bytes::Bytes;
+
+use quire_storage::{AgentRecord, DurableMessage, Mutation, WriteBatch};
+
+use crate::agent::{
+    Agent, AgentState as AgentStatusState, AgentStatus, Context, Current, SendOptions,
+};
+use crate::agent_id::{AgentId, ShardId};
+use crate::envelope::{Address, ClientTicket, Envelope, Kind, MessageId, Priority};
+use crate::error::{CallError, Rejection};
+use crate::journal::{DurableAdmission, Journal};
+use crate::mailbox::Mailbox;
+use crate::output_commit::HeldReplies;
+use crate::stats::ShardStats;
+
+mod admission;
+mod dispatch;
+mod journaling;
+mod registry;
+mod routing;
+mod timers;
+
+/// Sizes and bounds of one shard.
+///
+/// ```
+/// use quire_shards::ShardConfig;
+/// let cfg = ShardConfig { mailbox_capacity: 64, ..ShardConfig::new(0, 2) };
+/// assert_eq!(cfg.shard_count, 2);
+/// ```
+#[derive(Debug, Clone)]
+pub struct ShardConfig {
+    /// This shard's index.
+    pub shard: ShardId,
+    /// Shards on the node (ownership depends on it).
+    pub shard_count: usize,
+    /// Ordinary messages one agent's mailbox holds.
+    pub mailbox_capacity: usize,
+    /// Envelopes waiting for the mesh towards one peer shard.
+    pub outbox_capacity: usize,
+    /// Calls (agents' and clients') waiting for replies on this shard.
+    pub max_pending_calls: usize,
+    /// Messages an agent handles in one turn before others get theirs.
+    pub agent_batch: usize,
+    /// Journal deployments, agent state and durable messages for a storage
+    /// partition (off when the node's durability is `none`).
+    pub journal: bool,
+    /// With `journal`: replies to clients wait for the commit of what their
+    /// handler wrote (output commit). Off, a crash can roll back state a
+    /// reply reported; only for measuring what output commit costs.
+    pub output_commit: bool,
+    /// Finished durable message ids remembered for de-duplication.
+    pub dedup_window: usize,
+    /// Mailbox slots above `mailbox_capacity` that only High and Critical
+    /// messages may take.
+    pub urgent_headroom: usize,
+    /// Agents with High or Critical mail get their turn before agents with
+    /// only Normal and Low mail (a second ready queue); off: one FIFO.
+    pub express_scheduling: bool,
+}
+
+impl ShardConfig {
+    /// Defaults for shard `shard` of `shard_count`.
+    pub fn new(shard: ShardId, shard_count: usize) -> Self {
+        Self {
+            shard,
+            shard_count,
+            mailbox_capacity: 1024,
+            outbox_capacity: 16 * 1024,
+            max_pending_calls: 64 * 1024,
+            agent_batch: 32,
+            journal: false,
+            output_commit: true,
+            dedup_window: 256 * 1024,
+            urgent_headroom: 0,
+            express_scheduling: true,
+        }
+    }
+}
+
+/// Why an agent could not be registered or removed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegisterError {
+    /// The name hashes to another shard.
+    #[error("agent {id} belongs to shard {owner}, not shard {this}")]
+    WrongShard {
+        /// The name.
+        id: AgentId,
+        /// Its owner.
+        owner: ShardId,
+        /// The shard asked.
+        this: ShardId,
+    },
+    /// The name is taken.
+    #[error("an agent named {0} is already registered")]
+    AlreadyRegistered(AgentId),
+    /// There is no such agent.
+    #[error("no agent named {0} is registered")]
+    NotRegistered(AgentId),
+    /// The shard is stopping.
+    #[error("the node is shutting down")]
+    ShuttingDown,
+    /// The agent refused a new definition.
+    #[error("agent {id} refused the new definition: {reason}")]
+    Refused {
+        /// The name.
+        id: AgentId,
+        /// Why.
+        reason: String,
+    },
+    /// The change could not be committed to the shard's partition.
+    #[error("storage failed: {0}")]
+    Storage(String),
+}
+
+/// One agent as [`ShardCore::list_agents`] shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AgentInfo {
+    /// Its name.
+    pub name: String,
+    /// The shard that owns it.
+    pub shard: ShardId,
+    /// Deployed (rebuilt after a restart) rather than registered.
+    pub deployed: bool,
+    /// Ordinary messages waiting in its mailbox.
+    pub queued: usize,
+    /// Keys in its key-value state.
+    pub state_entries: usize,
+    /// What it is doing, and what its supervision counted.
+    pub status: AgentStatus,
+}
+
+/// Builds an agent for a name no agent has yet, when a message arrives for
+/// it (agents deployed by name pattern): its record, journaled like a
+/// deploy, and the agent. `None` leaves the message to `NoSuchAgent`.
+pub type Activator = Box<dyn FnMut(&AgentId) -> Option<(AgentRecord, Box<dyn Agent>)>>;
+
+/// Completes a client's call on the client's side (a channel send, or a
+/// reply frame queued on the connection the call came in on). Runs on the
+/// shard's thread, so it need not be `Send`.
+pub type ClientWaiter = Box<dyn FnOnce(Result<Envelope, CallError>)>;
+
+/// Where an agent lives when the node is part of a cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemoteRoute {
+    /// On this node: its owning shard here takes it.
+    Here,
+    /// On another node, reached through the shard's link number `n`.
+    Link(usize),
+    /// Its owning node is declared down: refuse at once with `NodeDown`.
+    Down,
+}
+
+/// The cluster's view of agent ownership, as one shard consults it. The
+/// runtime implements it (rendezvous hashing over the members); a node
+/// that is not in a cluster has none and routes only by shard.
+pub trait RemoteRoutes {
+    /// Where `to` lives.
+    fn route(&mut self, to: &AgentId) -> RemoteRoute;
+}
+
+type TimerKey = (Instant, u64);
+
+/// Whose call a timeout belongs to.
+#[derive(Debug, Clone, Copy)]
+enum TimeoutOf {
+    Agent(MessageId),
+    Client(u64),
+}
+
+enum Timer {
+    Timeout(TimeoutOf),
+    Delayed(Envelope),
+}
+
+struct PendingCall {
+    /// The caller's slot and that slot's generation at the time of the call
+    /// (a slot reused by another agent has a newer generation).
+    caller_slot: usize,
+    caller_generation: u32,
+    /// Set for the calls whose round trip is measured (one in
+    /// [`LATENCY_SAMPLE_EVERY`]), so that the others cost no clock read.
+    started: Option<Instant>,
+    /// The callee lives on another node (its round trip is a remote one).
+    remote: bool,
+}
+
+/// One agent call in this many is timed for the call-latency histogram.
+pub const LATENCY_SAMPLE_EVERY: u64 = 16;
+
+struct ClientCall {
+    waiter: ClientWaiter,
+    started: Instant,
+}
+
+struct Slot {
+    /// `None` while the agent is running (its context borrows the name).
+    id: Option<AgentId>,
+    /// Bumped each time the slot is given to a new agent.
+    generation: u32,
+    /// `None` while the agent is handling a message, or once it is removed.
+    agent: Option<Box<dyn Agent>>,
+    mailbox: Mailbox,
+    /// In the ready queue (or being run) right now.
+    scheduled: bool,
+    /// In the express ready queue (urgent mail) right now.
+    express: bool,
+    live: bool,
+    /// Deployed (journaled, rebuilt after a restart) rather than registered.
+    persistent: bool,
+    /// Stopped by an operator: ordinary messages are refused (`AgentStopped`).
+    stopped: bool,
+    /// The agent's key-value state, kept here so that reads never wait on
+    /// the disk; journaled writes make it durable.
+    state: AgentState,
+}
+
+type AgentState = HashMap<Box<[u8]>, Bytes, RandomState>;
+
+/// One shard's agents, queues, pending calls and timers.
+///
+/// ```
+/// use std::time::Duration;
+/// use quire_shards::{Agent, AgentId, Context, Envelope, SendOptions, ShardConfig, ShardCore};
+///
+/// struct Echo;
+/// impl Agent for Echo {
+///     fn handle(&mut self, ctx: &mut Context<'_>, msg: Envelope) {
+///         let _ = ctx.reply(msg.payload);
+///     }
+/// }
+///
+/// let mut shard = ShardCore::new(ShardConfig::new(0, 1));
+/// shard.register(AgentId::from("echo"), Box::new(Echo)).unwrap();
+/// let (tx, rx) = std::sync::mpsc::channel();
+/// let waiter = Box::new(move |r| tx.send(r).unwrap());
+/// shard
+///     .admit_client_call("echo".into(), "hi".into(), SendOptions::default(), Duration::from_secs(1), waiter)
+///     .unwrap();
+/// shard.run(usize::MAX);
+/// assert_eq!(&rx.recv().unwrap().unwrap().payload[..], b"hi");
+/// ```
+pub struct ShardCore {
+    cfg: ShardConfig,
+    slots: Vec<Slot>,
+    free_slots: Vec<usize>,
+    by_name: HashMap<AgentId, usize, RandomState>,
+    ready: VecDeque<usize>,
+    /// Agents that were given High or Critical mail: served before `ready`.
+    express: VecDeque<usize>,
+    outboxes: Vec<Vec<Envelope>>,
+    pending_calls: HashMap<MessageId, PendingCall, RandomState>,
+    client_calls: HashMap<u64, ClientCall, RandomState>,
+    /// Call timeouts in deadline order. Calls nearly always share one timeout,
+    /// so deadlines arrive in order and a FIFO holds them; a call that
+    /// finishes leaves its entry behind, skipped when it comes up (the queue
+    /// is compacted if such entries pile up behind a long-lived call).
+    call_timeouts: VecDeque<(Instant, TimeoutOf)>,
+    /// Delayed sends, and call timeouts that arrived out of order.
+    timers: BTreeMap<TimerKey, Timer>,
+    /// Call timeouts among `timers` (live or finished).
+    timeouts_in_timers: usize,
+    timer_seq: u64,
+    timer_rearm: bool,
+    /// Messages waiting in all mailboxes.
+    queued: usize,
+    /// Calls agents have made (for sampling their latency).
+    calls_made: u64,
+    /// The clock as read when the current `run` began.
+    turn_clock: Instant,
+    message_seq: u64,
+    ticket_seq: u64,
+    stats: ShardStats,
+    draining: bool,
+    stopping: bool,
+    journal: Journal,
+    activator: Option<Activator>,
+    /// Ownership across nodes; `None` outside a cluster.
+    remote: Option<Box<dyn RemoteRoutes>>,
+    /// Envelopes waiting for each link to another node.
+    link_outboxes: Vec<Vec<Envelope>>,
+    /// Set by [`Context::end_turn`]: the running agent's turn ends after
+    /// its current message.
+    pub(crate) end_turn: bool,
+    /// Where the slot of the agent whose turn it is (plus one; 0: none) is
+    /// published for another thread (a watchdog naming what a stalled shard
+    /// was running).
+    running: Option<std::sync::Arc<std::sync::atomic::AtomicUsize>>,
+    /// Replies to clients waiting for the commit of what they report.
+    replies: HeldReplies,
+}
+
+impl ShardCore {
+    /// An empty shard.
+    pub fn new(cfg: ShardConfig) -> Self {
+        assert!(cfg.shard_count > 0 && (cfg.shard as usize) < cfg.shard_count);
+        let journal = Journal::new(cfg.journal, cfg.dedup_window);
+        Self {
+            replies: HeldReplies::new(cfg.journal && cfg.output_commit),
+            outboxes: (0..cfg.shard_count).map(|_| Vec::new()).collect(),
+            stats: ShardStats::new(cfg.shard),
+            cfg,
+            slots: Vec::new(),
+            free_slots: Vec::new(),
+            by_name: HashMap::default(),
+            ready: VecDeque::new(),
+            express: VecDeque::new(),
+            pending_calls: HashMap::default(),
+            client_calls: HashMap::default(),
+            call_timeouts: VecDeque::new(),
+            timers: BTreeMap::new(),
+            timeouts_in_timers: 0,
+            timer_seq: 0,
+            timer_rearm: false,
+            queued: 0,
+            calls_made: 0,
+            turn_clock: Instant::now(),
+            message_seq: 0,
+            ticket_seq: 0,
+            draining: false,
+            stopping: false,
+            journal,
+            activator: None,
+            remote: None,
+            link_outboxes: Vec::new(),
+            end_turn: false,
+            running: None,
+        }
+    }
+
+    /// This shard's index.
+    pub fn shard(&self) -> ShardId {
+        self.cfg.shard
+    }
+
+    /// The configuration it runs with.
+    pub fn config(&self) -> &ShardConfig {
+        &self.cfg
+    }
+
+    pub(crate) fn next_message_id(&mut self) -> MessageId {
+        self.message_seq += 1;
+        if self.message_seq >= 1 << 48 {
+            // 2^48 messages later: start over (ids are unique within any
+            // window a call or a trace could span).
+            self.message_seq = 1;
+        }
+        MessageId::new(self.cfg.shard, self.message_seq).expect("sequence starts at 1")
+    }
+
+    /// Nothing to run and nothing waiting for the mesh.
+    pub fn is_idle(&self) -> bool {
+        !self.has_ready() && self.outboxes.iter().all(Vec::is_empty)
+    }
+
+    /// This shard's counters as they stand, without copying the histogram.
+    /// (`agents` and `queued` are filled in by [`Self::stats`] only.)
+    pub fn counters(&self) -> &ShardStats {
+        &self.stats
+    }
+
+    /// A copy of this shard's figures.
+    pub fn stats(&self) -> ShardStats {
+        let mut s = self.stats.clone();
+        s.agents = self.by_name.len() as u64;
+        s.queued = self.queued as u64;
+        s
+    }
+
+    /// Calls waiting for replies (agents' and clients').
+    pub fn pending_calls(&self) -> usize {
+        self.pending_calls.len() + self.client_calls.len()
+    }
+
+    /// Starts a shutdown: from now on clients' messages and new registrations
+    /// are refused as `ShuttingDown`, while agents finish what is queued.
+    pub fn begin_drain(&mut self) {
+        self.draining = true;
+    }
+
+    /// Envelopes taken from an outbox that could not be put on the mesh (the
+    /// peer shard is gone): ordinary ones are rejected for `reason` and
+    /// counted, control ones are counted as dropped.
+    pub fn reject_undeliverable(&mut self, batch: Vec<Envelope>, reason: Rejection) {
+        for env in batch {
+            if env.kind.is_control() {
+                self.stats.control_dropped += 1;
+            } else {
+                self.stats.reject(reason);
+            }
+        }
+    }
+
+    /// Sends every ordinary envelope of `batch` back to its sender refused
+    /// with `reason` (a link to a node that is gone); control envelopes are
+    /// counted and dropped.
+    pub fn bounce_undeliverable(&mut self, batch: Vec<Envelope>, reason: Rejection) {
+        for env in batch {
+            if env.kind.is_control() {
+                self.stats.control_dropped += 1;
+            } else {
+                self.stats.reject(reason);
+                self.bounce(env, reason);
+            }
+        }
+    }
+
+    /// True once [`Self::abort_all`] ran.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping
+    }
+
+    /// Stops the shard: everything still queued or on its way out is rejected
+    /// as `ShuttingDown` (and counted), waiting clients are told so, pending
+    /// timers are dropped, and later arrivals are refused. Returns the number
+    /// of ordinary messages rejected.
+    pub fn abort_all(&mut self) -> u64 {
+        self.stopping = true;
+        let before = self.stats.rejected_for(Rejection::ShuttingDown);
+        for slot in &mut self.slots {
+            for env in slot.mailbox.drain() {
+                if !env.kind.is_control() {
+                    self.stats.rejected[Rejection::ShuttingDown.index()] += 1;
+                }
+            }
+        }
+        for outbox in &mut self.outboxes {
+            for env in outbox.drain(..) {
+                if !env.kind.is_control() {
+                    self.stats.rejected[Rejection::ShuttingDown.index()] += 1;
+                }
+            }
+        }
+        for (_, call) in self.client_calls.drain() {
+            (call.waiter)(Err(CallError::Rejected(Rejection::ShuttingDown)));
+        }
+        self.queued = 0;
+        self.pending_calls.clear();
+        self.call_timeouts.clear();
+        self.timers.clear();
+        self.timeouts_in_timers = 0;
+        self.ready.clear();
+        self.express.clear();
+        for slot in &mut self.slots {
+            slot.express = false;
+        }
+        self.stats.rejected_for(Rejection::ShuttingDown) - before
+    }
+}
+
+/// Time since `started` in ns, within what a latency histogram tracks
+/// (at least 1).
+fn elapsed_ns(started: Instant) -> u64 {
+    started
+        .elapsed()
+        .as_nanos()
+        .clamp(1, u128::from(crate::stats::MAX_TRACKED_NS)) as u64
+}
