@@ -28,9 +28,7 @@ use bytes::Bytes;
 
 use quire_storage::{AgentRecord, DurableMessage, Mutation, WriteBatch};
 
-use crate::agent::{
-    Agent, AgentState as AgentStatusState, AgentStatus, Context, Current, SendOptions,
-};
+use crate::agent::{Agent, AgentState, AgentStatus, Context, Current, SendOptions};
 use crate::agent_id::{AgentId, ShardId};
 use crate::envelope::{Address, ClientTicket, Envelope, Kind, MessageId, Priority};
 use crate::error::{CallError, Rejection};
@@ -237,10 +235,11 @@ struct Slot {
     stopped: bool,
     /// The agent's key-value state, kept here so that reads never wait on
     /// the disk; journaled writes make it durable.
-    state: AgentState,
+    state: KeyValues,
 }
 
-type AgentState = HashMap<Box<[u8]>, Bytes, RandomState>;
+/// One agent's key-value state.
+type KeyValues = HashMap<Box<[u8]>, Bytes, RandomState>;
 
 /// One shard's agents, queues, pending calls and timers.
 ///

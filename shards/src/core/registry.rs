@@ -30,7 +30,7 @@ impl ShardCore {
             live: true,
             persistent: false,
             stopped: false,
-            state: AgentState::default(),
+            state: KeyValues::default(),
         };
         let idx = match self.free_slots.pop() {
             Some(idx) => {
@@ -57,7 +57,7 @@ impl ShardCore {
         let slot = &mut self.slots[idx];
         slot.live = false;
         slot.agent = None;
-        slot.state = AgentState::default();
+        slot.state = KeyValues::default();
         if std::mem::take(&mut slot.persistent) {
             self.journal
                 .log(Mutation::DeleteAgent(id.as_str().to_string()));
@@ -163,7 +163,7 @@ impl ShardCore {
                 let slot = &self.slots[idx];
                 let mut status = slot.agent.as_ref().map(|a| a.status()).unwrap_or_default();
                 if slot.stopped {
-                    status.state = AgentStatusState::Stopped;
+                    status.state = AgentState::Stopped;
                 }
                 AgentInfo {
                     name: id.as_str().to_string(),
