@@ -570,7 +570,29 @@ fn shard_thread(
     if go.recv() != Ok(true) {
         return ShardStats::new(shard as u16);
     }
-    executor.run(run_shard(wiring, core, wasm))
+    // A shard whose thread died would leave its agents' callers waiting for
+    // good while the node looks alive. Crash-only instead: the process ends
+    // (a supervisor restarts it), and output commit means nothing a reply or
+    // an acknowledgement promised is lost with it. Agents' own panics never
+    // get here: the core catches them per message.
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        executor.run(run_shard(wiring, core, wasm))
+    })) {
+        Ok(stats) => stats,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|m| m.to_string()))
+                .unwrap_or_else(|| "a panic without a message".into());
+            tracing::error!(shard, "shard {shard} failed ({what}); the node stops at once");
+            let _ = std::io::Write::write_fmt(
+                &mut std::io::stderr(),
+                format_args!("quire: shard {shard} failed ({what}); the node stops at once\n"),
+            );
+            std::process::abort()
+        }
+    }
 }
 
 /// A running node. Dropping it shuts it down (with the configured grace).
