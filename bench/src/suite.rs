@@ -548,6 +548,7 @@ pub fn custom(opts: &CustomOptions) -> Result<Summary, String> {
     spec.message_size = opts.message_size.max(load::spec::payload::HEADER);
     let out = Outputs::new(&opts.out)?;
     let started = SystemTime::now();
+    let mut tpc = None;
     let (quire, peer) = match &opts.node {
         Some(addr) => {
             let bar = progress(&format!("custom: {addr}"));
@@ -564,7 +565,12 @@ pub fn custom(opts: &CustomOptions) -> Result<Summary, String> {
         None => {
             let node = embedded_node(opts.shards, opts.spin_us)?;
             let both = side_by_side(&node, "custom", &spec, !opts.no_peer)?;
+            let shards = node.client().shard_count();
             node.shutdown();
+            if !opts.no_peer && spec.pattern == Pattern::RequestReply {
+                // The rival latency-minded tokio users pick: thread per core.
+                tpc = Some(load::tokio_tpc::run(&spec, shards, 1024)?);
+            }
             both
         }
     };
@@ -574,9 +580,20 @@ pub fn custom(opts: &CustomOptions) -> Result<Summary, String> {
         print_run("tokio", &spec, p);
         series.push(("tokio", p));
     }
+    if let Some(t) = &tpc {
+        print_run("tokio-tpc", &spec, t);
+        series.push(("tokio-tpc", t));
+    }
     print_ruler(&spec, &series);
     out.latency("custom", &spec, started, &series)?;
     let mut figures = latency_figures("custom", &quire, peer.as_ref().map(|p| ("tokio", p)));
+    if let Some(t) = &tpc {
+        figures.extend(latency_figures(
+            "custom vs thread-per-core",
+            &quire,
+            Some(("tokio-tpc", t)),
+        ));
+    }
     figures.push(
         Figure::new(
             "custom",

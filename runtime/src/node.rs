@@ -585,7 +585,8 @@ fn shard_thread(
                 .cloned()
                 .or_else(|| panic.downcast_ref::<&str>().map(|m| m.to_string()))
                 .unwrap_or_else(|| "a panic without a message".into());
-            tracing::error!(shard, "shard {shard} failed ({what}); the node stops at once");
+            // Nothing here may panic again (a log line to a full disk would:
+            // that is one way to get here), so no tracing, no eprintln!.
             let _ = std::io::Write::write_fmt(
                 &mut std::io::stderr(),
                 format_args!("quire: shard {shard} failed ({what}); the node stops at once\n"),

@@ -13,6 +13,8 @@
 //! - [`spec`]: what to run (pattern, agents, rate, duration, size);
 //! - [`quire`]: the generator and sink agents on an embedded node;
 //! - [`tokio_peer`]: the same load on the conventional tokio design;
+//! - [`tokio_tpc`]: request/reply on tokio thread per core (pinned
+//!   current-thread runtimes, agents placed by the same hash);
 //! - [`remote`]: request/reply against a running node, over the wire;
 //! - [`null_run`]: the generator alone, timing the same schedule: the
 //!   ruler's own error, printed next to every open-loop figure;
@@ -27,5 +29,6 @@ pub mod quire;
 pub mod remote;
 pub mod spec;
 pub mod tokio_peer;
+pub mod tokio_tpc;
 
 pub use spec::{LoadResult, LoadSpec, Pattern};

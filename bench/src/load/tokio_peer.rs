@@ -27,7 +27,7 @@ type Registry = Arc<DashMap<String, mpsc::Sender<Msg>>>;
 /// it sent up to a millisecond late and measured its own timer. Sleeps on
 /// the timer only while more than 2 ms remain, then spins, yielding to the
 /// runtime's other tasks (agents, reply waiters) between looks at the clock.
-async fn wait_until(due: Instant) {
+pub(super) async fn wait_until(due: Instant) {
     let coarse = Duration::from_millis(2);
     if let Some(far) = due.checked_sub(coarse) {
         if far > Instant::now() {
