@@ -39,6 +39,26 @@ pub(super) async fn wait_until(due: Instant) {
     }
 }
 
+/// Records every reply that comes back within 2 s of the run's end: each
+/// is (intended, sent, answered).
+pub(super) async fn record_replies(
+    spec: &LoadSpec,
+    measure_start: Instant,
+    end: Instant,
+    done: &mut mpsc::UnboundedReceiver<(Instant, Instant, Instant)>,
+    result: &mut LoadResult,
+) {
+    let drain_until = tokio::time::Instant::from(end + Duration::from_secs(2));
+    while let Ok(Some((due, sent, at))) = tokio::time::timeout_at(drain_until, done.recv()).await {
+        result.record(
+            spec,
+            due.duration_since(measure_start),
+            at.duration_since(due).as_nanos() as u64,
+            at.duration_since(sent).as_nanos() as u64,
+        );
+    }
+}
+
 /// Runs `spec` on a tokio runtime of `workers` threads whose agents have
 /// mailboxes of `mailbox_capacity`.
 pub fn run(spec: &LoadSpec, workers: usize, mailbox_capacity: usize) -> Result<LoadResult, String> {
@@ -173,17 +193,7 @@ pub fn run(spec: &LoadSpec, workers: usize, mailbox_capacity: usize) -> Result<L
                     }
                 }
                 drop(done_tx);
-                let drain_until = tokio::time::Instant::from(end + Duration::from_secs(2));
-                while let Ok(Some((due, sent, at))) =
-                    tokio::time::timeout_at(drain_until, done_rx.recv()).await
-                {
-                    result.record(
-                        &spec,
-                        due.duration_since(measure_start),
-                        at.duration_since(due).as_nanos() as u64,
-                        at.duration_since(sent).as_nanos() as u64,
-                    );
-                }
+                record_replies(&spec, measure_start, end, &mut done_rx, &mut result).await;
                 result
             }));
         }

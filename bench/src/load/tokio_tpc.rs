@@ -131,15 +131,6 @@ async fn generate(
         }
     }
     drop(done_tx);
-    let drain_until = tokio::time::Instant::from(end + Duration::from_secs(2));
-    while let Ok(Some((due, sent, at))) = tokio::time::timeout_at(drain_until, done_rx.recv()).await
-    {
-        result.record(
-            spec,
-            due.duration_since(measure_start),
-            at.duration_since(due).as_nanos() as u64,
-            at.duration_since(sent).as_nanos() as u64,
-        );
-    }
+    super::tokio_peer::record_replies(spec, measure_start, end, &mut done_rx, &mut result).await;
     result
 }
