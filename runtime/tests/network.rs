@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod common;
+
 use quire_runtime::config::NodeConfig;
 use quire_runtime::net::{free_port_block, ClientError, RemoteClient};
 use quire_runtime::protocol::{self, ErrorCode, Frame, Role, DEFAULT_MAX_FRAME_BYTES};
@@ -38,32 +40,6 @@ fn node() -> (Node, String) {
 
 fn admin(addr: &str) -> RemoteClient {
     RemoteClient::connect(addr, Some(TOKEN)).unwrap()
-}
-
-/// Reads frames until the node closes the connection; returns them.
-fn frames_until_closed(stream: &mut TcpStream) -> Vec<Frame> {
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let mut bytes = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        match stream.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => bytes.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => panic!("the node did not close the connection: {e}"),
-        }
-    }
-    let mut frames = Vec::new();
-    let mut at = 0;
-    while let Ok(Some((frame, used))) =
-        protocol::decode(&bytes[at..], DEFAULT_MAX_FRAME_BYTES, Instant::now())
-    {
-        frames.push(frame);
-        at += used;
-    }
-    frames
 }
 
 fn hello(role: Role, credential: Option<&str>) -> Vec<u8> {
@@ -188,7 +164,7 @@ fn every_client_request_over_the_wire() {
     );
     s.write_all(&buf).unwrap();
     s.shutdown(std::net::Shutdown::Write).unwrap();
-    let frames = frames_until_closed(&mut s);
+    let frames = common::frames_until_closed(&mut s);
     assert!(
         matches!(&frames[..], [Frame::Reply { req: 9, payload }] if &payload[..] == b"late"),
         "{frames:?}"
@@ -217,7 +193,7 @@ fn credentials_are_checked() {
     let mut s = TcpStream::connect(&addr).unwrap();
     s.write_all(&hello(Role::Peer, Some("secret"))).unwrap();
     assert_eq!(
-        closing_code(&frames_until_closed(&mut s)),
+        closing_code(&common::frames_until_closed(&mut s)),
         ErrorCode::Unauthorized
     );
     // This node has no cluster secret: its link port refuses every peer.
@@ -225,7 +201,7 @@ fn credentials_are_checked() {
     let mut s = TcpStream::connect(("127.0.0.1", port + 1)).unwrap();
     s.write_all(&hello(Role::Peer, Some("guess"))).unwrap();
     assert_eq!(
-        closing_code(&frames_until_closed(&mut s)),
+        closing_code(&common::frames_until_closed(&mut s)),
         ErrorCode::Unauthorized
     );
     drop(node);
@@ -258,21 +234,21 @@ fn bad_input_closes_only_the_offending_connection() {
     s.write_all(&((DEFAULT_MAX_FRAME_BYTES as u32) + 1).to_be_bytes())
         .unwrap();
     assert_eq!(
-        closing_code(&frames_until_closed(&mut s)),
+        closing_code(&common::frames_until_closed(&mut s)),
         ErrorCode::FrameTooLarge
     );
     // Garbage in a well-sized frame.
     let mut s = greeted(&addr);
     s.write_all(&[0, 0, 0, 3, 0xc1, 0xc1, 0xc1]).unwrap();
     assert_eq!(
-        closing_code(&frames_until_closed(&mut s)),
+        closing_code(&common::frames_until_closed(&mut s)),
         ErrorCode::BadFrame
     );
     // An unknown frame type.
     let mut s = greeted(&addr);
     s.write_all(&[0, 0, 0, 3, 0x92, 99, 1]).unwrap();
     assert_eq!(
-        closing_code(&frames_until_closed(&mut s)),
+        closing_code(&common::frames_until_closed(&mut s)),
         ErrorCode::UnknownFrame
     );
     // A frame type a client may not send.
@@ -281,7 +257,7 @@ fn bad_input_closes_only_the_offending_connection() {
     protocol::encode(&Frame::Pong { req: 1 }, &mut buf);
     s.write_all(&buf).unwrap();
     assert_eq!(
-        closing_code(&frames_until_closed(&mut s)),
+        closing_code(&common::frames_until_closed(&mut s)),
         ErrorCode::UnknownFrame
     );
     // Truncated: half a frame, then the client closes its side.
@@ -289,7 +265,7 @@ fn bad_input_closes_only_the_offending_connection() {
     s.write_all(&[0, 0, 0, 50, 0x96, 3]).unwrap();
     s.shutdown(std::net::Shutdown::Write).unwrap();
     assert_eq!(
-        closing_code(&frames_until_closed(&mut s)),
+        closing_code(&common::frames_until_closed(&mut s)),
         ErrorCode::BadFrame
     );
     // Slow: half a frame, then silence past frame_timeout_ms.
@@ -297,7 +273,7 @@ fn bad_input_closes_only_the_offending_connection() {
     let started = Instant::now();
     s.write_all(&[0, 0, 0, 50, 0x96]).unwrap();
     assert_eq!(
-        closing_code(&frames_until_closed(&mut s)),
+        closing_code(&common::frames_until_closed(&mut s)),
         ErrorCode::SlowClient
     );
     assert!(started.elapsed() >= Duration::from_millis(250));
@@ -307,7 +283,7 @@ fn bad_input_closes_only_the_offending_connection() {
     protocol::encode(&Frame::Ping { req: 1 }, &mut buf);
     s.write_all(&buf).unwrap();
     assert_eq!(
-        closing_code(&frames_until_closed(&mut s)),
+        closing_code(&common::frames_until_closed(&mut s)),
         ErrorCode::HandshakeRequired
     );
     // A version this node does not speak.
@@ -324,7 +300,7 @@ fn bad_input_closes_only_the_offending_connection() {
     );
     s.write_all(&buf).unwrap();
     assert_eq!(
-        closing_code(&frames_until_closed(&mut s)),
+        closing_code(&common::frames_until_closed(&mut s)),
         ErrorCode::UnsupportedVersion
     );
     // A client that vanishes mid-call.

@@ -4,13 +4,15 @@
 //! (never silently short of answers), HELLO errors are as documented, and
 //! concurrent deploys of one new module all succeed.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+mod common;
 
 use quire_runtime::config::NodeConfig;
 use quire_runtime::net::{free_port_block, ClientError, RemoteClient};
-use quire_runtime::protocol::{self, ErrorCode, Frame, Role, DEFAULT_MAX_FRAME_BYTES};
+use quire_runtime::protocol::{self, ErrorCode, Frame, Role};
 use quire_runtime::Node;
 use quire_shards::{owning_shard, Priority};
 
@@ -75,30 +77,6 @@ fn a_send_is_answered_alike_wherever_its_agent_would_live() {
     node.shutdown();
 }
 
-fn read_frames_until_closed(s: &mut TcpStream) -> Vec<Frame> {
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let mut bytes = Vec::new();
-    let mut chunk = vec![0u8; 1 << 16];
-    loop {
-        match s.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => bytes.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
-            Err(e) => panic!("the node did not close the connection: {e}"),
-        }
-    }
-    let mut frames = Vec::new();
-    let mut at = 0;
-    while let Ok(Some((frame, used))) =
-        protocol::decode(&bytes[at..], DEFAULT_MAX_FRAME_BYTES, Instant::now())
-    {
-        frames.push(frame);
-        at += used;
-    }
-    frames
-}
-
 fn hello_bytes() -> Vec<u8> {
     let mut buf = Vec::new();
     protocol::encode(
@@ -151,7 +129,7 @@ fn a_slow_reader_is_closed_with_slow_client_at_the_limit() {
         calls + 1
     });
     std::thread::sleep(Duration::from_millis(1500));
-    let frames = read_frames_until_closed(&mut s);
+    let frames = common::frames_until_closed(&mut s);
     let stopped_at = sender.join().unwrap();
     let replies = frames
         .iter()
@@ -192,7 +170,7 @@ fn a_wrong_magic_is_answered_unsupported_version() {
     bytes[at + 4] = b'X';
     let mut s = TcpStream::connect(&addr).unwrap();
     s.write_all(&bytes).unwrap();
-    match read_frames_until_closed(&mut s).last() {
+    match common::frames_until_closed(&mut s).last() {
         Some(Frame::Error {
             req: 0,
             code,

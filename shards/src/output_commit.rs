@@ -109,6 +109,7 @@ impl HeldReplies {
     }
 
     /// True while commits fail.
+    #[cfg(test)]
     pub fn is_unavailable(&self) -> bool {
         self.unavailable
     }

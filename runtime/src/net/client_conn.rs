@@ -141,7 +141,7 @@ pub(crate) async fn serve_client(shared: Rc<Shared>, net: Rc<NetShard>, conn: Ac
         shared.make_room().await;
         // A connection closed for not reading its answers (by the push
         // that passed the limit) reads no more either.
-        if out.is_closed() || out.closed_as_slow() {
+        if out.is_closing() {
             break;
         }
     }

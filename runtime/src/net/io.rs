@@ -38,7 +38,6 @@ pub struct Outgoing {
     ready: Signal,
     closing: Cell<bool>,
     closed: Cell<bool>,
-    slow: Cell<bool>,
     max_unsent: usize,
     /// Set when the writer was woken, so that a busy dispatcher yields.
     io_pending: Rc<Cell<bool>>,
@@ -52,7 +51,6 @@ impl Outgoing {
             ready: Signal::default(),
             closing: Cell::new(false),
             closed: Cell::new(false),
-            slow: Cell::new(false),
             max_unsent,
             io_pending,
         })
@@ -75,7 +73,6 @@ impl Outgoing {
         let mut buf = self.buf.borrow_mut();
         if buf.len() > self.max_unsent {
             drop(buf);
-            self.slow.set(true);
             self.close_with(Some(&closing_error(
                 ErrorCode::SlowClient,
                 format!(
@@ -92,9 +89,10 @@ impl Outgoing {
         true
     }
 
-    /// True once the connection was closed for not reading its answers.
-    pub fn closed_as_slow(&self) -> bool {
-        self.slow.get()
+    /// True once the connection is being closed (by this side, for any
+    /// reason: a slow reader among them) or is closed.
+    pub fn is_closing(&self) -> bool {
+        self.closing.get() || self.closed.get()
     }
 
     fn wake(&self) {

@@ -160,3 +160,30 @@ impl Drop for NodeProcess {
         let _ = std::fs::remove_file(&self.stderr);
     }
 }
+
+/// Reads frames until the node closes the connection; returns them.
+pub fn frames_until_closed(s: &mut TcpStream) -> Vec<quire_runtime::protocol::Frame> {
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut bytes = Vec::new();
+    let mut chunk = vec![0u8; 1 << 16];
+    loop {
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("the node did not close the connection: {e}"),
+        }
+    }
+    let mut frames = Vec::new();
+    let mut at = 0;
+    while let Ok(Some((frame, used))) = quire_runtime::protocol::decode(
+        &bytes[at..],
+        quire_runtime::protocol::DEFAULT_MAX_FRAME_BYTES,
+        Instant::now(),
+    ) {
+        frames.push(frame);
+        at += used;
+    }
+    frames
+}

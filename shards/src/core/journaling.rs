@@ -41,11 +41,6 @@ impl ShardCore {
         }
     }
 
-    /// True between a failed commit and the next successful one.
-    pub fn storage_unavailable(&self) -> bool {
-        self.replies.is_unavailable()
-    }
-
     /// Replies to clients waiting for a commit.
     pub fn held_replies(&self) -> usize {
         self.replies.held()
