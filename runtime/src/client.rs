@@ -748,13 +748,30 @@ impl Client {
         timeout: std::time::Duration,
     ) -> Vec<Option<crate::metrics::ShardMetrics>> {
         self.ask_each_blocking(
-            |done| Command::Metrics { done },
+            |_, done| Command::Metrics { done },
+            Some(std::time::Instant::now() + timeout),
+        )
+    }
+
+    /// The names of the agents in the slots each shard published as
+    /// running (`wanted[shard]`, slot + 1), for a CPU profile; `None` for a
+    /// shard that did not answer within `timeout`.
+    pub(crate) fn slot_names_blocking(
+        &self,
+        wanted: &[Vec<usize>],
+        timeout: std::time::Duration,
+    ) -> Vec<Option<crate::profile::ShardNames>> {
+        self.ask_each_blocking(
+            |i, done| Command::NameSlots {
+                slots: wanted.get(i).cloned().unwrap_or_default(),
+                done,
+            },
             Some(std::time::Instant::now() + timeout),
         )
     }
 
     pub(crate) fn probe_blocking(&self) -> Option<Vec<Probe>> {
-        self.ask_each_blocking(|done| Command::Probe { done }, None)
+        self.ask_each_blocking(|_, done| Command::Probe { done }, None)
             .into_iter()
             .collect()
     }
@@ -763,17 +780,18 @@ impl Client {
     /// order, `None` where a shard is gone or missed the `deadline`.
     fn ask_each_blocking<T>(
         &self,
-        make: impl Fn(flume::Sender<T>) -> Command,
+        make: impl Fn(usize, flume::Sender<T>) -> Command,
         deadline: Option<std::time::Instant>,
     ) -> Vec<Option<T>> {
         let answers: Vec<_> = self
             .shards
             .iter()
-            .map(|s| {
+            .enumerate()
+            .map(|(i, s)| {
                 let (done, answer) = flume::bounded(1);
                 let sent = match deadline {
-                    Some(at) => s.send_deadline(make(done), at).is_ok(),
-                    None => s.send(make(done)).is_ok(),
+                    Some(at) => s.send_deadline(make(i, done), at).is_ok(),
+                    None => s.send(make(i, done)).is_ok(),
                 };
                 sent.then_some(answer)
             })

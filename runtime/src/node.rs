@@ -209,6 +209,7 @@ impl NodeBuilder {
         let placement = self.plan()?;
         check_host(placement.len())?;
         let config = self.config;
+        crate::ports::check(&config, placement.len())?;
         let mut kinds = self.kinds;
         crate::wasm_agents::add_kind(&mut kinds);
         let wasm_engine = WasmEngine::with_max_module_bytes(
@@ -254,19 +255,25 @@ impl NodeBuilder {
             .unzip();
         let client = Client::new(command_senders, wasm_engine.clone(), wasm_defaults);
         let sockets = crate::net::bind(&config.network, &config.cluster, n)?;
+        let stall_threshold = (config.metrics.stall_threshold_ms > 0)
+            .then(|| Duration::from_millis(config.metrics.stall_threshold_ms));
+        let watchdog = crate::watchdog::Watchdog::new(n, stall_threshold);
+        let profiler = crate::profile::Profiler {
+            client: client.clone(),
+            pulses: (0..n).map(|shard| watchdog.pulse(shard)).collect(),
+        };
         let metrics = match config.metrics.listen_addr()? {
             Some(addr) => Some(
-                crate::metrics::MetricsEndpoint::start(addr, client.clone()).map_err(|e| {
-                    StartError::Metrics(format!(
+                crate::metrics::MetricsEndpoint::with_profiler(addr, client.clone(), profiler)
+                    .map_err(|e| {
+                        StartError::Metrics(format!(
                         "{e} (choose another with metrics.listen or quire node --metrics ADDR, \
                              or none with --no-metrics)"
                     ))
-                })?,
+                    })?,
             ),
             None => None,
         };
-        let stall_threshold = (config.metrics.stall_threshold_ms > 0)
-            .then(|| Duration::from_millis(config.metrics.stall_threshold_ms));
         let net_settings = match config.network.listen_addr()? {
             Some(listen) => Some(crate::net::NetSettings {
                 listen,
@@ -284,7 +291,6 @@ impl NodeBuilder {
             None => None,
         };
         let mut sockets = sockets.map(Vec::into_iter);
-        let watchdog = crate::watchdog::Watchdog::new(n, stall_threshold);
         let mut threads = Vec::with_capacity(n);
         let mut go_senders = Vec::with_capacity(n);
         let (ready_tx, ready_rx) = mpsc::channel::<(usize, Ready)>();

@@ -43,6 +43,7 @@ use quire_shards::AgentInfo;
 
 use crate::agent_kinds::AgentKinds;
 use crate::client::{DeployError, DurableError, DurableReceipt};
+use crate::profile::Activity;
 use crate::shard_storage::{ShardStorage, StorageSetup};
 use crate::signal::Signal;
 
@@ -123,6 +124,12 @@ pub(crate) enum Command {
     },
     Probe {
         done: flume::Sender<Probe>,
+    },
+    /// Names of the agents in published running slots (slot + 1), for a
+    /// CPU profile.
+    NameSlots {
+        slots: Vec<usize>,
+        done: flume::Sender<crate::profile::ShardNames>,
     },
     /// The cluster's members changed (sent by the membership on shard 0).
     Members {
@@ -545,19 +552,25 @@ async fn dispatcher(
         }
         // Whatever woke us is about to be handled by this iteration.
         shared.work.clear();
+        let activity = &shared.pulse.activity;
+        activity.set(Activity::Intake);
         let mut progress = shared.take_inbound(intake_limit).await;
         {
             let mut core = shared.core.borrow_mut();
+            activity.set(Activity::Agents);
             progress += core.run(budget);
             // A busy shard keeps its timers itself; the timer task only
             // covers a parked one.
+            activity.set(Activity::Timers);
             progress += core.fire_due_timers();
         }
         shared.note_writes();
+        activity.set(Activity::Flush);
         progress += shared.flush_outbound();
         if let Some(net) = &shared.net {
             net.flush_links(shared);
         }
+        activity.set(Activity::Reactor);
         if shared.core.borrow_mut().take_timer_rearm() {
             shared.timer.notify();
         }
@@ -574,7 +587,10 @@ async fn dispatcher(
             continue;
         }
         if let Some(spin) = spin {
-            match spin_for_news(shared, spin) {
+            activity.set(Activity::Spin);
+            let news = spin_for_news(shared, spin);
+            activity.set(Activity::Reactor);
+            match news {
                 // Batches from peers and due timers are the dispatcher's own.
                 News::Work => continue,
                 // Client commands are served by their task, which glommio
@@ -728,6 +744,7 @@ async fn timers(shared: Rc<Shared>) {
             shared.work.notify();
         }
         let now = Instant::now();
+        shared.pulse.activity.set(Activity::Timers);
         if shared.core.borrow_mut().fire_timers(now) > 0 {
             shared.work.notify();
             shared.note_writes();
@@ -735,8 +752,10 @@ async fn timers(shared: Rc<Shared>) {
         report_stalls(&shared, &mut stalls_reported);
         if now.duration_since(last_sweep) >= sweep_every {
             last_sweep = now;
+            shared.pulse.activity.set(Activity::Sweep);
             shared.wasm.sweep(now);
         }
+        shared.pulse.activity.set(Activity::Reactor);
     }
 }
 
@@ -744,8 +763,10 @@ async fn commands(shared: Rc<Shared>) {
     let mut since_yield = 0u32;
     while let Ok(cmd) = shared.commands.recv_async().await {
         let stop = matches!(cmd, Command::Stop);
+        shared.pulse.activity.set(Activity::Commands);
         serve(&shared, cmd);
         shared.note_writes();
+        shared.pulse.activity.set(Activity::Reactor);
         if stop {
             // Anything still queued from clients is answered by dropping its
             // reply channel, which the client reports as `ShuttingDown`.
@@ -890,6 +911,19 @@ fn serve(shared: &Shared, cmd: Command) {
         Command::Metrics { done } => {
             drop(core);
             let _ = done.send(crate::metrics::collect::collect(shared));
+        }
+        Command::NameSlots { slots, done } => {
+            let names = slots
+                .into_iter()
+                .filter_map(|slot| Some((slot, core.slot_name(slot)?.to_string())))
+                .collect();
+            let fullest_mailbox = core
+                .fullest_mailbox()
+                .map(|(id, n)| (id.to_string(), n as u64));
+            let _ = done.send(crate::profile::ShardNames {
+                names,
+                fullest_mailbox,
+            });
         }
         Command::Probe { done } => {
             let s = core.counters();

@@ -68,6 +68,8 @@ pub(crate) struct ShardPulse {
     /// What `running` held when the last counted stall was seen, and its
     /// length (ns): the shard logs it, naming the agent.
     pub last_stall: (std::sync::atomic::AtomicUsize, AtomicU64),
+    /// The reactor's phase, published by the shard's tasks.
+    pub activity: crate::profile::ActivityProbe,
 }
 
 impl ShardPulse {
@@ -83,7 +85,7 @@ impl ShardPulse {
 /// or blocked in any system call but the reactor's own sleep
 /// (`io_uring_enter`), e.g. a task that calls fsync or sleeps on the
 /// reactor.
-fn thread_is_busy(tid: i32) -> bool {
+pub(crate) fn thread_is_busy(tid: i32) -> bool {
     // "running", or the number of the system call it is blocked in.
     if let Ok(syscall) = std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall")) {
         let first = syscall.split_whitespace().next().unwrap_or("");

@@ -159,6 +159,17 @@ pub(crate) fn collect(shared: &Shared) -> ShardMetrics {
         "Messages waiting in the shard's mailboxes.",
         core.queued() as f64,
     ));
+    let fullest = core.fullest_mailbox().map_or(0, |(_, n)| n);
+    samples.push(gauge(
+        "quire_mailbox_fullest_messages",
+        "Messages waiting in the shard's fullest mailbox (one agent's).",
+        fullest as f64,
+    ));
+    samples.push(gauge(
+        "quire_mailbox_capacity_messages",
+        "Messages one mailbox takes before refusing with queue_full (queues.mailbox_capacity).",
+        core.config().mailbox_capacity as f64,
+    ));
     samples.push(gauge(
         "quire_pending_calls",
         "Calls waiting for replies on the shard (agents' and clients').",

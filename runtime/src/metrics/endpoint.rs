@@ -3,6 +3,9 @@
 //! on a shard. A scrape sends each shard one command and waits at most
 //! [`SCRAPE_TIMEOUT`] for the answers; a shard that does not answer is
 //! reported down (`quire_shard_up 0`) and makes `/health` answer 503.
+//! `GET /profile/cpu?seconds=S&hz=H` and `GET /profile/memory?seconds=S`
+//! answer JSON profiles (see [`crate::profile`]) from a thread of their
+//! own, so scrapes go on while a profile samples.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,6 +13,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::client::Client;
+use crate::profile::Profiler;
 
 /// How long a scrape waits for a shard's answer.
 pub const SCRAPE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -33,6 +37,23 @@ pub struct MetricsEndpoint {
 impl MetricsEndpoint {
     /// Binds `addr` (port 0: any free port) and serves `client`'s node.
     pub fn start(addr: SocketAddr, client: Client) -> std::io::Result<Self> {
+        Self::serve(addr, client, None)
+    }
+
+    /// As [`Self::start`], with the node's profiles.
+    pub(crate) fn with_profiler(
+        addr: SocketAddr,
+        client: Client,
+        profiler: Profiler,
+    ) -> std::io::Result<Self> {
+        Self::serve(addr, client, Some(profiler))
+    }
+
+    fn serve(
+        addr: SocketAddr,
+        client: Client,
+        profiler: Option<Profiler>,
+    ) -> std::io::Result<Self> {
         let server = tiny_http::Server::http(addr)
             .map_err(|e| std::io::Error::other(format!("metrics endpoint {addr}: {e}")))?;
         let addr = server
@@ -45,18 +66,27 @@ impl MetricsEndpoint {
             .name("quire-metrics".into())
             .spawn(move || {
                 for request in serving.incoming_requests() {
-                    let (status, content_type, body) =
-                        answer(&client, request.method(), request.url());
-                    let response = tiny_http::Response::from_string(body)
-                        .with_status_code(status)
-                        .with_header(
-                            tiny_http::Header::from_bytes(
-                                &b"Content-Type"[..],
-                                content_type.as_bytes(),
-                            )
-                            .expect("static header is valid"),
-                        );
-                    let _ = request.respond(response);
+                    if request.url().starts_with("/profile/") {
+                        let Some(profiler) = profiler.clone() else {
+                            respond(
+                                request,
+                                (404, TEXT, "no profiles on this endpoint\n".into()),
+                            );
+                            continue;
+                        };
+                        let spawned = std::thread::Builder::new()
+                            .name("quire-profile".into())
+                            .spawn(move || {
+                                let answer = profile(&profiler, request.url());
+                                respond(request, answer);
+                            });
+                        if let Err(e) = spawned {
+                            tracing::warn!("cannot start a profile thread: {e}");
+                        }
+                        continue;
+                    }
+                    let answer = answer(&client, request.method(), request.url());
+                    respond(request, answer);
                 }
             })?;
         Ok(Self {
@@ -81,6 +111,75 @@ impl Drop for MetricsEndpoint {
     }
 }
 
+fn respond(request: tiny_http::Request, (status, content_type, body): (u16, &str, String)) {
+    let response = tiny_http::Response::from_string(body)
+        .with_status_code(status)
+        .with_header(
+            tiny_http::Header::from_bytes(&b"Content-Type"[..], content_type.as_bytes())
+                .expect("static header is valid"),
+        );
+    let _ = request.respond(response);
+}
+
+/// A query parameter of `url` as a number, `default` when absent.
+fn query_number(url: &str, key: &str, default: f64) -> Result<f64, String> {
+    let Some((_, query)) = url.split_once('?') else {
+        return Ok(default);
+    };
+    match query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+    {
+        None => Ok(default),
+        Some(v) => v
+            .parse::<f64>()
+            .ok()
+            .filter(|x| x.is_finite() && *x > 0.0)
+            .ok_or_else(|| format!("{key}={v} is not a positive number\n")),
+    }
+}
+
+fn profile(profiler: &Profiler, url: &str) -> (u16, &'static str, String) {
+    let path = url.split('?').next().unwrap_or(url);
+    let window = match query_number(url, "seconds", 5.0) {
+        Ok(s) if s <= crate::profile::MAX_WINDOW.as_secs_f64() => Duration::from_secs_f64(s),
+        Ok(s) => {
+            return (
+                400,
+                TEXT,
+                format!(
+                    "seconds={s} is over the {} s a profile may take\n",
+                    crate::profile::MAX_WINDOW.as_secs()
+                ),
+            )
+        }
+        Err(e) => return (400, TEXT, e),
+    };
+    let json = match path {
+        "/profile/cpu" => {
+            let hz = match query_number(url, "hz", 499.0) {
+                Ok(hz) if hz <= 10_000.0 => hz as u32,
+                Ok(hz) => return (400, TEXT, format!("hz={hz} is over 10000\n")),
+                Err(e) => return (400, TEXT, e),
+            };
+            serde_json::to_string(&profiler.cpu(window, hz.max(1)))
+        }
+        "/profile/memory" => serde_json::to_string(&profiler.memory(window)),
+        _ => {
+            return (
+                404,
+                TEXT,
+                format!("no such profile: {path} (cpu, memory)\n"),
+            )
+        }
+    };
+    match json {
+        Ok(body) => (200, JSON, body),
+        Err(e) => (500, TEXT, format!("cannot encode the profile: {e}\n")),
+    }
+}
+
+const JSON: &str = "application/json";
 const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
 const TEXT: &str = "text/plain; charset=utf-8";
 
@@ -146,7 +245,9 @@ fn answer(client: &Client, method: &tiny_http::Method, url: &str) -> (u16, &'sta
         "/" => (
             200,
             TEXT,
-            "Quire node: GET /metrics (Prometheus text), GET /health\n".into(),
+            "Quire node: GET /metrics (Prometheus text), GET /health, \
+             GET /profile/cpu?seconds=S&hz=H, GET /profile/memory?seconds=S (JSON)\n"
+                .into(),
         ),
         _ => (404, TEXT, format!("no such page: {path}\n")),
     }

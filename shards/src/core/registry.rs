@@ -91,6 +91,21 @@ impl ShardCore {
         self.queued
     }
 
+    /// The agent with the most messages waiting, and how many: a walk over
+    /// every slot, for scrapes and diagnosis (never on the message path).
+    /// `None` while every mailbox is empty.
+    pub fn fullest_mailbox(&self) -> Option<(AgentId, usize)> {
+        if self.queued == 0 {
+            return None;
+        }
+        self.slots
+            .iter()
+            .filter(|s| s.live)
+            .filter_map(|s| Some((s.id.clone()?, s.mailbox.len())))
+            .max_by_key(|(_, n)| *n)
+            .filter(|(_, n)| *n > 0)
+    }
+
     /// Agents registered here.
     pub fn agent_count(&self) -> usize {
         self.by_name.len()

@@ -1,0 +1,197 @@
+//! The `quire` command: run a node, show its placement, handle its config,
+//! talk to a running node, profile and diagnose it. This file picks the
+//! subcommand; each group lives in a module of its own.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use quire_runtime::config::DEFAULT_CONFIG_TOML;
+use quire_runtime::net::RemoteClient;
+use quire_shards::owning_shard;
+
+use args::{Cli, Command, ConfigCommand, StorageCommand};
+use node_cmd::{builder, doctor, run_node};
+use ops_cmd::{diagnose, print_lines, profile};
+use remote_cmd::{decode_payload, encode_payload, remote};
+
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's start-up options: heap profiling compiled in but inactive, so
+/// `quire profile memory` can sample a window of a running node while a
+/// node not being profiled pays a branch per allocation and no backtraces.
+/// jemalloc reads this (weak in the library) before `main`.
+#[export_name = "_rjem_malloc_conf"]
+pub static MALLOC_CONF: &[u8; 46] = b"prof:true,prof_active:false,lg_prof_sample:19\0";
+
+mod args;
+mod node_cmd;
+mod ops_cmd;
+mod remote_cmd;
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("QUIRE_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        // A log that cannot be written (stderr on a full disk) must not
+        // take a shard down: tracing's own report of that failure would
+        // panic in eprintln! on the shard's thread.
+        .log_internal_errors(false)
+        .init();
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Node {
+            placement,
+            spin_us,
+            duration,
+            net,
+        } => run_node(placement, *spin_us, *duration, net),
+        Command::Send {
+            to,
+            agent,
+            payload,
+            durable: _,
+            key,
+        } => remote(to, |c| {
+            match key {
+                Some(key) => {
+                    let id = c.send_durable(agent, &encode_payload(payload), key)?;
+                    println!("committed {id}");
+                }
+                None => {
+                    let id = c.send(agent, &encode_payload(payload))?;
+                    println!("queued {id}");
+                }
+            }
+            Ok(())
+        }),
+        Command::Call {
+            to,
+            agent,
+            payload,
+            timeout_ms,
+        } => remote(to, |c| {
+            let reply = c.call(agent, &encode_payload(payload), Duration::from_millis(*timeout_ms))?;
+            println!("{}", decode_payload(&reply));
+            Ok(())
+        }),
+        Command::Deploy { to, file, name } => {
+            match std::fs::read(file) {
+                Err(e) => Err(format!("cannot read {}: {e}", file.display())),
+                Ok(module) => remote(to, |c| {
+                    if name.ends_with('*') {
+                        // A pattern is known node by node: deploy it on every member.
+                        let members = c.cluster()?;
+                        for m in members.iter().filter(|m| m.state != "down") {
+                            let mut there = RemoteClient::connect(m.addr.as_str(), to.token.as_deref())?;
+                            let hash = there.deploy(name, &module)?;
+                            println!("deployed pattern {name} on {} ({hash})", m.name);
+                        }
+                        return Ok(());
+                    }
+                    let hash = c.deploy(name, &module)?;
+                    println!("deployed {name} ({hash})");
+                    Ok(())
+                }),
+            }
+        }
+        Command::Undeploy { to, name } => remote(to, |c| {
+            c.undeploy(name)?;
+            println!("undeployed {name}");
+            Ok(())
+        }),
+        Command::Agents { to } => remote(to, |c| {
+            let agents = c.agents()?;
+            println!(
+                "{:<32} {:>5} {:<12} {:>7} {:>8} {:>8} {:>10} {:>10}  version",
+                "agent", "shard", "state", "queued", "failures", "restarts", "activations", "memory"
+            );
+            for a in &agents {
+                println!(
+                    "{:<32} {:>5} {:<12} {:>7} {:>8} {:>8} {:>10} {:>10}  {}",
+                    a.name,
+                    a.shard,
+                    a.state,
+                    a.queued,
+                    a.failures,
+                    a.restarts,
+                    a.activations,
+                    a.memory_bytes,
+                    a.version.as_deref().map_or("-", |v| &v[..v.len().min(16)])
+                );
+            }
+            println!("{} agent(s) on {}", agents.len(), c.node());
+            Ok(())
+        }),
+        Command::Stats { to } => remote(to, |c| {
+            for row in c.stats()? {
+                let line: Vec<String> = row.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                println!("{}", line.join(" "));
+            }
+            Ok(())
+        }),
+        Command::Cluster { to } => remote(to, |c| {
+            println!("{:<24} {:<24} {:<8} shards", "node", "address", "state");
+            for m in c.cluster()? {
+                println!("{:<24} {:<24} {:<8} {}", m.name, m.addr, m.state, m.shards);
+            }
+            Ok(())
+        }),
+        Command::Placement { placement } => builder(placement)
+            .and_then(|(b, _)| b.plan().map_err(|e| e.to_string()))
+            .map(|plan| print!("{plan}")),
+        Command::Doctor {
+            placement,
+            root,
+            limits,
+        } => doctor(placement, root.as_deref(), limits),
+        Command::Profile {
+            kind,
+            admin,
+            duration,
+            out,
+            hz,
+            folded,
+        } => profile(*kind, admin, *duration, out.as_deref(), *hz, *folded),
+        Command::Diagnose { admin, duration } => diagnose(admin, *duration),
+        Command::Config(ConfigCommand::Default) => {
+            print!("{DEFAULT_CONFIG_TOML}");
+            Ok(())
+        }
+        Command::Config(ConfigCommand::Check { file, shards }) => {
+            quire_runtime::ops::check_config(file, *shards).map(print_lines)
+        }
+        Command::Storage(StorageCommand::Reshard { data_dir, shards }) => {
+            quire_storage::reshard::reshard(data_dir, *shards, |name, n| {
+                owning_shard(name, n) as usize
+            })
+            .map(|r| {
+                println!(
+                    "resharded {} from {} to {} shards: {} agents, {} state entries, {} unfinished messages moved; old partitions kept in {}",
+                    data_dir.display(),
+                    r.from,
+                    r.to,
+                    r.agents,
+                    r.state_entries,
+                    r.messages,
+                    r.backup.display()
+                )
+            })
+            .map_err(|e| e.to_string())
+        }
+        Command::Storage(StorageCommand::Check { data_dir }) => {
+            quire_runtime::ops::check_storage(data_dir).map(print_lines)
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("quire: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
