@@ -284,6 +284,23 @@ pub(crate) fn collect(shared: &Shared) -> ShardMetrics {
         ));
     }
 
+    if let Some(net) = shared.net() {
+        const MEMBERS: &str =
+            "Other members of the cluster as this shard routes to them, by liveness.";
+        let view = net.view.borrow();
+        for state in [
+            crate::cluster::MemberState::Alive,
+            crate::cluster::MemberState::Suspect,
+            crate::cluster::MemberState::Down,
+        ] {
+            let n = view.members().iter().filter(|m| m.state == state).count();
+            samples.push(labelled(
+                gauge("quire_cluster_members", MEMBERS, n as f64),
+                "state",
+                state.as_str(),
+            ));
+        }
+    }
     if let Some(joins) = shared.net().and_then(|n| n.gossip_joins.borrow().clone()) {
         summaries.push(summary(
             "quire_gossip_join_seconds",
