@@ -64,6 +64,18 @@ pub(crate) enum Command {
         factory: AgentFactory,
         done: flume::Sender<Result<(), RegisterError>>,
     },
+    /// Many native agents at once (`Client::register_many`): an answer
+    /// per agent, in order.
+    RegisterMany {
+        agents: Vec<(AgentId, AgentFactory)>,
+        done: flume::Sender<Vec<Result<(), RegisterError>>>,
+    },
+    /// Many deploys at once (`Client::deploy_wasm_many`): answered, in
+    /// order, once the shard's journal holding them all is committed.
+    DeployMany {
+        records: Vec<AgentRecord>,
+        done: flume::Sender<Vec<Result<(), DeployError>>>,
+    },
     Unregister {
         id: AgentId,
         done: flume::Sender<Result<usize, RegisterError>>,
@@ -828,6 +840,44 @@ fn serve(shared: &Shared, cmd: Command) {
                 .map_err(|reason| DeployError::Build { name, reason })
                 .and_then(|agent| core.deploy(record, agent).map_err(DeployError::Register));
             answer_when_durable(shared, &core, built, done, DeployError::Storage);
+        }
+        Command::RegisterMany { agents, done } => {
+            let results = agents
+                .into_iter()
+                .map(|(id, factory)| core.register(id, factory()))
+                .collect();
+            let _ = done.send(results);
+        }
+        Command::DeployMany { records, done } => {
+            let results: Vec<Result<(), DeployError>> = records
+                .into_iter()
+                .map(|record| {
+                    let name = record.name.clone();
+                    shared
+                        .kinds
+                        .build(&record)
+                        .map_err(|reason| DeployError::Build { name, reason })
+                        .and_then(|agent| core.deploy(record, agent).map_err(DeployError::Register))
+                })
+                .collect();
+            match &shared.storage {
+                Some(storage) if results.iter().any(Result::is_ok) => storage.ack_after(
+                    core.journal_position(),
+                    Box::new(move |committed| {
+                        let results = match committed {
+                            Ok(()) => results,
+                            Err(e) => results
+                                .into_iter()
+                                .map(|r| r.and(Err(DeployError::Storage(e.to_string()))))
+                                .collect(),
+                        };
+                        let _ = done.send(results);
+                    }),
+                ),
+                _ => {
+                    let _ = done.send(results);
+                }
+            }
         }
         Command::SendDurable {
             to,

@@ -91,6 +91,16 @@ fn every_frame() -> Vec<Frame> {
             req: 8,
             name: "x".into(),
         },
+        Frame::DeployMany {
+            req: 8,
+            names: vec!["a".into(), "b".into()],
+            module: Bytes::from_static(b"\0asm\x01\0\0\0"),
+        },
+        Frame::Deployed {
+            req: 8,
+            hash: "abc".into(),
+            failed: vec![("b".into(), "taken".into())],
+        },
         Frame::ListAgents { req: 9 },
         Frame::Agents {
             req: 9,

@@ -262,6 +262,7 @@ impl RemoteClient {
                 | Frame::Agents { req: r, .. }
                 | Frame::StatsReply { req: r, .. }
                 | Frame::Members { req: r, .. }
+                | Frame::Deployed { req: r, .. }
                 | Frame::Pong { req: r }
                     if *r == req =>
                 {
@@ -347,6 +348,26 @@ impl RemoteClient {
         };
         match self.admin(frame)? {
             Frame::Ok { value, .. } => Ok(value.unwrap_or_default()),
+            other => Err(ClientError::Protocol(format!("unexpected {other:?}"))),
+        }
+    }
+
+    /// Deploys one WebAssembly module under every name of `names` in one
+    /// frame (compiled once, one commit per shard). Returns the module's
+    /// hash and the names that failed with their reasons; every other name
+    /// is deployed. In a cluster, names another member owns fail naming it.
+    pub fn deploy_many(
+        &mut self,
+        names: &[String],
+        module: &[u8],
+    ) -> Result<(String, Vec<(String, String)>), ClientError> {
+        let frame = |req| Frame::DeployMany {
+            req,
+            names: names.to_vec(),
+            module: Bytes::copy_from_slice(module),
+        };
+        match self.admin(frame)? {
+            Frame::Deployed { hash, failed, .. } => Ok((hash, failed)),
             other => Err(ClientError::Protocol(format!("unexpected {other:?}"))),
         }
     }

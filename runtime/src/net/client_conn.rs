@@ -324,6 +324,57 @@ fn handle(
                 }
             });
         }
+        Frame::DeployMany { req, names, module } => {
+            if !admin {
+                out.push(&unauthorized(req, "deploy"));
+                return Ok(());
+            }
+            // Names another member owns fail naming it; the rest are
+            // deployed here. Failures are answered in the order given.
+            let mut failed: Vec<(usize, String, String)> = Vec::new();
+            let mut here = Vec::with_capacity(names.len());
+            for (i, name) in names.into_iter().enumerate() {
+                match (owner_elsewhere(net, &name, req), AgentId::new(&name)) {
+                    (Some(Frame::Error { message, .. }), _) => failed.push((i, name, message)),
+                    (_, Err(e)) => failed.push((i, name, e.to_string())),
+                    (_, Ok(_)) if name.ends_with('*') => {
+                        failed.push((i, name, "patterns are deployed one by one (DEPLOY)".into()))
+                    }
+                    (_, Ok(id)) => here.push((i, id)),
+                }
+            }
+            spawn_admin(out, pending, {
+                let client = net.client.clone();
+                async move {
+                    let (positions, ids): (Vec<usize>, Vec<AgentId>) = here.into_iter().unzip();
+                    let mut hash = String::new();
+                    if !ids.is_empty() {
+                        let names: Vec<String> = ids.iter().map(|id| id.to_string()).collect();
+                        match client
+                            .deploy_wasm_many(ids, module.to_vec(), WasmOptions::default())
+                            .await
+                        {
+                            Ok((h, results)) => {
+                                hash = h.to_string();
+                                for ((i, name), r) in positions.into_iter().zip(names).zip(results)
+                                {
+                                    if let Err(e) = r {
+                                        failed.push((i, name, e.to_string()));
+                                    }
+                                }
+                            }
+                            Err(e) => return error(req, ErrorCode::DeployFailed, e.to_string()),
+                        }
+                    }
+                    failed.sort_by_key(|f| f.0);
+                    Frame::Deployed {
+                        req,
+                        hash,
+                        failed: failed.into_iter().map(|(_, n, r)| (n, r)).collect(),
+                    }
+                }
+            });
+        }
         Frame::Undeploy { req, name } => {
             if !admin {
                 out.push(&unauthorized(req, "undeploy"));

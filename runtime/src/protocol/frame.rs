@@ -41,6 +41,8 @@ pub mod code {
     pub const PING: u64 = 15;
     pub const PONG: u64 = 16;
     pub const ERROR: u64 = 17;
+    pub const DEPLOY_MANY: u64 = 18;
+    pub const DEPLOYED: u64 = 19;
     pub const ENVELOPE: u64 = 32;
 }
 
@@ -210,6 +212,20 @@ pub enum Frame {
         name: String,
         module: Bytes,
     },
+    /// Deploys one WebAssembly module under many names (compiled once,
+    /// one commit per shard).
+    DeployMany {
+        req: u64,
+        names: Vec<String>,
+        module: Bytes,
+    },
+    /// The answer to a `DEPLOY_MANY`: the module hash and the names that
+    /// failed, each with its reason (every other name is deployed).
+    Deployed {
+        req: u64,
+        hash: String,
+        failed: Vec<(String, String)>,
+    },
     /// Removes an agent or a pattern.
     Undeploy { req: u64, name: String },
     /// Asks for the agents of the node.
@@ -250,6 +266,8 @@ impl Frame {
             Frame::Reply { .. } => "REPLY",
             Frame::Ok { .. } => "OK",
             Frame::Deploy { .. } => "DEPLOY",
+            Frame::DeployMany { .. } => "DEPLOY_MANY",
+            Frame::Deployed { .. } => "DEPLOYED",
             Frame::Undeploy { .. } => "UNDEPLOY",
             Frame::ListAgents { .. } => "LIST_AGENTS",
             Frame::Agents { .. } => "AGENTS",
@@ -469,6 +487,43 @@ pub fn decode_body(body: &[u8], now: Instant) -> Result<Frame, DecodeError> {
                 name: r.str("name")?.to_owned(),
                 module: Bytes::copy_from_slice(r.bin("module")?),
             }
+        }
+        code::DEPLOY_MANY => {
+            want(4)?;
+            let req = r.uint("req")?;
+            let n = r.array("names")?;
+            let n = r.bounded(n, "names")?;
+            let mut names = Vec::with_capacity(n);
+            for _ in 0..n {
+                names.push(r.str("name")?.to_owned());
+            }
+            Frame::DeployMany {
+                req,
+                names,
+                module: Bytes::copy_from_slice(r.bin("module")?),
+            }
+        }
+        code::DEPLOYED => {
+            want(4)?;
+            let req = r.uint("req")?;
+            let hash = r.str("hash")?.to_owned();
+            let n = r.array("failed")?;
+            let n = r.bounded(n, "failed")?;
+            let mut failed = Vec::with_capacity(n);
+            for _ in 0..n {
+                if r.array("failure")? < 2 {
+                    return Err(ReadError {
+                        field: "failure",
+                        problem: "too few fields",
+                    }
+                    .into());
+                }
+                failed.push((
+                    r.str("failure.name")?.to_owned(),
+                    r.str("failure.reason")?.to_owned(),
+                ));
+            }
+            Frame::Deployed { req, hash, failed }
         }
         code::UNDEPLOY => {
             want(3)?;
@@ -816,6 +871,28 @@ pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
             w.uint(*req);
             w.str(name);
             w.bin(module);
+        }
+        Frame::DeployMany { req, names, module } => {
+            w.array(4);
+            w.uint(code::DEPLOY_MANY);
+            w.uint(*req);
+            w.array(names.len());
+            for name in names {
+                w.str(name);
+            }
+            w.bin(module);
+        }
+        Frame::Deployed { req, hash, failed } => {
+            w.array(4);
+            w.uint(code::DEPLOYED);
+            w.uint(*req);
+            w.str(hash);
+            w.array(failed.len());
+            for (name, reason) in failed {
+                w.array(2);
+                w.str(name);
+                w.str(reason);
+            }
         }
         Frame::Undeploy { req, name } => {
             w.array(3);

@@ -145,9 +145,11 @@ pub enum Command {
         to: Target,
         /// The module (.wasm).
         file: PathBuf,
-        /// The agent's name, or a pattern `prefix-*` (deployed on every member).
-        #[arg(long)]
-        name: String,
+        /// The agent's name, or a pattern `prefix-*` (deployed on every
+        /// member); several names (comma-separated) deploy the module under
+        /// each in one request (compiled once, one commit per shard).
+        #[arg(long, value_delimiter = ',', required = true)]
+        name: Vec<String>,
     },
     /// Remove an agent (or a pattern) from a running node (needs the admin token).
     Undeploy {

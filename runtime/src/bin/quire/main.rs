@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use quire_runtime::config::DEFAULT_CONFIG_TOML;
-use quire_runtime::net::RemoteClient;
+use quire_runtime::net::{ClientError, RemoteClient};
 use quire_shards::owning_shard;
 
 use args::{Cli, Command, ConfigCommand, StorageCommand};
@@ -83,6 +83,23 @@ fn main() -> ExitCode {
             match std::fs::read(file) {
                 Err(e) => Err(format!("cannot read {}: {e}", file.display())),
                 Ok(module) => remote(to, |c| {
+                    if name.len() > 1 {
+                        let (hash, failed) = c.deploy_many(name, &module)?;
+                        println!("deployed {} agents ({hash})", name.len() - failed.len());
+                        for (agent, reason) in &failed {
+                            println!("not deployed {agent}: {reason}");
+                        }
+                        return if failed.is_empty() {
+                            Ok(())
+                        } else {
+                            Err(ClientError::Protocol(format!(
+                                "{} of {} names failed",
+                                failed.len(),
+                                name.len()
+                            )))
+                        };
+                    }
+                    let name = &name[0];
                     if name.ends_with('*') {
                         // A pattern is known node by node: deploy it on every member.
                         let members = c.cluster()?;

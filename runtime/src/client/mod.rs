@@ -5,6 +5,8 @@
 //! it goes straight to the shard that owns the target agent, so a client
 //! call costs no extra hop on the mesh.
 
+mod batch;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
