@@ -4,6 +4,7 @@
 //!
 //! Run them with `cargo run --release -p quire-bench -- routing`.
 
+pub mod capacity;
 pub mod crash;
 pub mod load;
 pub mod net_suite;

@@ -60,6 +60,10 @@ enum Command {
     /// What output commit costs: calls to stateful agents per durability
     /// mode, replies held for their commit and not.
     OutputCommit(quire_bench::output_commit::OutputCommitOptions),
+    /// Sizing figures per shard: spawn rates (one by one, batched, tokio),
+    /// memory per idle agent and per connection, messages per shard; the
+    /// table docs/capacity.md is written from.
+    Capacity(quire_bench::capacity::CapacityOptions),
     /// The crash test's worker process (started by `crash`).
     #[command(hide = true)]
     CrashWorker(WorkerOptions),
@@ -88,6 +92,9 @@ fn main() -> ExitCode {
         Command::Net(opts) => net_suite::run(opts).map(|_| ()),
         Command::Profiles(opts) => profile_suite::run(opts).map(|_| ()),
         Command::OutputCommit(opts) => quire_bench::output_commit::run(opts).map(|_| ()),
+        Command::Capacity(opts) => quire_bench::capacity::run(opts).map(|figures| {
+            print!("{}", quire_bench::capacity::markdown(&figures));
+        }),
         Command::CrashWorker(opts) => crash::worker(opts),
     };
     match result {

@@ -986,6 +986,17 @@ pub fn run_suite(opts: &RunOptions) -> Result<Summary, String> {
     let quire_spawn = spawn_n as f64 / t.elapsed().as_secs_f64();
     let quire_mem = allocated_bytes().saturating_sub(before) as f64 / spawn_n as f64;
     fresh.shutdown();
+    // The same agents in one batch: one command per shard.
+    let fresh = embedded_node(opts.shards, opts.spin_us)?;
+    let t = Instant::now();
+    let batch = fresh.client().register_many_blocking(
+        (0..spawn_n).map(|i| (format!("spawn-{i}"), || crate::routing::Echo)),
+    );
+    let quire_batch_spawn = spawn_n as f64 / t.elapsed().as_secs_f64();
+    if let Some(e) = batch.into_iter().find_map(Result::err) {
+        return Err(e.to_string());
+    }
+    fresh.shutdown();
     let (tokio_spawn, tokio_mem) = crate::peer_tokio::spawn_agents(shards, 1024, spawn_n);
     figures.push(
         Figure::new(
@@ -994,6 +1005,16 @@ pub fn run_suite(opts: &RunOptions) -> Result<Summary, String> {
             "agents/s",
             Better::Higher,
             quire_spawn,
+        )
+        .vs("tokio", tokio_spawn),
+    );
+    figures.push(
+        Figure::new(
+            format!("spawn {spawn_n} agents in one batch"),
+            "agents/s",
+            "agents/s",
+            Better::Higher,
+            quire_batch_spawn,
         )
         .vs("tokio", tokio_spawn),
     );

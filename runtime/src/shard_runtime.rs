@@ -711,7 +711,10 @@ fn report_stalls(shared: &Shared, reported: &mut u64) {
     let shard = shared.core.borrow().shard();
     let what = match shared.core.borrow().slot_name(running) {
         Some(agent) => format!("agent {agent}'s turn"),
-        None => "the runtime itself (no agent's turn: a command, a commit, I/O)".into(),
+        None => format!(
+            "the runtime itself ({}; no agent's turn)",
+            pulse.last_stall_activity.get().as_str()
+        ),
     };
     tracing::warn!(
         shard,
@@ -771,8 +774,14 @@ async fn timers(shared: Rc<Shared>) {
     }
 }
 
+/// The commands task gives the reactor back after this long (or 64
+/// commands), so that a queue of heavy commands (batch registrations,
+/// deploys) never holds the shard's agents up past a stall threshold.
+const COMMANDS_SLICE: Duration = Duration::from_micros(250);
+
 async fn commands(shared: Rc<Shared>) {
     let mut since_yield = 0u32;
+    let mut slice_start = Instant::now();
     while let Ok(cmd) = shared.commands.recv_async().await {
         let stop = matches!(cmd, Command::Stop);
         shared.pulse.activity.set(Activity::Commands);
@@ -786,9 +795,10 @@ async fn commands(shared: Rc<Shared>) {
         }
         shared.work.notify();
         since_yield += 1;
-        if since_yield >= 64 {
+        if since_yield >= 64 || slice_start.elapsed() >= COMMANDS_SLICE {
             since_yield = 0;
             future::yield_now().await;
+            slice_start = Instant::now();
         }
     }
     // Every client handle is gone: stop as if told to.

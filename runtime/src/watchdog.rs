@@ -70,6 +70,8 @@ pub(crate) struct ShardPulse {
     pub last_stall: (std::sync::atomic::AtomicUsize, AtomicU64),
     /// The reactor's phase, published by the shard's tasks.
     pub activity: crate::profile::ActivityProbe,
+    /// What `activity` held when the last counted stall was seen.
+    pub last_stall_activity: crate::profile::ActivityProbe,
 }
 
 impl ShardPulse {
@@ -116,8 +118,9 @@ struct Watch {
     last_beat: u64,
     last_change: Instant,
     silent_checks: u32,
-    /// When the current stall began, and who was running then.
-    stalled_since: Option<(Instant, usize)>,
+    /// When the current stall began, who was running then and in which
+    /// phase the reactor was.
+    stalled_since: Option<(Instant, usize, crate::profile::Activity)>,
 }
 
 impl Watchdog {
@@ -181,9 +184,10 @@ impl Watchdog {
                     for (i, (pulse, w)) in pulses.iter().zip(&mut watches).enumerate() {
                         let beat = pulse.beat.load(Ordering::Relaxed);
                         if beat != w.last_beat {
-                            if let Some((since, running)) = w.stalled_since.take() {
+                            if let Some((since, running, activity)) = w.stalled_since.take() {
                                 let ns = now.duration_since(since).as_nanos() as u64;
                                 // The shard logs it (it can name the agent).
+                                pulse.last_stall_activity.set(activity);
                                 pulse.last_stall.0.store(running, Ordering::Relaxed);
                                 pulse.last_stall.1.store(ns, Ordering::Relaxed);
                                 pulse.counters.count_stall(ns);
@@ -207,8 +211,11 @@ impl Watchdog {
                         if let Some(threshold) = stall_threshold {
                             if started && silent_for >= threshold && tid != 0 && thread_is_busy(tid)
                             {
-                                w.stalled_since =
-                                    Some((w.last_change, pulse.running.load(Ordering::Relaxed)));
+                                w.stalled_since = Some((
+                                    w.last_change,
+                                    pulse.running.load(Ordering::Relaxed),
+                                    pulse.activity.get(),
+                                ));
                                 continue;
                             }
                         }
