@@ -241,19 +241,32 @@ fn a_hogging_agent_is_counted_as_a_reactor_stall_of_its_shard() {
         .unwrap();
     let series = format!("quire_reactor_stalls_total{{shard=\"{shard}\"}}");
     let before = value(&get(addr, "/metrics").1, &series).unwrap();
-    client.call_blocking(spinner, Bytes::new(), T).unwrap();
-    client.call_blocking(sleeper, Bytes::new(), T).unwrap();
-    // The watchdog counts a stall once the shard's pulse moves again.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let (after, text) = loop {
-        let text = get(addr, "/metrics").1;
-        let after = value(&text, &series).unwrap();
-        if after >= before + 2.0 || Instant::now() > deadline {
-            break (after, text);
+    // The watchdog counts a stall once the shard's pulse moves again; two
+    // hogs back to back with no beat between them are one stall, so each
+    // is waited for before the next.
+    let counted = |at_least: f64| {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let text = get(addr, "/metrics").1;
+            let now = value(&text, &series).unwrap();
+            if now >= at_least || Instant::now() > deadline {
+                break (now, text);
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
-        std::thread::sleep(Duration::from_millis(20));
     };
-    assert!(after >= before + 2.0, "stalls {before} -> {after}");
+    client.call_blocking(spinner, Bytes::new(), T).unwrap();
+    let (after_spin, _) = counted(before + 1.0);
+    assert!(
+        after_spin >= before + 1.0,
+        "spinning: stalls {before} -> {after_spin}"
+    );
+    client.call_blocking(sleeper, Bytes::new(), T).unwrap();
+    let (after, text) = counted(after_spin + 1.0);
+    assert!(
+        after >= after_spin + 1.0,
+        "sleeping: stalls {after_spin} -> {after}"
+    );
     let longest = value(
         &text,
         &format!("quire_reactor_max_stall_seconds{{shard=\"{shard}\"}}"),
