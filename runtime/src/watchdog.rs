@@ -72,6 +72,10 @@ pub(crate) struct ShardPulse {
     pub activity: crate::profile::ActivityProbe,
     /// What `activity` held when the last counted stall was seen.
     pub last_stall_activity: crate::profile::ActivityProbe,
+    /// CPU time the shard's thread had during the last counted stall (ns):
+    /// far less than the stall's length means the thread was off its CPU
+    /// (another thread had it, or a blocking call), not running a task.
+    pub last_stall_cpu_ns: AtomicU64,
 }
 
 impl ShardPulse {
@@ -105,6 +109,25 @@ pub(crate) fn thread_is_busy(tid: i32) -> bool {
         == Some('R')
 }
 
+/// The CPU-time clock of a thread of this process.
+fn thread_cpu_clock(thread: libc::pthread_t) -> Option<libc::clockid_t> {
+    let mut clock: libc::clockid_t = 0;
+    // SAFETY: `thread` is a live thread of this process (its JoinHandle is
+    // held by the node until after the watchdog stops).
+    (unsafe { libc::pthread_getcpuclockid(thread, &mut clock) } == 0).then_some(clock)
+}
+
+/// CPU time on `clock` (ns).
+fn cpu_time_ns(clock: libc::clockid_t) -> Option<u64> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid clock id and a timespec to write into.
+    (unsafe { libc::clock_gettime(clock, &mut ts) } == 0)
+        .then(|| ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
+}
+
 /// The pulses of a node's shards and the thread watching them.
 pub(crate) struct Watchdog {
     pulses: Vec<Arc<ShardPulse>>,
@@ -113,14 +136,25 @@ pub(crate) struct Watchdog {
     thread: Option<JoinHandle<()>>,
 }
 
+/// A stall in progress as the watchdog saw it.
+struct StallSeen {
+    /// The last pulse before it.
+    since: Instant,
+    /// The running slot when it was seen.
+    running: usize,
+    /// The reactor's phase when it was seen.
+    activity: crate::profile::Activity,
+    /// When it was seen and the thread's CPU time then.
+    cpu_at_sight: Option<(Instant, u64)>,
+}
+
 /// What the watchdog knows of one shard between checks.
 struct Watch {
     last_beat: u64,
     last_change: Instant,
     silent_checks: u32,
-    /// When the current stall began, who was running then and in which
-    /// phase the reactor was.
-    stalled_since: Option<(Instant, usize, crate::profile::Activity)>,
+    /// The stall in progress, if any.
+    stalled_since: Option<StallSeen>,
 }
 
 impl Watchdog {
@@ -145,6 +179,8 @@ impl Watchdog {
         install_handler();
         let targets: Vec<libc::pthread_t> =
             shard_threads.iter().map(|t| t.as_pthread_t()).collect();
+        let cpu_clocks: Vec<Option<libc::clockid_t>> =
+            targets.iter().map(|&t| thread_cpu_clock(t)).collect();
         let pulses = self.pulses.clone();
         let stop = self.stop.clone();
         let stall_threshold = self.stall_threshold;
@@ -184,8 +220,26 @@ impl Watchdog {
                     for (i, (pulse, w)) in pulses.iter().zip(&mut watches).enumerate() {
                         let beat = pulse.beat.load(Ordering::Relaxed);
                         if beat != w.last_beat {
-                            if let Some((since, running, activity)) = w.stalled_since.take() {
+                            if let Some(StallSeen {
+                                since,
+                                running,
+                                activity,
+                                cpu_at_sight: cpu_then,
+                            }) = w.stalled_since.take()
+                            {
                                 let ns = now.duration_since(since).as_nanos() as u64;
+                                // The thread's CPU clock is read from when the
+                                // stall was seen; its share of that window
+                                // stands for the whole stall.
+                                let cpu_ns = match (cpu_then, cpu_clocks[i].and_then(cpu_time_ns)) {
+                                    (Some((seen, then)), Some(cpu_now)) => {
+                                        let window = now.duration_since(seen).as_nanos().max(1);
+                                        let used = u128::from(cpu_now.saturating_sub(then));
+                                        (u128::from(ns) * used.min(window) / window) as u64
+                                    }
+                                    _ => ns,
+                                };
+                                pulse.last_stall_cpu_ns.store(cpu_ns, Ordering::Relaxed);
                                 // The shard logs it (it can name the agent).
                                 pulse.last_stall_activity.set(activity);
                                 pulse.last_stall.0.store(running, Ordering::Relaxed);
@@ -211,11 +265,14 @@ impl Watchdog {
                         if let Some(threshold) = stall_threshold {
                             if started && silent_for >= threshold && tid != 0 && thread_is_busy(tid)
                             {
-                                w.stalled_since = Some((
-                                    w.last_change,
-                                    pulse.running.load(Ordering::Relaxed),
-                                    pulse.activity.get(),
-                                ));
+                                w.stalled_since = Some(StallSeen {
+                                    since: w.last_change,
+                                    running: pulse.running.load(Ordering::Relaxed),
+                                    activity: pulse.activity.get(),
+                                    cpu_at_sight: cpu_clocks[i]
+                                        .and_then(cpu_time_ns)
+                                        .map(|cpu| (now, cpu)),
+                                });
                                 continue;
                             }
                         }

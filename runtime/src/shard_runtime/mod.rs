@@ -21,6 +21,9 @@
 //! counter after each batch; a spinning dispatcher sees it change within
 //! nanoseconds and takes the batch, which is then certain to be there.
 
+mod serve;
+
+use serve::serve;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -716,10 +719,23 @@ fn report_stalls(shared: &Shared, reported: &mut u64) {
             pulse.last_stall_activity.get().as_str()
         ),
     };
+    // A stall the thread spent mostly off its CPU is the host's doing
+    // (another thread had the CPU, or a blocking call), not a long task.
+    let cpu_ns = pulse.last_stall_cpu_ns.load(Ordering::Relaxed).min(ns);
+    let on_cpu = if cpu_ns * 2 < ns {
+        format!(
+            " (on its CPU for only {} ms of them: the thread waited for a CPU another thread \
+             had, or blocked in a system call)",
+            cpu_ns / 1_000_000
+        )
+    } else {
+        String::new()
+    };
     tracing::warn!(
         shard,
         stalled_ms = ns / 1_000_000,
-        "reactor stall: shard {shard} did not yield for {} ms, running {what}{}",
+        on_cpu_ms = cpu_ns / 1_000_000,
+        "reactor stall: shard {shard} did not yield for {} ms, running {what}{on_cpu}{}",
         ns / 1_000_000,
         if missed > 0 {
             format!(" ({missed} more stall(s) since the last report)")
@@ -803,206 +819,4 @@ async fn commands(shared: Rc<Shared>) {
     }
     // Every client handle is gone: stop as if told to.
     shared.stop();
-}
-
-/// Answers `done` with `result`: an error at once, a success once what
-/// the core journaled so far is committed (at once on a node without
-/// storage); a failed commit answers with `storage_error`.
-fn answer_when_durable<T: Send + 'static, E: Send + 'static>(
-    shared: &Shared,
-    core: &ShardCore,
-    result: Result<T, E>,
-    done: flume::Sender<Result<T, E>>,
-    storage_error: fn(String) -> E,
-) {
-    match (&shared.storage, result) {
-        (Some(storage), Ok(value)) => storage.ack_after(
-            core.journal_position(),
-            Box::new(move |committed| {
-                let _ = done.send(
-                    committed
-                        .map(|()| value)
-                        .map_err(|e| storage_error(e.to_string())),
-                );
-            }),
-        ),
-        (_, result) => {
-            let _ = done.send(result);
-        }
-    }
-}
-
-fn serve(shared: &Shared, cmd: Command) {
-    let mut core = shared.core.borrow_mut();
-    match cmd {
-        Command::Register { id, factory, done } => {
-            let _ = done.send(core.register(id, factory()));
-        }
-        Command::Unregister { id, done } => {
-            let result = core.unregister(&id);
-            answer_when_durable(shared, &core, result, done, RegisterError::Storage);
-        }
-        Command::Deploy { record, done } => {
-            let name = record.name.clone();
-            let built = shared
-                .kinds
-                .build(&record)
-                .map_err(|reason| DeployError::Build { name, reason })
-                .and_then(|agent| core.deploy(record, agent).map_err(DeployError::Register));
-            answer_when_durable(shared, &core, built, done, DeployError::Storage);
-        }
-        Command::RegisterMany { agents, done } => {
-            let results = agents
-                .into_iter()
-                .map(|(id, factory)| core.register(id, factory()))
-                .collect();
-            let _ = done.send(results);
-        }
-        Command::DeployMany { records, done } => {
-            let results: Vec<Result<(), DeployError>> = records
-                .into_iter()
-                .map(|record| {
-                    let name = record.name.clone();
-                    shared
-                        .kinds
-                        .build(&record)
-                        .map_err(|reason| DeployError::Build { name, reason })
-                        .and_then(|agent| core.deploy(record, agent).map_err(DeployError::Register))
-                })
-                .collect();
-            match &shared.storage {
-                Some(storage) if results.iter().any(Result::is_ok) => storage.ack_after(
-                    core.journal_position(),
-                    Box::new(move |committed| {
-                        let results = match committed {
-                            Ok(()) => results,
-                            Err(e) => results
-                                .into_iter()
-                                .map(|r| r.and(Err(DeployError::Storage(e.to_string()))))
-                                .collect(),
-                        };
-                        let _ = done.send(results);
-                    }),
-                ),
-                _ => {
-                    let _ = done.send(results);
-                }
-            }
-        }
-        Command::SendDurable {
-            to,
-            payload,
-            opts,
-            dedup,
-            done,
-        } => {
-            if let Some(reason) = shared.storage.as_ref().and_then(ShardStorage::failure) {
-                let _ = done.send(Err(DurableError::Storage(reason.to_string())));
-                return;
-            }
-            let receipt = core
-                .admit_durable(to, payload, opts, dedup)
-                .map(|admitted| match admitted {
-                    DurableAdmission::Accepted(id) => DurableReceipt {
-                        id: Some(id),
-                        duplicate: false,
-                    },
-                    DurableAdmission::Duplicate => DurableReceipt {
-                        id: None,
-                        duplicate: true,
-                    },
-                })
-                .map_err(DurableError::Rejected);
-            answer_when_durable(shared, &core, receipt, done, DurableError::Storage);
-        }
-        Command::Send {
-            to,
-            payload,
-            opts,
-            done,
-        } => {
-            let _ = done.send(core.admit_client(to, payload, opts));
-        }
-        Command::Call {
-            to,
-            payload,
-            opts,
-            timeout,
-            done,
-        } => {
-            let waiter = Box::new(move |r| {
-                let _ = done.send(r);
-            });
-            let _ = core.admit_client_call(to, payload, opts, timeout, waiter);
-        }
-        Command::Stats { done } => {
-            drop(core);
-            let _ = done.send(shared.stats());
-        }
-        Command::Redeploy { record, done } => {
-            let result = core.redeploy(record).map_err(DeployError::Register);
-            answer_when_durable(shared, &core, result, done, DeployError::Storage);
-        }
-        Command::SetStopped { id, stopped, done } => {
-            let _ = done.send(core.set_stopped(&id, stopped));
-        }
-        Command::ListAgents { done } => {
-            let _ = done.send(core.list_agents());
-        }
-        Command::DeployPattern { record, done } => {
-            let name = record.name.clone();
-            let result = shared
-                .wasm
-                .add_pattern(&record)
-                .map(|()| core.log_definition(record))
-                .map_err(|reason| DeployError::Build { name, reason });
-            answer_when_durable(shared, &core, result, done, DeployError::Storage);
-        }
-        Command::UndeployPattern { pattern, done } => {
-            let removed = shared.wasm.remove_pattern(&pattern);
-            if removed {
-                core.drop_definition(&pattern);
-            }
-            answer_when_durable(shared, &core, Ok(removed), done, DeployError::Storage);
-        }
-        Command::WasmStats { done } => {
-            let _ = done.send(shared.wasm.stats());
-        }
-        Command::Metrics { done } => {
-            drop(core);
-            let _ = done.send(crate::metrics::collect::collect(shared));
-        }
-        Command::NameSlots { slots, done } => {
-            let names = slots
-                .into_iter()
-                .filter_map(|slot| Some((slot, core.slot_name(slot)?.to_string())))
-                .collect();
-            let fullest_mailbox = core
-                .fullest_mailbox()
-                .map(|(id, n)| (id.to_string(), n as u64));
-            let _ = done.send(crate::profile::ShardNames {
-                names,
-                fullest_mailbox,
-            });
-        }
-        Command::Probe { done } => {
-            let s = core.counters();
-            let _ = done.send(Probe {
-                idle: core.is_idle() && shared.in_flight.get() == 0,
-                cross_out: s.cross_shard_out,
-                cross_in: s.cross_shard_in,
-            });
-        }
-        Command::Members { members } => {
-            drop(core);
-            if let Some(net) = &shared.net {
-                net.apply_members(shared, members);
-            }
-        }
-        Command::Drain => core.begin_drain(),
-        Command::Stop => {
-            drop(core);
-            shared.stop();
-        }
-    }
 }
