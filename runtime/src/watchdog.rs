@@ -76,6 +76,10 @@ pub(crate) struct ShardPulse {
     /// far less than the stall's length means the thread was off its CPU
     /// (another thread had it, or a blocking call), not running a task.
     pub last_stall_cpu_ns: AtomicU64,
+    /// Page faults the shard's thread took during the last counted stall
+    /// (from when it was seen): first-touch memory is CPU time in the
+    /// kernel, which a stall on its CPU may be made of.
+    pub last_stall_faults: AtomicU64,
 }
 
 impl ShardPulse {
@@ -146,6 +150,20 @@ struct StallSeen {
     activity: crate::profile::Activity,
     /// When it was seen and the thread's CPU time then.
     cpu_at_sight: Option<(Instant, u64)>,
+    /// The thread's page faults (minor + major) when it was seen.
+    faults_at_sight: Option<u64>,
+}
+
+/// Page faults (minor + major) the thread `tid` of this process took so
+/// far, from `/proc/self/task/TID/stat`.
+fn thread_faults(tid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
+    // Fields after the last ')' start at field 3 (state): minflt is field
+    // 10, majflt field 12.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let minor: u64 = fields.get(7)?.parse().ok()?;
+    let major: u64 = fields.get(9)?.parse().ok()?;
+    Some(minor + major)
 }
 
 /// What the watchdog knows of one shard between checks.
@@ -225,8 +243,17 @@ impl Watchdog {
                                 running,
                                 activity,
                                 cpu_at_sight: cpu_then,
+                                faults_at_sight,
                             }) = w.stalled_since.take()
                             {
+                                let faults = match (
+                                    faults_at_sight,
+                                    thread_faults(pulse.tid.load(Ordering::Relaxed)),
+                                ) {
+                                    (Some(then), Some(now)) => now.saturating_sub(then),
+                                    _ => 0,
+                                };
+                                pulse.last_stall_faults.store(faults, Ordering::Relaxed);
                                 let ns = now.duration_since(since).as_nanos() as u64;
                                 // The thread's CPU clock is read from when the
                                 // stall was seen; its share of that window
@@ -272,6 +299,7 @@ impl Watchdog {
                                     cpu_at_sight: cpu_clocks[i]
                                         .and_then(cpu_time_ns)
                                         .map(|cpu| (now, cpu)),
+                                    faults_at_sight: thread_faults(tid),
                                 });
                                 continue;
                             }

@@ -731,10 +731,17 @@ fn report_stalls(shared: &Shared, reported: &mut u64) {
     } else {
         String::new()
     };
+    let faults = pulse.last_stall_faults.load(Ordering::Relaxed);
+    let on_cpu = if faults > 0 {
+        format!("{on_cpu} ({faults} page faults while it was seen)")
+    } else {
+        on_cpu
+    };
     tracing::warn!(
         shard,
         stalled_ms = ns / 1_000_000,
         on_cpu_ms = cpu_ns / 1_000_000,
+        page_faults = faults,
         "reactor stall: shard {shard} did not yield for {} ms, running {what}{on_cpu}{}",
         ns / 1_000_000,
         if missed > 0 {
