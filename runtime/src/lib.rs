@@ -42,6 +42,7 @@ pub mod protocol;
 mod shard_runtime;
 mod shard_storage;
 mod signal;
+mod thread_stat;
 pub mod topology;
 mod wasm_agents;
 mod watchdog;

@@ -27,6 +27,8 @@ pub enum Protocol {
 pub struct PortUse {
     /// What the socket is for, with the key it comes from.
     pub purpose: String,
+    /// The configuration key that places it.
+    pub key: &'static str,
     /// Its protocol.
     pub protocol: Protocol,
     /// Its address (port 0: any free port, never a collision).
@@ -60,11 +62,13 @@ pub fn layout(config: &NodeConfig, shards: usize) -> Result<Vec<PortUse>, Config
     if let Some(listen) = config.network.listen_addr()? {
         uses.push(PortUse {
             purpose: "client connections (network.listen)".into(),
+            key: "network.listen",
             protocol: Protocol::Tcp,
             addr: listen,
         });
         uses.push(PortUse {
             purpose: "membership gossip (network.listen)".into(),
+            key: "network.listen",
             protocol: Protocol::Udp,
             addr: listen,
         });
@@ -80,6 +84,7 @@ pub fn layout(config: &NodeConfig, shards: usize) -> Result<Vec<PortUse>, Config
             })?;
             uses.push(PortUse {
                 purpose: format!("node links of shard {shard} (network.listen port + 1 + {shard})"),
+                key: "network.listen",
                 protocol: Protocol::Tcp,
                 addr: SocketAddr::new(listen.ip(), port),
             });
@@ -88,6 +93,7 @@ pub fn layout(config: &NodeConfig, shards: usize) -> Result<Vec<PortUse>, Config
     if let Some(metrics) = config.metrics.listen_addr()? {
         uses.push(PortUse {
             purpose: "the metrics endpoint (metrics.listen)".into(),
+            key: "metrics.listen",
             protocol: Protocol::Tcp,
             addr: metrics,
         });
@@ -120,13 +126,8 @@ pub fn check(config: &NodeConfig, shards: usize) -> Result<Vec<PortUse>, ConfigE
     let uses = layout(config, shards)?;
     for (i, a) in uses.iter().enumerate() {
         if let Some(b) = uses[i + 1..].iter().find(|b| collide(a, b)) {
-            let key = if b.purpose.contains("metrics.listen") {
-                "metrics.listen"
-            } else {
-                "network.listen"
-            };
             return Err(ConfigError::Invalid {
-                key,
+                key: b.key,
                 problem: format!(
                     "collides with the node's own sockets: {} would take {} \
                      that {} already takes (move one of them)",

@@ -30,6 +30,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::metrics::stalls::ReactorCounters;
+use crate::thread_stat::ThreadStat;
 
 const CHECK_EVERY: Duration = Duration::from_millis(10);
 /// Checks without a pulse before a nudge.
@@ -95,7 +96,7 @@ impl ShardPulse {
 /// or blocked in any system call but the reactor's own sleep
 /// (`io_uring_enter`), e.g. a task that calls fsync or sleeps on the
 /// reactor.
-pub(crate) fn thread_is_busy(tid: i32) -> bool {
+fn thread_is_busy(tid: i32) -> bool {
     // "running", or the number of the system call it is blocked in.
     if let Ok(syscall) = std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall")) {
         let first = syscall.split_whitespace().next().unwrap_or("");
@@ -104,13 +105,8 @@ pub(crate) fn thread_is_busy(tid: i32) -> bool {
             Err(_) => first == "running",
         };
     }
-    // Without that file: "tid (comm) S ...", the state after the last ')'.
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")) else {
-        return false;
-    };
-    stat.rsplit_once(')')
-        .and_then(|(_, rest)| rest.trim_start().chars().next())
-        == Some('R')
+    // Without that file: the state in its stat line.
+    ThreadStat::read(tid).is_some_and(|s| s.state == 'R')
 }
 
 /// The CPU-time clock of a thread of this process.
@@ -152,18 +148,6 @@ struct StallSeen {
     cpu_at_sight: Option<(Instant, u64)>,
     /// The thread's page faults (minor + major) when it was seen.
     faults_at_sight: Option<u64>,
-}
-
-/// Page faults (minor + major) the thread `tid` of this process took so
-/// far, from `/proc/self/task/TID/stat`.
-fn thread_faults(tid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
-    // Fields after the last ')' start at field 3 (state): minflt is field
-    // 10, majflt field 12.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let minor: u64 = fields.get(7)?.parse().ok()?;
-    let major: u64 = fields.get(9)?.parse().ok()?;
-    Some(minor + major)
 }
 
 /// What the watchdog knows of one shard between checks.
@@ -248,7 +232,8 @@ impl Watchdog {
                             {
                                 let faults = match (
                                     faults_at_sight,
-                                    thread_faults(pulse.tid.load(Ordering::Relaxed)),
+                                    ThreadStat::read(pulse.tid.load(Ordering::Relaxed))
+                                        .map(|s| s.faults),
                                 ) {
                                     (Some(then), Some(now)) => now.saturating_sub(then),
                                     _ => 0,
@@ -299,7 +284,7 @@ impl Watchdog {
                                     cpu_at_sight: cpu_clocks[i]
                                         .and_then(cpu_time_ns)
                                         .map(|cpu| (now, cpu)),
-                                    faults_at_sight: thread_faults(tid),
+                                    faults_at_sight: ThreadStat::read(tid).map(|s| s.faults),
                                 });
                                 continue;
                             }

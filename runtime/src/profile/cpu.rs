@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::Activity;
+use crate::thread_stat::ThreadStat;
 use crate::watchdog::ShardPulse;
 
 /// What one sample of one shard saw.
@@ -216,19 +217,6 @@ impl RawShard {
     }
 }
 
-/// A thread's state letter and its user + system CPU time in clock ticks,
-/// from `/proc/self/task/TID/stat`.
-fn thread_stat(tid: i32) -> Option<(char, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
-    // "tid (comm) S ppid ...": fields after the last ')' start at field 3.
-    let rest = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let state = fields.first()?.chars().next()?;
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some((state, utime + stime))
-}
-
 fn clock_ticks_per_second() -> f64 {
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
@@ -247,7 +235,7 @@ pub(crate) fn sample(pulses: &[Arc<ShardPulse>], duration: Duration, hz: u32) ->
         .collect();
     let ticks_at_start: Vec<u64> = tids
         .iter()
-        .map(|&t| thread_stat(t).map_or(0, |s| s.1))
+        .map(|&t| ThreadStat::read(t).map_or(0, |s| s.cpu_ticks))
         .collect();
     let mut raw: Vec<RawShard> = pulses.iter().map(|_| RawShard::default()).collect();
     let every = Duration::from_secs_f64(1.0 / f64::from(hz.clamp(1, 10_000)));
@@ -260,7 +248,7 @@ pub(crate) fn sample(pulses: &[Arc<ShardPulse>], duration: Duration, hz: u32) ->
             // never as an agent that is no longer running.
             let activity = pulse.activity.get();
             let slot = pulse.running.load(Ordering::Relaxed);
-            let on_cpu = thread_stat(tid).is_some_and(|(state, _)| state == 'R');
+            let on_cpu = ThreadStat::read(tid).is_some_and(|s| s.state == 'R');
             *shard
                 .seen
                 .entry(classify(on_cpu, activity, slot))
@@ -279,7 +267,7 @@ pub(crate) fn sample(pulses: &[Arc<ShardPulse>], duration: Duration, hz: u32) ->
     }
     let per_tick = 1.0 / clock_ticks_per_second();
     for ((shard, &tid), start_ticks) in raw.iter_mut().zip(&tids).zip(ticks_at_start) {
-        let end = thread_stat(tid).map_or(start_ticks, |s| s.1);
+        let end = ThreadStat::read(tid).map_or(start_ticks, |s| s.cpu_ticks);
         shard.cpu_seconds = end.saturating_sub(start_ticks) as f64 * per_tick;
     }
     raw
@@ -331,13 +319,5 @@ mod tests {
         assert_eq!(profile.top_agents()[0], ("slow", 1, 0.6));
         assert!(profile.folded().contains("shard_1;agent_slow 6\n"));
         assert!(profile.render().contains("agent slow"));
-    }
-
-    #[test]
-    fn this_threads_stat_is_read() {
-        // SAFETY: gettid has no preconditions.
-        let tid = unsafe { libc::gettid() };
-        let (state, _) = thread_stat(tid).unwrap();
-        assert_eq!(state, 'R');
     }
 }

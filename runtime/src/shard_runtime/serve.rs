@@ -32,6 +32,21 @@ fn answer_when_durable<T: Send + 'static, E: Send + 'static>(
     }
 }
 
+/// Builds the agent `record` describes and deploys it (journaled: the
+/// caller answers once that is committed).
+fn deploy_record(
+    shared: &Shared,
+    core: &mut ShardCore,
+    record: AgentRecord,
+) -> Result<(), DeployError> {
+    let name = record.name.clone();
+    let agent = shared
+        .kinds
+        .build(&record)
+        .map_err(|reason| DeployError::Build { name, reason })?;
+    core.deploy(record, agent).map_err(DeployError::Register)
+}
+
 pub(super) fn serve(shared: &Shared, cmd: Command) {
     let mut core = shared.core.borrow_mut();
     match cmd {
@@ -43,12 +58,7 @@ pub(super) fn serve(shared: &Shared, cmd: Command) {
             answer_when_durable(shared, &core, result, done, RegisterError::Storage);
         }
         Command::Deploy { record, done } => {
-            let name = record.name.clone();
-            let built = shared
-                .kinds
-                .build(&record)
-                .map_err(|reason| DeployError::Build { name, reason })
-                .and_then(|agent| core.deploy(record, agent).map_err(DeployError::Register));
+            let built = deploy_record(shared, &mut core, record);
             answer_when_durable(shared, &core, built, done, DeployError::Storage);
         }
         Command::RegisterMany { agents, done } => {
@@ -61,14 +71,7 @@ pub(super) fn serve(shared: &Shared, cmd: Command) {
         Command::DeployMany { records, done } => {
             let results: Vec<Result<(), DeployError>> = records
                 .into_iter()
-                .map(|record| {
-                    let name = record.name.clone();
-                    shared
-                        .kinds
-                        .build(&record)
-                        .map_err(|reason| DeployError::Build { name, reason })
-                        .and_then(|agent| core.deploy(record, agent).map_err(DeployError::Register))
-                })
+                .map(|record| deploy_record(shared, &mut core, record))
                 .collect();
             match &shared.storage {
                 Some(storage) if results.iter().any(Result::is_ok) => storage.ack_after(
