@@ -342,6 +342,10 @@ pub struct QueueSection {
     pub client_channel_capacity: usize,
     /// Pending calls per shard.
     pub max_pending_calls: usize,
+    /// Pending calls one agent may have (of the shard's).
+    pub max_pending_calls_per_agent: usize,
+    /// Payload bytes one agent's mailbox holds (besides its message count).
+    pub mailbox_max_bytes: usize,
     /// Messages per agent turn.
     pub agent_batch: usize,
     /// Messages per dispatcher turn.
@@ -388,6 +392,8 @@ impl Default for QueueSection {
             mesh_channel_capacity: 256,
             client_channel_capacity: 4096,
             max_pending_calls: 65536,
+            max_pending_calls_per_agent: 4096,
+            mailbox_max_bytes: 16 << 20,
             agent_batch: 32,
             dispatch_budget: 512,
             intake_limit: 8192,
@@ -559,6 +565,11 @@ impl NodeConfig {
                 self.queues.client_channel_capacity,
             ),
             ("queues.max_pending_calls", self.queues.max_pending_calls),
+            (
+                "queues.max_pending_calls_per_agent",
+                self.queues.max_pending_calls_per_agent,
+            ),
+            ("queues.mailbox_max_bytes", self.queues.mailbox_max_bytes),
             ("queues.agent_batch", self.queues.agent_batch),
             ("queues.dispatch_budget", self.queues.dispatch_budget),
             ("queues.intake_limit", self.queues.intake_limit),

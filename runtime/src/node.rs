@@ -314,6 +314,8 @@ impl NodeBuilder {
                 mailbox_capacity: q.mailbox_capacity,
                 outbox_capacity: q.outbox_capacity,
                 max_pending_calls: q.max_pending_calls,
+                max_pending_calls_per_agent: q.max_pending_calls_per_agent,
+                mailbox_max_bytes: q.mailbox_max_bytes,
                 agent_batch: q.agent_batch,
                 journal: config.storage.durability.is_persistent(),
                 output_commit: config.storage.output_commit,

@@ -273,6 +273,20 @@ impl Context<'_> {
         if let Some(cur) = &mut self.current {
             cur.failed = Some(reason);
         }
+        self.core.undo_state(self.slot, self.me);
+    }
+
+    /// From now until this message is handled, the state writes of this
+    /// agent are undone if the message fails ([`Self::fail`]): a failed
+    /// message leaves no state behind. The WebAssembly host asks for it.
+    pub fn undo_state_on_failure(&mut self) {
+        let undo = self.core.state_undo.get_or_insert_with(Vec::new);
+        undo.clear();
+    }
+
+    /// Bytes of this agent's state (keys and values).
+    pub fn state_bytes(&self) -> usize {
+        self.core.agent_state_bytes(self.slot)
     }
 
     /// Ends this agent's turn after the current message: other ready agents
@@ -281,6 +295,16 @@ impl Context<'_> {
     /// every message cannot take several budgets in a row.
     pub fn end_turn(&mut self) {
         self.core.end_turn = true;
+    }
+
+    /// Ends this agent's turn and the shard's run of agents: the shard's
+    /// other work (client commands, sockets, timers) goes before any other
+    /// agent's turn. The WebAssembly host calls it after a handler that ran
+    /// long, so that agents that are slow on every message cannot keep a
+    /// shard from its commands.
+    pub fn yield_shard(&mut self) {
+        self.core.end_turn = true;
+        self.core.yield_requested = true;
     }
 
     /// True when the message being handled is a call that has not been

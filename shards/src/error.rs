@@ -42,11 +42,14 @@ pub enum Rejection {
     /// shard retries its commits and takes such requests again once one
     /// succeeds.
     StorageUnavailable,
+    /// A WebAssembly agent's state write would pass its state quota
+    /// (`max_state_bytes`) or its key is longer than `max_key_bytes`.
+    StateQuota,
 }
 
 impl Rejection {
     /// Every reason, in a stable order (used for per-reason counters).
-    pub const ALL: [Rejection; 16] = [
+    pub const ALL: [Rejection; 17] = [
         Self::QueueFull,
         Self::NoSuchAgent,
         Self::Expired,
@@ -63,6 +66,7 @@ impl Rejection {
         Self::AgentStopped,
         Self::NodeDown,
         Self::StorageUnavailable,
+        Self::StateQuota,
     ];
 
     /// Stable snake_case name, as used in metrics and on the wire.
@@ -84,6 +88,7 @@ impl Rejection {
             Self::AgentStopped => "agent_stopped",
             Self::NodeDown => "node_down",
             Self::StorageUnavailable => "storage_unavailable",
+            Self::StateQuota => "state_quota",
         }
     }
 
@@ -117,6 +122,7 @@ impl Rejection {
             Self::AgentStopped => 13,
             Self::NodeDown => 14,
             Self::StorageUnavailable => 15,
+            Self::StateQuota => 16,
         }
     }
 
@@ -152,6 +158,7 @@ impl Rejection {
                 | Self::TimeLimit
                 | Self::AgentTrapped
                 | Self::TooLarge
+                | Self::StateQuota
         )
     }
 }
@@ -177,6 +184,7 @@ impl fmt::Display for Rejection {
             Self::StorageUnavailable => {
                 "the shard's storage is unavailable (a commit failed); the outcome is not known to be durable"
             }
+            Self::StateQuota => "the agent's state write is over its state quota or key length limit",
         })
     }
 }

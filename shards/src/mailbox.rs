@@ -7,7 +7,10 @@
 //! the answer to something that was acknowledged. An optional headroom above
 //! the bound is kept for [`Priority::High`] and [`Priority::Critical`]
 //! messages, so that urgent mail still gets in when ordinary mail filled the
-//! mailbox.
+//! mailbox. Ordinary messages are bounded by their payload bytes as well
+//! (a thousand 1 MiB messages are not "a thousand messages" to the host's
+//! memory); an empty mailbox always takes one message, however large, so a
+//! bound below the largest payload cannot shut an agent out.
 
 use std::collections::VecDeque;
 
@@ -30,6 +33,9 @@ pub struct Mailbox {
     bounded_len: usize,
     capacity: usize,
     urgent_headroom: usize,
+    /// Payload bytes of the ordinary messages waiting, and their bound.
+    bounded_bytes: usize,
+    max_bytes: usize,
 }
 
 impl Mailbox {
@@ -57,7 +63,27 @@ impl Mailbox {
             bounded_len: 0,
             capacity,
             urgent_headroom,
+            bounded_bytes: 0,
+            max_bytes: usize::MAX,
         }
+    }
+
+    /// The same mailbox, also refusing ordinary messages once their
+    /// payloads waiting would pass `max_bytes`.
+    ///
+    /// ```
+    /// use quire_shards::{Mailbox, Priority};
+    /// # use quire_shards::testing::envelope_to;
+    /// let big = |p| { let mut e = envelope_to("a", p); e.payload = vec![0; 600].into(); e };
+    /// let mut mb = Mailbox::new(10).with_byte_limit(1000);
+    /// mb.push(big(Priority::Normal)).unwrap();
+    /// assert!(mb.push(big(Priority::Normal)).is_err()); // 1200 bytes > 1000
+    /// mb.pop().unwrap();
+    /// mb.push(big(Priority::Normal)).unwrap();
+    /// ```
+    pub fn with_byte_limit(mut self, max_bytes: usize) -> Self {
+        self.max_bytes = max_bytes;
+        self
     }
 
     /// Queues a message; a full mailbox hands it back untouched so that the
@@ -74,7 +100,12 @@ impl Mailbox {
             {
                 return Err(env);
             }
+            let bytes = env.payload.len();
+            if self.bounded_len > 0 && self.bounded_bytes + bytes > self.max_bytes {
+                return Err(env);
+            }
             self.bounded_len += 1;
+            self.bounded_bytes += bytes;
         }
         self.classes[env.priority.index()].push_back(env);
         Ok(())
@@ -85,6 +116,7 @@ impl Mailbox {
     pub fn push_unbounded(&mut self, env: Envelope) {
         if !env.kind.is_control() {
             self.bounded_len += 1;
+            self.bounded_bytes += env.payload.len();
         }
         self.classes[env.priority.index()].push_back(env);
     }
@@ -95,6 +127,7 @@ impl Mailbox {
         let env = self.classes.iter_mut().find_map(VecDeque::pop_front)?;
         if !env.kind.is_control() {
             self.bounded_len -= 1;
+            self.bounded_bytes -= env.payload.len();
         }
         Some(env)
     }
@@ -107,6 +140,11 @@ impl Mailbox {
     /// True when nothing waits.
     pub fn is_empty(&self) -> bool {
         self.classes.iter().all(VecDeque::is_empty)
+    }
+
+    /// Payload bytes of the ordinary messages waiting.
+    pub fn bytes(&self) -> usize {
+        self.bounded_bytes
     }
 
     /// The bound on ordinary messages.
@@ -122,6 +160,7 @@ impl Mailbox {
     /// Empties the mailbox (for shutdown or removal), highest class first.
     pub fn drain(&mut self) -> impl Iterator<Item = Envelope> + '_ {
         self.bounded_len = 0;
+        self.bounded_bytes = 0;
         self.classes.iter_mut().flat_map(|q| q.drain(..))
     }
 }

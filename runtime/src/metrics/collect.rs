@@ -234,6 +234,11 @@ pub(crate) fn collect(shared: &Shared) -> ShardMetrics {
             "WebAssembly agents quarantined.",
             wasm.quarantines,
         ),
+        (
+            "quire_wasm_preemptions_total",
+            "WebAssembly handlers stopped while running, over their time limit.",
+            wasm.preemptions,
+        ),
     ] {
         samples.push(counter(name, help, value));
     }

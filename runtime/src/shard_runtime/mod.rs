@@ -570,10 +570,12 @@ async fn dispatcher(
         let activity = &shared.pulse.activity;
         activity.set(Activity::Intake);
         let mut progress = shared.take_inbound(intake_limit).await;
+        let yield_asked;
         {
             let mut core = shared.core.borrow_mut();
             activity.set(Activity::Agents);
             progress += core.run(budget);
+            yield_asked = core.take_yield_request();
             // A busy shard keeps its timers itself; the timer task only
             // covers a parked one.
             activity.set(Activity::Timers);
@@ -589,8 +591,9 @@ async fn dispatcher(
         if shared.core.borrow_mut().take_timer_rearm() {
             shared.timer.notify();
         }
-        if shared.io_pending.replace(false) {
-            // Connection writers and links were woken: let them write now.
+        if shared.io_pending.replace(false) || yield_asked {
+            // Connection writers and links were woken, or an agent ran long
+            // (the command task may be waiting): let them run now.
             future::yield_now().await;
         }
         if progress > 0 {

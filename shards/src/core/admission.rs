@@ -164,6 +164,11 @@ impl ShardCore {
             return self.route_ordinary(env).map_err(|(r, _)| r);
         };
         self.check_pending_room()?;
+        if self.slots[caller_slot].calls_waiting >= self.cfg.max_pending_calls_per_agent {
+            self.stats.sent += 1;
+            self.stats.reject(Rejection::TooManyPendingCalls);
+            return Err(Rejection::TooManyPendingCalls);
+        }
         let id = env.id;
         let links_before = self.stats.cross_node_out;
         self.route_ordinary(env).map_err(|(r, _)| r)?;
@@ -176,6 +181,7 @@ impl ShardCore {
             .is_multiple_of(LATENCY_SAMPLE_EVERY)
             .then(Instant::now);
         let caller_generation = self.slots[caller_slot].generation;
+        self.slots[caller_slot].calls_waiting += 1;
         self.pending_calls.insert(
             id,
             PendingCall {

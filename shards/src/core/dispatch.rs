@@ -17,7 +17,10 @@ impl ShardCore {
     }
 
     /// Lets ready agents handle up to about `budget` messages (an agent's turn
-    /// is not cut short). Returns how many were handled or rejected.
+    /// is not cut short). Returns how many were handled or rejected. It
+    /// returns early, whatever the budget, after the turn of an agent that
+    /// asked its shard to yield ([`crate::Context::yield_shard`]: a handler
+    /// that ran long): call it again while [`Self::has_ready`].
     pub fn run(&mut self, budget: usize) -> usize {
         self.turn_clock = Instant::now();
         let mut done = 0;
@@ -64,6 +67,7 @@ impl ShardCore {
                 }
             }
             done += turn;
+            let yield_now = self.yield_requested;
             if let Some(probe) = &self.running {
                 probe.store(0, std::sync::atomic::Ordering::Relaxed);
             }
@@ -86,8 +90,17 @@ impl ShardCore {
                     self.free_slots.push(idx);
                 }
             }
+            if yield_now {
+                break;
+            }
         }
         done
+    }
+
+    /// True once if an agent asked its shard to let its other tasks run
+    /// (see [`crate::Context::yield_shard`]); `run` returned early for it.
+    pub fn take_yield_request(&mut self) -> bool {
+        std::mem::take(&mut self.yield_requested)
     }
 
     /// True when some agent has messages waiting.
@@ -150,6 +163,7 @@ impl ShardCore {
                 let panicked =
                     catch_unwind(AssertUnwindSafe(|| agent.handle(&mut ctx, env))).is_err();
                 let current = ctx.current.take().expect("current message is kept");
+                self.state_undo = None;
                 if let Some(started) = timed {
                     self.stats.handle_ns.saturating_record(elapsed_ns(started));
                 }
@@ -205,6 +219,7 @@ impl ShardCore {
                     }
                     Kind::Send | Kind::Call => unreachable!("ordinary kinds are handled above"),
                 }));
+                self.state_undo = None;
                 if outcome.is_err() {
                     self.stats.agent_panics += 1;
                 }

@@ -76,19 +76,59 @@ impl ShardCore {
                 value: value.clone(),
             });
         }
-        s.state.insert(key.into_boxed_slice(), value);
+        let key = key.into_boxed_slice();
+        let key_len = key.len();
+        let added = key_len + value.len();
+        let undo_key = self.state_undo.is_some().then(|| key.clone());
+        let old = s.state.insert(key, value);
+        s.state_bytes += added;
+        if let Some(old) = &old {
+            s.state_bytes -= key_len + old.len();
+        }
+        if let (Some(undo), Some(key)) = (&mut self.state_undo, undo_key) {
+            undo.push((key, old));
+        }
     }
 
     pub(crate) fn state_delete(&mut self, slot: usize, me: &AgentId, key: &[u8]) -> bool {
         let s = &mut self.slots[slot];
-        let existed = s.state.remove(key).is_some();
-        if existed && s.persistent {
-            self.journal.log(Mutation::DeleteState {
-                agent: me.as_str().to_string(),
-                key: key.to_vec(),
-            });
+        let old = s.state.remove(key);
+        let existed = old.is_some();
+        if let Some(value) = &old {
+            s.state_bytes -= key.len() + value.len();
+            if s.persistent {
+                self.journal.log(Mutation::DeleteState {
+                    agent: me.as_str().to_string(),
+                    key: key.to_vec(),
+                });
+            }
+        }
+        if let (Some(undo), true) = (&mut self.state_undo, existed) {
+            undo.push((key.into(), old));
         }
         existed
+    }
+
+    /// Bytes of one agent's state.
+    pub(crate) fn agent_state_bytes(&self, slot: usize) -> usize {
+        self.slots[slot].state_bytes
+    }
+
+    /// Puts back what the failed message's writes replaced (newest first),
+    /// journaled like any write, so that a failed message leaves no state.
+    pub(crate) fn undo_state(&mut self, slot: usize, me: &AgentId) {
+        let Some(mut undo) = self.state_undo.take() else {
+            return;
+        };
+        while let Some((key, old)) = undo.pop() {
+            match old {
+                Some(value) => self.state_put(slot, me, key.into_vec(), value),
+                None => {
+                    self.state_delete(slot, me, &key);
+                }
+            }
+        }
+        self.state_undo = Some(undo);
     }
 
     /// Bytes of state values held by this shard's agents.

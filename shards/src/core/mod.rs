@@ -63,6 +63,11 @@ pub struct ShardConfig {
     pub outbox_capacity: usize,
     /// Calls (agents' and clients') waiting for replies on this shard.
     pub max_pending_calls: usize,
+    /// Calls one agent may have waiting for replies: one agent cannot take
+    /// the whole shard's table from the others and its clients.
+    pub max_pending_calls_per_agent: usize,
+    /// Payload bytes of ordinary messages one agent's mailbox holds.
+    pub mailbox_max_bytes: usize,
     /// Messages an agent handles in one turn before others get theirs.
     pub agent_batch: usize,
     /// Journal deployments, agent state and durable messages for a storage
@@ -91,6 +96,8 @@ impl ShardConfig {
             mailbox_capacity: 1024,
             outbox_capacity: 16 * 1024,
             max_pending_calls: 64 * 1024,
+            max_pending_calls_per_agent: 4096,
+            mailbox_max_bytes: 16 << 20,
             agent_batch: 32,
             journal: false,
             output_commit: true,
@@ -236,6 +243,10 @@ struct Slot {
     /// The agent's key-value state, kept here so that reads never wait on
     /// the disk; journaled writes make it durable.
     state: KeyValues,
+    /// Calls this agent made that wait for their answers.
+    calls_waiting: usize,
+    /// Bytes of its state (keys and values).
+    state_bytes: usize,
 }
 
 /// One agent's key-value state.
@@ -306,6 +317,13 @@ pub struct ShardCore {
     /// Set by [`Context::end_turn`]: the running agent's turn ends after
     /// its current message.
     pub(crate) end_turn: bool,
+    /// Set by [`Context::yield_shard`]: [`ShardCore::run`] returns after
+    /// the current turn, so the shard's other tasks get their turn.
+    pub(crate) yield_requested: bool,
+    /// While an agent that asked for it handles a message
+    /// ([`Context::undo_state_on_failure`]): the state entries its writes
+    /// replaced, to put back if the message fails.
+    pub(crate) state_undo: Option<Vec<(Box<[u8]>, Option<Bytes>)>>,
     /// Where the slot of the agent whose turn it is (plus one; 0: none) is
     /// published for another thread (a watchdog naming what a stalled shard
     /// was running).
@@ -348,6 +366,8 @@ impl ShardCore {
             remote: None,
             link_outboxes: Vec::new(),
             end_turn: false,
+            yield_requested: false,
+            state_undo: None,
             running: None,
         }
     }
@@ -389,6 +409,18 @@ impl ShardCore {
         s.agents = self.by_name.len() as u64;
         s.queued = self.queued as u64;
         s
+    }
+
+    /// Ends a pending call (answered or timed out): its entry, with its
+    /// caller's count of waiting calls lowered.
+    #[inline(always)]
+    fn take_pending_call(&mut self, call: MessageId) -> Option<PendingCall> {
+        let pending = self.pending_calls.remove(&call)?;
+        let caller = &mut self.slots[pending.caller_slot];
+        if caller.generation == pending.caller_generation {
+            caller.calls_waiting = caller.calls_waiting.saturating_sub(1);
+        }
+        Some(pending)
     }
 
     /// Calls waiting for replies (agents' and clients').
@@ -460,6 +492,9 @@ impl ShardCore {
         }
         self.queued = 0;
         self.pending_calls.clear();
+        for slot in &mut self.slots {
+            slot.calls_waiting = 0;
+        }
         self.call_timeouts.clear();
         self.timers.clear();
         self.timeouts_in_timers = 0;

@@ -24,13 +24,16 @@ impl ShardCore {
             id: Some(id.clone()),
             generation: 0,
             agent: Some(agent),
-            mailbox: Mailbox::with_headroom(self.cfg.mailbox_capacity, self.cfg.urgent_headroom),
+            mailbox: Mailbox::with_headroom(self.cfg.mailbox_capacity, self.cfg.urgent_headroom)
+                .with_byte_limit(self.cfg.mailbox_max_bytes),
             scheduled: false,
             express: false,
             live: true,
             persistent: false,
             stopped: false,
             state: KeyValues::default(),
+            calls_waiting: 0,
+            state_bytes: 0,
         };
         let idx = match self.free_slots.pop() {
             Some(idx) => {
@@ -58,9 +61,17 @@ impl ShardCore {
         slot.live = false;
         slot.agent = None;
         slot.state = KeyValues::default();
+        slot.state_bytes = 0;
         if std::mem::take(&mut slot.persistent) {
             self.journal
                 .log(Mutation::DeleteAgent(id.as_str().to_string()));
+        }
+        if std::mem::take(&mut self.slots[idx].calls_waiting) > 0 {
+            // Its calls' answers have nobody to go to: free their entries
+            // now rather than when each times out.
+            let generation = self.slots[idx].generation;
+            self.pending_calls
+                .retain(|_, p| p.caller_slot != idx || p.caller_generation != generation);
         }
         let slot = &mut self.slots[idx];
         let waiting: Vec<Envelope> = slot.mailbox.drain().collect();
@@ -243,7 +254,11 @@ impl ShardCore {
         let Some(&idx) = self.by_name.get(id) else {
             return false;
         };
-        self.slots[idx].state.insert(key.into_boxed_slice(), value);
+        let slot = &mut self.slots[idx];
+        slot.state_bytes += key.len() + value.len();
+        if let Some(old) = slot.state.insert(key.into_boxed_slice(), value) {
+            slot.state_bytes -= old.len();
+        }
         true
     }
 

@@ -142,7 +142,7 @@ impl ShardCore {
             Kind::Reply | Kind::CallRejected(_) => {
                 let Some(pending) = env
                     .in_reply_to
-                    .and_then(|call| self.pending_calls.remove(&call))
+                    .and_then(|call| self.take_pending_call(call))
                 else {
                     // The call already timed out: its caller has its answer.
                     self.stats.late_replies += 1;

@@ -55,7 +55,7 @@ impl ShardCore {
     pub(super) fn time_out(&mut self, of: TimeoutOf) -> bool {
         match of {
             TimeoutOf::Agent(call) => {
-                let Some(p) = self.pending_calls.remove(&call) else {
+                let Some(p) = self.take_pending_call(call) else {
                     return false;
                 };
                 self.stats.call_timeouts += 1;

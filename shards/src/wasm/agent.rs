@@ -171,9 +171,11 @@ impl WasmAgent {
         } else {
             self.shard.touch(&self.activation);
         }
+        // A failed message leaves no state behind.
+        ctx.undo_state_on_failure();
         let mut live = self.activation.live.borrow_mut();
         let instance = live.as_mut().expect("activated above");
-        instance.deliver(ctx, ev, payload, &self.limits)
+        instance.deliver(ctx, ev, payload, &self.limits, self.shard.preemption())
     }
 
     /// A failure: the message fails with its reason, the instance is
@@ -217,6 +219,7 @@ impl WasmAgent {
 
     /// Hands an answer to a call to the instance that made it.
     fn answer(&mut self, ctx: &mut Context<'_>, call: MessageId, ev: Event, payload: &Bytes) {
+        ctx.undo_state_on_failure();
         if let Some(pos) = self
             .retiring
             .iter()
@@ -224,7 +227,7 @@ impl WasmAgent {
         {
             let old = &mut self.retiring[pos];
             old.outstanding_calls.remove(&call);
-            let result = old.deliver(ctx, ev, payload, &self.limits);
+            let result = old.deliver(ctx, ev, payload, &self.limits, self.shard.preemption());
             if result.is_err() || old.outstanding_calls.is_empty() {
                 self.retiring.swap_remove(pos);
             }
@@ -239,6 +242,12 @@ impl WasmAgent {
         if let Err(v) = self.deliver(ctx, ev, payload) {
             self.fail(ctx, v);
         }
+    }
+}
+
+impl Drop for WasmAgent {
+    fn drop(&mut self) {
+        self.shard.release_pool(&self.module, &self.limits);
     }
 }
 
@@ -323,6 +332,7 @@ impl Agent for WasmAgent {
             }
         }
         self.shard.want_pool(&module, &spec.limits);
+        self.shard.release_pool(&self.module, &self.limits);
         self.module = module;
         self.limits = spec.limits;
         self.supervision = spec.supervision;

@@ -7,10 +7,11 @@ use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use wasmer::{Function, FunctionEnv, FunctionEnvMut, Memory, MemoryView, Store};
+use wasmer::{Function, FunctionEnv, FunctionEnvMut, Global, Memory, MemoryView, Store, Value};
 
 use super::abi::{code, rejection_code};
 use super::instance::{id_to_guest, Violation};
+use super::limits::AgentLimits;
 use crate::agent::Context;
 use crate::agent_id::AgentId;
 use crate::envelope::MessageId;
@@ -24,13 +25,21 @@ type ContextCell = Rc<Cell<*mut Context<'static>>>;
 /// What the host functions of one instance share.
 pub(crate) struct HostEnv {
     pub memory: Option<Memory>,
+    /// The metering middleware's fuel left: host calls are charged by the
+    /// bytes they move, like the guest's own operators.
+    pub fuel: Option<Global>,
     /// The handler's context while an event is being delivered; null
     /// otherwise, so a host function called at any other time (from
     /// `quire_alloc`, say) finds no shard and answers `INVALID`.
     ctx: ContextCell,
-    pub max_message_bytes: u32,
+    /// The agent's limits (the payload, state and key bounds apply here).
+    pub limits: AgentLimits,
     violation: Option<Violation>,
     calls_made: Vec<MessageId>,
+    /// Log lines written while handling the current event.
+    log_lines: u32,
+    /// Log lines over [`MAX_LOG_LINES`] left out for the current event.
+    pub logs_dropped: u32,
 }
 
 // SAFETY: a HostEnv lives in its instance's Store, which is not Send: it is
@@ -38,14 +47,23 @@ pub(crate) struct HostEnv {
 unsafe impl Send for HostEnv {}
 
 impl HostEnv {
-    pub(crate) fn new(max_message_bytes: u32) -> Self {
+    pub(crate) fn new(limits: AgentLimits) -> Self {
         Self {
             memory: None,
             ctx: Rc::new(Cell::new(std::ptr::null_mut())),
-            max_message_bytes,
+            limits,
             violation: None,
             calls_made: Vec::new(),
+            fuel: None,
+            log_lines: 0,
+            logs_dropped: 0,
         }
+    }
+
+    /// Starts a new event's accounting.
+    pub(crate) fn begin_event(&mut self) {
+        self.log_lines = 0;
+        self.logs_dropped = 0;
     }
 
     pub(crate) fn take_violation(&mut self) -> Option<Violation> {
@@ -90,6 +108,24 @@ pub(crate) fn bind_context(
     let cell = env.as_mut(store).ctx.clone();
     cell.set((ctx as *mut Context<'_>).cast::<Context<'static>>());
     BoundContext(cell)
+}
+
+/// Bytes a host call moves per unit of fuel charged.
+const BYTES_PER_FUEL: u64 = 64;
+
+/// Charges the fuel for a host call moving `bytes`: a call that moves
+/// megabytes costs like the loop that would have copied them. Fuel that
+/// runs out here traps at the guest's next metered block.
+fn charge(fenv: &mut FunctionEnvMut<HostEnv>, bytes: i64) {
+    let cost = 1 + bytes.max(0) as u64 / BYTES_PER_FUEL;
+    let (env, mut store) = fenv.data_and_store_mut();
+    let Some(fuel) = env.fuel.clone() else {
+        return;
+    };
+    if let Value::I64(left) = fuel.get(&mut store) {
+        let left = (left as u64).saturating_sub(cost);
+        let _ = fuel.set(&mut store, Value::I64(left as i64));
+    }
 }
 
 /// Runs `f` with the instance's environment and a view of its memory
@@ -147,10 +183,10 @@ fn payload(
     len: i32,
     what: &str,
 ) -> Result<Bytes, i32> {
-    if len as i64 > i64::from(env.max_message_bytes) {
+    if len as i64 > i64::from(env.limits.max_message_bytes) {
         let detail = format!(
             "the agent's {what} of {len} bytes is over its limit of {} bytes",
-            env.max_message_bytes
+            env.limits.max_message_bytes
         );
         return Err(env.violate(Rejection::TooLarge, detail));
     }
@@ -158,6 +194,7 @@ fn payload(
 }
 
 fn send(mut fenv: FunctionEnvMut<HostEnv>, to_ptr: i32, to_len: i32, ptr: i32, len: i32) -> i64 {
+    charge(&mut fenv, i64::from(len) + i64::from(to_len));
     with_view(&mut fenv, |env, view| {
         let result = agent_name(view, to_ptr, to_len).and_then(|to| {
             let payload = payload(env, view, ptr, len, "message")?;
@@ -180,6 +217,7 @@ fn call(
     len: i32,
     timeout_ms: i32,
 ) -> i64 {
+    charge(&mut fenv, i64::from(len) + i64::from(to_len));
     with_view(&mut fenv, |env, view| {
         let timeout = match timeout_ms {
             t if t > 0 => Duration::from_millis(t as u64),
@@ -202,6 +240,7 @@ fn call(
 }
 
 fn reply(mut fenv: FunctionEnvMut<HostEnv>, ptr: i32, len: i32) -> i32 {
+    charge(&mut fenv, i64::from(len));
     with_view(&mut fenv, |env, view| {
         let payload = match payload(env, view, ptr, len, "reply") {
             Ok(p) => p,
@@ -221,7 +260,7 @@ fn state_get(
     out_ptr: i32,
     out_cap: i32,
 ) -> i32 {
-    with_view(&mut fenv, |env, view| {
+    let written = with_view(&mut fenv, |env, view| {
         let key = match read(view, key_ptr, key_len) {
             Ok(k) => k,
             Err(code) => return code,
@@ -231,7 +270,9 @@ fn state_get(
             Some(None) => -code::NOT_FOUND,
             None => -code::INVALID,
         }
-    })
+    });
+    charge(&mut fenv, i64::from(key_len) + i64::from(written.max(0)));
+    written
 }
 
 fn state_put(
@@ -241,24 +282,50 @@ fn state_put(
     val_ptr: i32,
     val_len: i32,
 ) -> i32 {
+    charge(&mut fenv, i64::from(key_len) + i64::from(val_len));
     with_view(&mut fenv, |env, view| {
         let key = match read(view, key_ptr, key_len) {
             Ok(k) if !k.is_empty() => k,
             Ok(_) => return -code::INVALID,
             Err(code) => return code,
         };
+        if key.len() as u64 > u64::from(env.limits.max_key_bytes) {
+            let detail = format!(
+                "the agent's state key of {} bytes is over its limit of {} bytes",
+                key.len(),
+                env.limits.max_key_bytes
+            );
+            return env.violate(Rejection::StateQuota, detail);
+        }
         let value = match payload(env, view, val_ptr, val_len, "state value") {
             Ok(v) => v,
             Err(code) => return code,
         };
-        match env.with_ctx(|ctx| ctx.put_state(key, value)) {
-            Some(()) => 0,
+        let quota = env.limits.max_state_bytes;
+        let outcome = env.with_ctx(|ctx| {
+            let replaced = ctx.state(&key).map_or(0, |old| key.len() + old.len());
+            let after = (ctx.state_bytes() - replaced + key.len() + value.len()) as u64;
+            if after > quota {
+                return Err(after);
+            }
+            ctx.put_state(key, value);
+            Ok(())
+        });
+        match outcome {
+            Some(Ok(())) => 0,
+            Some(Err(after)) => {
+                let detail = format!(
+                    "the agent's state would be {after} bytes, over its quota of {quota} bytes"
+                );
+                env.violate(Rejection::StateQuota, detail)
+            }
             None => -code::INVALID,
         }
     })
 }
 
 fn state_delete(mut fenv: FunctionEnvMut<HostEnv>, key_ptr: i32, key_len: i32) -> i32 {
+    charge(&mut fenv, i64::from(key_len));
     with_view(&mut fenv, |env, view| {
         let key = match read(view, key_ptr, key_len) {
             Ok(k) => k,
@@ -274,8 +341,18 @@ fn state_delete(mut fenv: FunctionEnvMut<HostEnv>, key_ptr: i32, key_len: i32) -
 /// Longest log line kept; the rest is cut (a log call must stay cheap).
 const MAX_LOG_BYTES: i32 = 4096;
 
+/// Log lines one event may write; the rest are counted, not written (one
+/// message must not fill the node's log).
+pub(crate) const MAX_LOG_LINES: u32 = 32;
+
 fn log(mut fenv: FunctionEnvMut<HostEnv>, level: i32, ptr: i32, len: i32) {
+    charge(&mut fenv, i64::from(len.clamp(0, MAX_LOG_BYTES)));
     let (env, store) = fenv.data_and_store_mut();
+    if env.log_lines >= MAX_LOG_LINES {
+        env.logs_dropped = env.logs_dropped.saturating_add(1);
+        return;
+    }
+    env.log_lines += 1;
     let Some(memory) = env.memory.clone() else {
         return;
     };

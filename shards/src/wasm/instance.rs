@@ -5,7 +5,8 @@
 //! agent's limits.
 
 use std::collections::HashSet;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use ahash::RandomState;
 
@@ -21,7 +22,8 @@ use super::abi::{
 use super::engine::{WasmError, WasmModule};
 use super::host::{self, HostEnv};
 use super::limits::AgentLimits;
-use super::tunables::{grows_refused, with_memory_limit};
+use super::preempt::{CallWatch, ShardPreemption};
+use super::tunables::{grows_refused, with_budget, InstanceBudget};
 use crate::agent::Context;
 use crate::envelope::MessageId;
 use crate::error::Rejection;
@@ -60,6 +62,10 @@ pub(crate) struct LiveInstance {
     remaining_fuel: Global,
     fuel_exhausted: Global,
     memory_pages: u32,
+    /// The most its tables may take.
+    table_bytes: u64,
+    /// Its stop button for the preemption thread.
+    watch: Arc<CallWatch>,
     /// Calls this instance made whose answers have not come yet (after a
     /// hot reload the old version still hears its own answers).
     pub outstanding_calls: HashSet<MessageId, RandomState>,
@@ -69,7 +75,7 @@ impl LiveInstance {
     /// Instantiates `module` under `limits` (memory capped at instantiation).
     pub(crate) fn new(module: &WasmModule, limits: &AgentLimits) -> Result<Self, String> {
         let mut store = Store::new(module.engine.clone());
-        let env = FunctionEnv::new(&mut store, HostEnv::new(limits.max_message_bytes));
+        let env = FunctionEnv::new(&mut store, HostEnv::new(*limits));
         let f = |store: &mut Store, name: &str| -> Function { host::function(store, &env, name) };
         let imports = imports! {
             abi::HOST_MODULE => {
@@ -84,8 +90,10 @@ impl LiveInstance {
                 "self_id" => f(&mut store, "self_id"),
             }
         };
-        let pages = limits.memory_pages();
-        let instance = with_memory_limit(pages, || {
+        let tables: Vec<_> = module.module.info().tables.values().copied().collect();
+        let budget = InstanceBudget::new(limits.max_memory_bytes, &tables)?;
+        let pages = budget.memory_pages;
+        let instance = with_budget(budget, || {
             Instance::new(&mut store, &module.module, &imports).map_err(|e| e.to_string())
         })?;
         let exports = &instance.exports;
@@ -108,6 +116,8 @@ impl LiveInstance {
         let remaining_fuel = global("wasmer_metering_remaining_points")?;
         let fuel_exhausted = global("wasmer_metering_points_exhausted")?;
         env.as_mut(&mut store).memory = Some(memory.clone());
+        env.as_mut(&mut store).fuel = Some(remaining_fuel.clone());
+        let watch = CallWatch::new(store.interrupter());
         Ok(Self {
             store,
             env,
@@ -118,6 +128,8 @@ impl LiveInstance {
             remaining_fuel,
             fuel_exhausted,
             memory_pages: pages,
+            table_bytes: budget.table_bytes,
+            watch,
             outstanding_calls: HashSet::default(),
         })
     }
@@ -125,9 +137,13 @@ impl LiveInstance {
     /// Calls `quire_abi_version` (with a little fuel) and checks the answer.
     pub(crate) fn check_version(mut self) -> Result<(), WasmError> {
         self.refuel(100_000);
-        let found = self
-            .version
-            .call(&mut self.store)
+        // Runs on a compiling thread, not a shard's, but is stopped all the
+        // same: a `memory.fill` loop costs little fuel.
+        let preemption = ShardPreemption::new();
+        let armed = preemption.arm(&self.watch, Instant::now(), VERSION_CHECK_TIME);
+        let found = self.version.call(&mut self.store);
+        drop(armed);
+        let found = found
             .map_err(|e| WasmError::Instantiate(format!("quire_abi_version trapped: {e}")))?;
         if found != ABI_VERSION {
             return Err(abi::AbiError::WrongVersion { found }.into());
@@ -138,12 +154,13 @@ impl LiveInstance {
     /// Applies limits that live in the host environment (for an instance
     /// taken from a pool).
     pub(crate) fn set_limits(&mut self, limits: &AgentLimits) {
-        self.env.as_mut(&mut self.store).max_message_bytes = limits.max_message_bytes;
+        self.env.as_mut(&mut self.store).limits = *limits;
     }
 
-    /// Bytes of linear memory the instance has now.
+    /// Bytes of memory the instance may hold now: its linear memory, and
+    /// its tables at their largest.
     pub(crate) fn memory_bytes(&self) -> u64 {
-        self.memory.view(&self.store).data_size()
+        self.memory.view(&self.store).data_size() + self.table_bytes
     }
 
     fn refuel(&mut self, fuel: u64) {
@@ -162,14 +179,32 @@ impl LiveInstance {
         event: Event,
         payload: &Bytes,
         limits: &AgentLimits,
+        preemption: &ShardPreemption,
     ) -> Result<(), Violation> {
         self.refuel(limits.fuel_per_message);
         let refused_before = grows_refused();
         let started = Instant::now();
+        self.env.as_mut(&mut self.store).begin_event();
+        let watch = self.watch.clone();
+        let armed = preemption.arm(&watch, started, limits.max_time());
         let result = self.run(ctx, event, payload);
+        drop(armed);
         let elapsed = started.elapsed();
+        if elapsed > LONG_HANDLER {
+            // Whatever the outcome, the shard has waited long enough: its
+            // other tasks (commands, sockets, timers) go next.
+            ctx.yield_shard();
+        }
         let env = self.env.as_mut(&mut self.store);
         self.outstanding_calls.extend(env.take_calls_made());
+        if env.logs_dropped > 0 {
+            tracing::warn!(
+                agent = ctx.id().as_str(),
+                "{} more log lines of this message were left out (at most {} a message)",
+                env.logs_dropped,
+                super::host::MAX_LOG_LINES
+            );
+        }
         if let Some(violation) = env.take_violation() {
             return Err(violation);
         }
@@ -181,7 +216,9 @@ impl LiveInstance {
                     format!("the agent's handler returned error code {code}"),
                 ))
             }
-            Err(err) => return Err(self.classify(err, grows_refused() > refused_before)),
+            Err(err) => {
+                return Err(self.classify(err, grows_refused() > refused_before, elapsed, limits))
+            }
         }
         if elapsed > limits.max_time() {
             return Err(Violation::new(
@@ -220,7 +257,23 @@ impl LiveInstance {
             .call(&mut self.store, event.kind, event.id, event.code, ptr, len)
     }
 
-    fn classify(&mut self, err: RuntimeError, grow_refused: bool) -> Violation {
+    fn classify(
+        &mut self,
+        err: RuntimeError,
+        grow_refused: bool,
+        elapsed: Duration,
+        limits: &AgentLimits,
+    ) -> Violation {
+        if err.clone().to_trap() == Some(wasmer::sys::vm::TrapCode::HostInterrupt) {
+            return Violation::new(
+                Rejection::TimeLimit,
+                format!(
+                    "the handler was stopped after {} µs, over its limit of {} µs",
+                    elapsed.as_micros(),
+                    limits.max_time_us
+                ),
+            );
+        }
         let exhausted = matches!(self.fuel_exhausted.get(&mut self.store), Value::I32(n) if n > 0);
         if exhausted {
             return Violation::new(
@@ -230,7 +283,7 @@ impl LiveInstance {
         }
         let pages = self.memory.view(&self.store).size().0;
         let message = err.message();
-        if grow_refused || pages >= self.memory_pages {
+        if grow_refused {
             // A guest whose allocation failed at its limit traps (Rust's
             // allocator aborts): report the limit, not the trap.
             return Violation::new(
@@ -247,6 +300,13 @@ impl LiveInstance {
         )
     }
 }
+
+/// A handler that took longer than this makes its shard yield to its other
+/// tasks before the next agent's turn.
+const LONG_HANDLER: Duration = Duration::from_millis(1);
+
+/// Time `quire_abi_version` may take at deploy.
+const VERSION_CHECK_TIME: Duration = Duration::from_millis(100);
 
 /// Message ids cross the boundary as i64 (they fit in 63 bits).
 pub(crate) fn id_to_guest(id: MessageId) -> i64 {

@@ -24,6 +24,10 @@ pub struct AgentLimits {
     pub max_time_us: u64,
     /// Largest payload the agent may send or reply, and largest state value.
     pub max_message_bytes: u32,
+    /// Bytes of state (keys and values together) the agent may keep.
+    pub max_state_bytes: u64,
+    /// Longest state key, in bytes.
+    pub max_key_bytes: u32,
 }
 
 impl Default for AgentLimits {
@@ -33,6 +37,8 @@ impl Default for AgentLimits {
             fuel_per_message: 10_000_000,
             max_time_us: 100_000,
             max_message_bytes: 1 << 20,
+            max_state_bytes: 64 << 20,
+            max_key_bytes: 1024,
         }
     }
 }
@@ -58,6 +64,9 @@ impl AgentLimits {
         }
         if self.max_time_us == 0 {
             return Err("max_time_us must be at least 1".into());
+        }
+        if self.max_key_bytes == 0 {
+            return Err("max_key_bytes must be at least 1".into());
         }
         Ok(())
     }

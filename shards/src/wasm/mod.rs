@@ -45,6 +45,7 @@ mod instance;
 mod limits;
 mod memory;
 mod patterns;
+mod preempt;
 mod shard;
 mod tunables;
 

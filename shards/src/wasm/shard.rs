@@ -17,6 +17,7 @@ use hdrhistogram::Histogram;
 use super::engine::{ModuleHash, WasmEngine, WasmModule};
 use super::instance::LiveInstance;
 use super::limits::AgentLimits;
+use super::preempt::ShardPreemption;
 use crate::stats::new_latency_histogram;
 
 /// Pool and idle settings of a shard's wasm host.
@@ -60,6 +61,8 @@ pub struct WasmShardStats {
     pub failures: u64,
     /// Agents quarantined.
     pub quarantines: u64,
+    /// Handlers stopped while running, over their time limit.
+    pub preemptions: u64,
     /// Live instances now (agents' and pools').
     pub live_instances: u64,
     /// Linear memory of the active agents' instances now, in bytes.
@@ -77,6 +80,7 @@ impl Default for WasmShardStats {
             instances_created: 0,
             failures: 0,
             quarantines: 0,
+            preemptions: 0,
             live_instances: 0,
             agent_memory_bytes: 0,
             activation_ns: new_latency_histogram(),
@@ -97,6 +101,9 @@ struct Pool {
     module: WasmModule,
     limits: AgentLimits,
     ready: Vec<LiveInstance>,
+    /// Agents deployed with this module and limits: the pool goes (and its
+    /// instances' memory with it) when the last one is undeployed.
+    users: usize,
 }
 
 /// The wasm host of one shard. Not `Send`: it lives on its shard's thread.
@@ -108,6 +115,7 @@ pub struct WasmShard {
     tick: Cell<u64>,
     tick_started: Cell<Instant>,
     stats: RefCell<WasmShardStats>,
+    preemption: ShardPreemption,
     pub(crate) patterns: RefCell<Vec<super::patterns::NamePattern>>,
 }
 
@@ -122,6 +130,7 @@ impl WasmShard {
             tick: Cell::new(0),
             tick_started: Cell::new(Instant::now()),
             stats: RefCell::default(),
+            preemption: ShardPreemption::new(),
             patterns: RefCell::default(),
         })
     }
@@ -141,7 +150,13 @@ impl WasmShard {
         let mut s = self.stats.borrow().clone();
         s.live_instances = self.live_instances();
         s.agent_memory_bytes = self.agent_memory_bytes();
+        s.preemptions = self.preemption.interrupts();
         s
+    }
+
+    /// What stops this shard's handlers that run past their time limit.
+    pub(crate) fn preemption(&self) -> &ShardPreemption {
+        &self.preemption
     }
 
     fn agent_memory_bytes(&self) -> u64 {
@@ -177,7 +192,22 @@ impl WasmShard {
                 module: module.clone(),
                 limits: *limits,
                 ready: Vec::new(),
-            });
+                users: 0,
+            })
+            .users += 1;
+    }
+
+    /// An agent of this module and limits is gone (undeployed, or reloaded
+    /// with another): the last one takes the pool with it.
+    pub(crate) fn release_pool(&self, module: &WasmModule, limits: &AgentLimits) {
+        let key = (module.hash.clone(), limits.memory_pages());
+        let mut pools = self.pools.borrow_mut();
+        if let Some(pool) = pools.get_mut(&key) {
+            pool.users = pool.users.saturating_sub(1);
+            if pool.users == 0 {
+                pools.remove(&key);
+            }
+        }
     }
 
     /// Gives `activation` an instance of `module`: from the pool if one is

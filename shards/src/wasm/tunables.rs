@@ -8,6 +8,11 @@
 //! agent being instantiated clamps the memory's declared maximum, so a
 //! `memory.grow` past it fails inside the guest (returns -1) instead of
 //! taking the host's memory.
+//!
+//! Tables are memory too (8 bytes an entry, allocated at once): they are
+//! capped the same way, so that a module declaring a table of millions of
+//! entries, or growing one, stays within its agent's memory limit (see
+//! [`InstanceBudget`]).
 
 use std::cell::Cell;
 use std::ptr::NonNull;
@@ -25,6 +30,8 @@ const GUARD_BYTES: u64 = 64 * 1024;
 thread_local! {
     /// The memory limit (pages) of the instance this thread is creating.
     static MEMORY_LIMIT: Cell<u32> = const { Cell::new(u32::MAX) };
+    /// The most entries each table of that instance may have.
+    static TABLE_LIMIT: Cell<u32> = const { Cell::new(u32::MAX) };
     /// `memory.grow` calls refused for the limit on this thread, ever.
     static GROWS_REFUSED: Cell<u64> = const { Cell::new(0) };
 }
@@ -41,12 +48,72 @@ pub(crate) fn count_refused_grow() {
     GROWS_REFUSED.with(|c| c.set(c.get() + 1));
 }
 
-/// Runs `f` (an instantiation) with memories capped at `pages`.
-pub(crate) fn with_memory_limit<R>(pages: u32, f: impl FnOnce() -> R) -> R {
-    let before = MEMORY_LIMIT.with(|c| c.replace(pages));
+/// Bytes one table entry takes (a function or extern reference).
+pub(crate) const TABLE_ENTRY_BYTES: u64 = 8;
+
+/// How an agent's memory limit is shared between its linear memory and
+/// its tables: tables may take a quarter of it, split evenly between them,
+/// each up to its declared maximum (its minimum if it declares none); the
+/// memory gets the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct InstanceBudget {
+    /// Pages the linear memory may grow to.
+    pub memory_pages: u32,
+    /// Entries each table may grow to.
+    pub table_entries: u32,
+    /// Bytes the tables may take at most, together.
+    pub table_bytes: u64,
+}
+
+impl InstanceBudget {
+    /// The budget of an instance with `tables` under `limit_bytes`, or why
+    /// the tables do not fit.
+    pub(crate) fn new(limit_bytes: u64, tables: &[TableType]) -> Result<Self, String> {
+        let per_table = (limit_bytes / 4 / TABLE_ENTRY_BYTES / tables.len().max(1) as u64)
+            .min(u64::from(u32::MAX)) as u32;
+        let mut table_bytes = 0;
+        for table in tables {
+            if table.minimum > per_table {
+                return Err(format!(
+                    "its table of {} entries ({} bytes) is over the agent's limit of {per_table} entries a table (tables may take a quarter of the memory limit of {limit_bytes} bytes)",
+                    table.minimum,
+                    u64::from(table.minimum) * TABLE_ENTRY_BYTES,
+                ));
+            }
+            let max = table.maximum.unwrap_or(table.minimum).min(per_table);
+            table_bytes += u64::from(max) * TABLE_ENTRY_BYTES;
+        }
+        let memory_pages = (limit_bytes.saturating_sub(table_bytes) / 65_536).clamp(1, 65_536) as u32;
+        Ok(Self {
+            memory_pages,
+            table_entries: per_table,
+            table_bytes,
+        })
+    }
+}
+
+/// Runs `f` (an instantiation) with memories and tables capped by `budget`.
+pub(crate) fn with_budget<R>(budget: InstanceBudget, f: impl FnOnce() -> R) -> R {
+    let pages_before = MEMORY_LIMIT.with(|c| c.replace(budget.memory_pages));
+    let tables_before = TABLE_LIMIT.with(|c| c.replace(budget.table_entries));
     let result = f();
-    MEMORY_LIMIT.with(|c| c.set(before));
+    MEMORY_LIMIT.with(|c| c.set(pages_before));
+    TABLE_LIMIT.with(|c| c.set(tables_before));
     result
+}
+
+/// `ty` with its maximum capped at the instance's table limit.
+fn capped_table(ty: &TableType) -> Result<TableType, String> {
+    let limit = TABLE_LIMIT.with(Cell::get);
+    if ty.minimum > limit {
+        return Err(format!(
+            "a table of {} entries is over the agent's limit of {limit} entries",
+            ty.minimum
+        ));
+    }
+    let mut ty = *ty;
+    ty.maximum = Some(ty.maximum.unwrap_or(ty.minimum).min(limit));
+    Ok(ty)
 }
 
 /// Dynamic memories with small guards and a per-instance maximum.
@@ -117,7 +184,7 @@ impl Tunables for AgentTunables {
     }
 
     fn create_host_table(&self, ty: &TableType, style: &TableStyle) -> Result<VMTable, String> {
-        self.base.create_host_table(ty, style)
+        self.base.create_host_table(&capped_table(ty)?, style)
     }
 
     unsafe fn create_vm_table(
@@ -126,8 +193,9 @@ impl Tunables for AgentTunables {
         style: &TableStyle,
         vm_definition_location: NonNull<VMTableDefinition>,
     ) -> Result<VMTable, String> {
-        // SAFETY: forwarded as given; the caller upholds the contract.
-        unsafe { self.base.create_vm_table(ty, style, vm_definition_location) }
+        let ty = capped_table(ty)?;
+        // SAFETY: as above; only the maximum was lowered.
+        unsafe { self.base.create_vm_table(&ty, style, vm_definition_location) }
     }
 
     fn vmconfig(&self) -> &VMConfig {
