@@ -81,6 +81,10 @@ pub enum AgentState {
     Idle,
     /// Failed too often; messages are refused until the policy lets it run.
     Quarantined,
+    /// Took more than its share of its shard's time (or had too many sends
+    /// refused) in its current window: messages are refused until the
+    /// window ends.
+    Throttled,
     /// Stopped by an operator; messages are refused until it is started.
     Stopped,
 }
@@ -103,8 +107,11 @@ pub struct AgentStatus {
     pub restarts: u64,
     /// Times it was activated from idle.
     pub activations: u64,
-    /// Linear memory of its live instance, in bytes (0 when idle or native).
+    /// Memory of its live instance (linear memory and tables), in bytes (0
+    /// when idle or native).
     pub memory_bytes: u64,
+    /// Time its handlers ran, in ns (WebAssembly agents).
+    pub busy_ns: u64,
 }
 
 /// Per-message options for [`Context::send_with`] and [`Context::call_with`].

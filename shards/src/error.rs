@@ -45,11 +45,14 @@ pub enum Rejection {
     /// A WebAssembly agent's state write would pass its state quota
     /// (`max_state_bytes`) or its key is longer than `max_key_bytes`.
     StateQuota,
+    /// A WebAssembly agent took more than its share of its shard's time in
+    /// its supervision's cost window: refused until the window ends.
+    Throttled,
 }
 
 impl Rejection {
     /// Every reason, in a stable order (used for per-reason counters).
-    pub const ALL: [Rejection; 17] = [
+    pub const ALL: [Rejection; 18] = [
         Self::QueueFull,
         Self::NoSuchAgent,
         Self::Expired,
@@ -67,6 +70,7 @@ impl Rejection {
         Self::NodeDown,
         Self::StorageUnavailable,
         Self::StateQuota,
+        Self::Throttled,
     ];
 
     /// Stable snake_case name, as used in metrics and on the wire.
@@ -89,6 +93,7 @@ impl Rejection {
             Self::NodeDown => "node_down",
             Self::StorageUnavailable => "storage_unavailable",
             Self::StateQuota => "state_quota",
+            Self::Throttled => "throttled",
         }
     }
 
@@ -123,6 +128,7 @@ impl Rejection {
             Self::NodeDown => 14,
             Self::StorageUnavailable => 15,
             Self::StateQuota => 16,
+            Self::Throttled => 17,
         }
     }
 
@@ -185,6 +191,7 @@ impl fmt::Display for Rejection {
                 "the shard's storage is unavailable (a commit failed); the outcome is not known to be durable"
             }
             Self::StateQuota => "the agent's state write is over its state quota or key length limit",
+            Self::Throttled => "the agent took more than its share of its shard's time and is throttled",
         })
     }
 }

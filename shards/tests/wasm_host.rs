@@ -336,6 +336,7 @@ fn repeated_failures_quarantine_then_restart() {
         window_ms: 60_000,
         policy: OnRepeatedFailure::Restart,
         quarantine_ms: 200,
+        ..Supervision::default()
     };
     h.deploy("trap", &trapper(), AgentLimits::default(), supervision);
     for _ in 0..3 {

@@ -239,6 +239,16 @@ pub(crate) fn collect(shared: &Shared) -> ShardMetrics {
             "WebAssembly handlers stopped while running, over their time limit.",
             wasm.preemptions,
         ),
+        (
+            "quire_wasm_throttles_total",
+            "WebAssembly agents throttled for taking more than their share of a shard.",
+            wasm.throttles,
+        ),
+        (
+            "quire_wasm_answers_skipped_total",
+            "Answers that came to WebAssembly agents while quarantined or throttled, not handed to them.",
+            wasm.answers_skipped,
+        ),
     ] {
         samples.push(counter(name, help, value));
     }

@@ -422,6 +422,7 @@ fn handle(
                                 AgentState::Running => "running",
                                 AgentState::Idle => "idle",
                                 AgentState::Quarantined => "quarantined",
+                                AgentState::Throttled => "throttled",
                                 AgentState::Stopped => "stopped",
                             }
                             .to_string(),
@@ -431,6 +432,9 @@ fn handle(
                             restarts: a.status.restarts,
                             activations: a.status.activations,
                             memory_bytes: a.status.memory_bytes,
+                            busy_ns: a.status.busy_ns,
+                            state_bytes: a.state_bytes as u64,
+                            calls_waiting: a.calls_waiting as u64,
                         })
                         .collect();
                     Frame::Agents { req, agents }

@@ -145,6 +145,12 @@ pub struct AgentRow {
     pub restarts: u64,
     pub activations: u64,
     pub memory_bytes: u64,
+    /// Time its handlers ran, ns (absent from older nodes: 0).
+    pub busy_ns: u64,
+    /// Bytes of its state (absent from older nodes: 0).
+    pub state_bytes: u64,
+    /// Calls it made that wait for answers (absent from older nodes: 0).
+    pub calls_waiting: u64,
 }
 
 /// One cluster member in a `MEMBERS` frame.
@@ -514,7 +520,7 @@ pub fn decode_body(body: &[u8], now: Instant) -> Result<Frame, DecodeError> {
                 if r.array("failure")? < 2 {
                     return Err(ReadError {
                         field: "failure",
-                        problem: "too few fields",
+                        problem: "not 9 to 12 fields",
                     }
                     .into());
                 }
@@ -545,7 +551,8 @@ pub fn decode_body(body: &[u8], now: Instant) -> Result<Frame, DecodeError> {
             let n = r.bounded(n, "agents")?;
             let mut agents = Vec::with_capacity(n);
             for _ in 0..n {
-                if r.array("agent")? < 9 {
+                let fields = r.array("agent")?;
+                if !(9..=12).contains(&fields) {
                     return Err(ReadError {
                         field: "agent",
                         problem: "too few fields",
@@ -562,6 +569,21 @@ pub fn decode_body(body: &[u8], now: Instant) -> Result<Frame, DecodeError> {
                     restarts: r.uint("agent.restarts")?,
                     activations: r.uint("agent.activations")?,
                     memory_bytes: r.uint("agent.memory_bytes")?,
+                    busy_ns: if fields > 9 {
+                        r.uint("agent.busy_ns")?
+                    } else {
+                        0
+                    },
+                    state_bytes: if fields > 10 {
+                        r.uint("agent.state_bytes")?
+                    } else {
+                        0
+                    },
+                    calls_waiting: if fields > 11 {
+                        r.uint("agent.calls_waiting")?
+                    } else {
+                        0
+                    },
                 });
             }
             Frame::Agents { req, agents }
@@ -907,7 +929,7 @@ pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
             w.uint(*req);
             w.array(agents.len());
             for a in agents {
-                w.array(9);
+                w.array(12);
                 w.str(&a.name);
                 w.uint(a.shard);
                 w.str(&a.state);
@@ -917,6 +939,9 @@ pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
                 w.uint(a.restarts);
                 w.uint(a.activations);
                 w.uint(a.memory_bytes);
+                w.uint(a.busy_ns);
+                w.uint(a.state_bytes);
+                w.uint(a.calls_waiting);
             }
         }
         Frame::Stats { req } => request(&mut w, code::STATS, *req),

@@ -555,6 +555,10 @@ fn heartbeat_while_set() -> Rc<Cell<bool>> {
     flag
 }
 
+/// Reactor polls the dispatcher waits for after an agent's long handler
+/// (see `dispatcher`).
+const REACTOR_HOPS_AFTER_LONG_HANDLER: usize = 4;
+
 async fn dispatcher(
     shared: &Rc<Shared>,
     budget: usize,
@@ -591,9 +595,21 @@ async fn dispatcher(
         if shared.core.borrow_mut().take_timer_rearm() {
             shared.timer.notify();
         }
-        if shared.io_pending.replace(false) || yield_asked {
-            // Connection writers and links were woken, or an agent ran long
-            // (the command task may be waiting): let them run now.
+        if yield_asked {
+            // An agent ran long: whatever arrived meanwhile (client commands,
+            // socket reads, links) is known only to the reactor, which a
+            // plain yield does not reach (glommio runs the ready tasks of
+            // the queue again first). A timer makes this task wait for a
+            // reactor poll, so every task woken by it runs before the next
+            // agent's turn; a request takes a few such hops (socket read,
+            // command to each shard, answer, socket write), so the
+            // dispatcher waits out as many polls.
+            activity.set(Activity::Reactor);
+            for _ in 0..REACTOR_HOPS_AFTER_LONG_HANDLER {
+                glommio::timer::sleep(Duration::from_micros(1)).await;
+            }
+        } else if shared.io_pending.replace(false) {
+            // Connection writers and links were woken: let them write now.
             future::yield_now().await;
         }
         if progress > 0 {

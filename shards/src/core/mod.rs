@@ -156,6 +156,10 @@ pub struct AgentInfo {
     pub queued: usize,
     /// Keys in its key-value state.
     pub state_entries: usize,
+    /// Bytes of its state (keys and values).
+    pub state_bytes: usize,
+    /// Calls it made that wait for their answers.
+    pub calls_waiting: usize,
     /// What it is doing, and what its supervision counted.
     pub status: AgentStatus,
 }

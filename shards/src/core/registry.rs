@@ -197,6 +197,8 @@ impl ShardCore {
                     deployed: slot.persistent,
                     queued: slot.mailbox.len(),
                     state_entries: slot.state.len(),
+                    state_bytes: slot.state_bytes,
+                    calls_waiting: slot.calls_waiting,
                     status,
                 }
             })

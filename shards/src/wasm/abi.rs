@@ -126,6 +126,27 @@ pub enum AbiError {
         /// What it returned.
         found: i32,
     },
+    /// It has a start function.
+    #[error("the module has a start function (function {func}); agents may not run code when instantiated (instances are made ahead of their messages, in pools, outside any handler's limits): do the set-up on the first message")]
+    StartFunction {
+        /// The start function's index.
+        func: u32,
+    },
+}
+
+/// Refuses a module binary with a start section (see
+/// [`AbiError::StartFunction`]); other sections are left to the compiler.
+pub fn check_no_start(binary: &[u8]) -> Result<(), AbiError> {
+    use wasmer::wasmparser::{Parser, Payload};
+    for payload in Parser::new(0).parse_all(binary) {
+        match payload {
+            Ok(Payload::StartSection { func, .. }) => return Err(AbiError::StartFunction { func }),
+            // The code comes after the start section: nothing more to see.
+            Ok(Payload::CodeSectionStart { .. }) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    Ok(())
 }
 
 /// Checks a compiled module's imports and exports against ABI v1 (the

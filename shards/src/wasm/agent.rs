@@ -83,6 +83,16 @@ enum Quarantine {
     None,
     Until(Instant),
     UntilReload,
+    /// Over its cost budget until its cost window ends.
+    Throttled(Instant),
+}
+
+/// What an agent's handlers cost in its current cost window.
+#[derive(Debug, Clone, Copy)]
+struct CostWindow {
+    started: Instant,
+    busy: Duration,
+    refused: u64,
 }
 
 /// A WebAssembly agent (see the module docs).
@@ -97,6 +107,9 @@ pub struct WasmAgent {
     retiring: Vec<LiveInstance>,
     recent_failures: VecDeque<Instant>,
     quarantine: Quarantine,
+    cost: CostWindow,
+    /// Time its handlers ran, all windows together.
+    busy_total: Duration,
     failures: u64,
     restarts: u64,
     activations: u64,
@@ -132,25 +145,98 @@ impl WasmAgent {
             retiring: Vec::new(),
             recent_failures: VecDeque::new(),
             quarantine: Quarantine::None,
+            cost: CostWindow {
+                started: Instant::now(),
+                busy: Duration::ZERO,
+                refused: 0,
+            },
+            busy_total: Duration::ZERO,
             failures: 0,
             restarts: 0,
             activations: 0,
         }
     }
 
-    /// True when quarantined now (a `restart` quarantine that has run its
-    /// course is lifted here).
-    fn quarantined(&mut self) -> bool {
+    /// Why messages are refused now, if they are (a quarantine or a
+    /// throttling that has run its course is lifted here).
+    fn refusing(&mut self) -> Option<Rejection> {
         match self.quarantine {
-            Quarantine::None => false,
-            Quarantine::UntilReload => true,
-            Quarantine::Until(t) if Instant::now() < t => true,
+            Quarantine::None => None,
+            Quarantine::UntilReload => Some(Rejection::Quarantined),
+            Quarantine::Until(t) if Instant::now() < t => Some(Rejection::Quarantined),
+            Quarantine::Throttled(t) if Instant::now() < t => Some(Rejection::Throttled),
             Quarantine::Until(_) => {
                 self.quarantine = Quarantine::None;
                 self.recent_failures.clear();
-                false
+                None
+            }
+            Quarantine::Throttled(_) => {
+                self.quarantine = Quarantine::None;
+                None
             }
         }
+    }
+
+    /// Counts what the last event cost; an agent over its budget for the
+    /// window is throttled until the window ends, which counts as a failure.
+    fn account(&mut self, ctx: &mut Context<'_>, cost: (Instant, Duration, u32)) {
+        let (ended, elapsed, refused) = cost;
+        self.busy_total += elapsed;
+        let window = Duration::from_millis(self.supervision.cost_window_ms.max(1));
+        if ended.saturating_duration_since(self.cost.started) >= window {
+            self.cost = CostWindow {
+                started: ended,
+                busy: Duration::ZERO,
+                refused: 0,
+            };
+        }
+        self.cost.busy += elapsed;
+        self.cost.refused += u64::from(refused);
+        let busy_cap = window * self.supervision.max_busy_percent.min(100) / 100;
+        let over_time = self.cost.busy > busy_cap;
+        if !over_time && self.cost.refused <= self.supervision.max_refused_per_window {
+            return;
+        }
+        let quarantined = self.note_failure(ended);
+        if !quarantined {
+            self.quarantine = Quarantine::Throttled(self.cost.started + window);
+        }
+        self.shard.count_throttle();
+        ctx.end_turn();
+        tracing::warn!(
+            agent = ctx.id().as_str(),
+            quarantined,
+            "throttled: its handlers took {} ms of the last {} ms and {} of its sends and calls were refused (limits: {}%, {})",
+            self.cost.busy.as_millis(),
+            window.as_millis(),
+            self.cost.refused,
+            self.supervision.max_busy_percent,
+            self.supervision.max_refused_per_window
+        );
+    }
+
+    /// Counts one failure at `now`; true if it quarantines the agent.
+    fn note_failure(&mut self, now: Instant) -> bool {
+        self.failures += 1;
+        let window = Duration::from_millis(self.supervision.window_ms);
+        self.recent_failures.push_back(now);
+        while self
+            .recent_failures
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > window)
+        {
+            self.recent_failures.pop_front();
+        }
+        let quarantine = self.recent_failures.len() >= self.supervision.max_failures as usize;
+        if quarantine {
+            self.quarantine = match self.supervision.policy {
+                OnRepeatedFailure::Restart => {
+                    Quarantine::Until(now + Duration::from_millis(self.supervision.quarantine_ms))
+                }
+                OnRepeatedFailure::Stop => Quarantine::UntilReload,
+            };
+        }
+        quarantine
     }
 
     /// Delivers `ev` to the live instance (activating one if needed).
@@ -175,7 +261,11 @@ impl WasmAgent {
         ctx.undo_state_on_failure();
         let mut live = self.activation.live.borrow_mut();
         let instance = live.as_mut().expect("activated above");
-        instance.deliver(ctx, ev, payload, &self.limits, self.shard.preemption())
+        let result = instance.deliver(ctx, ev, payload, &self.limits, self.shard.preemption());
+        let cost = instance.last_cost;
+        drop(live);
+        self.account(ctx, cost);
+        result
     }
 
     /// A failure: the message fails with its reason, the instance is
@@ -184,29 +274,10 @@ impl WasmAgent {
     fn fail(&mut self, ctx: &mut Context<'_>, violation: Violation) {
         ctx.fail(violation.reason);
         ctx.end_turn();
-        self.failures += 1;
         if self.activation.live.borrow_mut().take().is_some() {
             self.restarts += 1;
         }
-        let now = Instant::now();
-        let window = Duration::from_millis(self.supervision.window_ms);
-        self.recent_failures.push_back(now);
-        while self
-            .recent_failures
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > window)
-        {
-            self.recent_failures.pop_front();
-        }
-        let quarantine = self.recent_failures.len() >= self.supervision.max_failures as usize;
-        if quarantine {
-            self.quarantine = match self.supervision.policy {
-                OnRepeatedFailure::Restart => {
-                    Quarantine::Until(now + Duration::from_millis(self.supervision.quarantine_ms))
-                }
-                OnRepeatedFailure::Stop => Quarantine::UntilReload,
-            };
-        }
+        let quarantine = self.note_failure(Instant::now());
         self.shard.count_failure(quarantine);
         tracing::warn!(
             agent = ctx.id().as_str(),
@@ -253,8 +324,8 @@ impl Drop for WasmAgent {
 
 impl Agent for WasmAgent {
     fn handle(&mut self, ctx: &mut Context<'_>, msg: Envelope) {
-        if self.quarantined() {
-            ctx.fail(Rejection::Quarantined);
+        if let Some(reason) = self.refusing() {
+            ctx.fail(reason);
             return;
         }
         let kind = if msg.kind == Kind::Call {
@@ -278,7 +349,11 @@ impl Agent for WasmAgent {
         call: MessageId,
         reply: Result<Envelope, CallError>,
     ) {
-        if self.quarantined() {
+        if self.refusing().is_some() {
+            // A quarantined or throttled agent runs no handler, answers
+            // included: otherwise a chain of calls to itself (each refused,
+            // each refusal an answer) would run on at full speed.
+            self.shard.count_answer_skipped();
             return;
         }
         let (ev, payload) = match reply {
@@ -303,7 +378,11 @@ impl Agent for WasmAgent {
     }
 
     fn on_undelivered(&mut self, ctx: &mut Context<'_>, msg: Envelope, reason: Rejection) {
-        if self.quarantined() {
+        if self.refusing().is_some() {
+            // A quarantined or throttled agent runs no handler, answers
+            // included: otherwise a chain of calls to itself (each refused,
+            // each refusal an answer) would run on at full speed.
+            self.shard.count_answer_skipped();
             return;
         }
         let ev = Event {
@@ -346,6 +425,7 @@ impl Agent for WasmAgent {
         let state = match (self.quarantine, live.is_some()) {
             (Quarantine::Until(t), _) if Instant::now() < t => AgentState::Quarantined,
             (Quarantine::UntilReload, _) => AgentState::Quarantined,
+            (Quarantine::Throttled(t), _) if Instant::now() < t => AgentState::Throttled,
             (_, true) => AgentState::Running,
             (_, false) => AgentState::Idle,
         };
@@ -356,6 +436,7 @@ impl Agent for WasmAgent {
             restarts: self.restarts,
             activations: self.activations,
             memory_bytes: live.as_ref().map_or(0, LiveInstance::memory_bytes),
+            busy_ns: self.busy_total.as_nanos() as u64,
         }
     }
 }

@@ -20,7 +20,7 @@ use wasmer::wasmparser::Operator;
 use wasmer::{Engine, Module};
 use wasmer_middlewares::Metering;
 
-use super::abi::{check_module, AbiError};
+use super::abi::{check_module, check_no_start, AbiError};
 use super::instance::LiveInstance;
 use super::limits::AgentLimits;
 use super::tunables::AgentTunables;
@@ -276,7 +276,20 @@ impl WasmEngine {
         compiler.push_middleware(Arc::new(Metering::new(0, operator_cost)));
         let mut engine: Engine = EngineBuilder::new(compiler).engine().into();
         engine.set_tunables(AgentTunables::new());
-        let module = Module::new(&engine, bytes).map_err(|e| WasmError::Compile(e.to_string()))?;
+        // The node takes WebAssembly text too (docs/agent-abi.md): a bad
+        // upload is told which of the two it was taken for.
+        let binary = if bytes.starts_with(b"\0asm") {
+            std::borrow::Cow::Borrowed(bytes)
+        } else {
+            wasmer::wat2wasm(bytes).map_err(|e| {
+                WasmError::Compile(format!(
+                    "neither a WebAssembly binary (it does not begin with \\0asm) nor WebAssembly text: {e}"
+                ))
+            })?
+        };
+        check_no_start(&binary)?;
+        let module =
+            Module::new(&engine, &binary[..]).map_err(|e| WasmError::Compile(e.to_string()))?;
         check_module(&module)?;
         let compiled = WasmModule {
             hash,

@@ -40,6 +40,8 @@ pub(crate) struct HostEnv {
     log_lines: u32,
     /// Log lines over [`MAX_LOG_LINES`] left out for the current event.
     pub logs_dropped: u32,
+    /// Sends and calls of the current event the shard refused.
+    pub refused: u32,
 }
 
 // SAFETY: a HostEnv lives in its instance's Store, which is not Send: it is
@@ -57,6 +59,7 @@ impl HostEnv {
             fuel: None,
             log_lines: 0,
             logs_dropped: 0,
+            refused: 0,
         }
     }
 
@@ -64,6 +67,7 @@ impl HostEnv {
     pub(crate) fn begin_event(&mut self) {
         self.log_lines = 0;
         self.logs_dropped = 0;
+        self.refused = 0;
     }
 
     pub(crate) fn take_violation(&mut self) -> Option<Violation> {
@@ -202,6 +206,9 @@ fn send(mut fenv: FunctionEnvMut<HostEnv>, to_ptr: i32, to_len: i32, ptr: i32, l
                 .ok_or(-code::INVALID)?
                 .map_err(|r| -rejection_code(r))
         });
+        if result.is_err() {
+            env.refused = env.refused.saturating_add(1);
+        }
         match result {
             Ok(id) => id_to_guest(id),
             Err(code) => i64::from(code),
@@ -234,7 +241,10 @@ fn call(
                 env.calls_made.push(id);
                 id_to_guest(id)
             }
-            Err(code) => i64::from(code),
+            Err(code) => {
+                env.refused = env.refused.saturating_add(1);
+                i64::from(code)
+            }
         }
     })
 }
@@ -242,6 +252,11 @@ fn call(
 fn reply(mut fenv: FunctionEnvMut<HostEnv>, ptr: i32, len: i32) -> i32 {
     charge(&mut fenv, i64::from(len));
     with_view(&mut fenv, |env, view| {
+        if env.violation.is_some() {
+            // The message already failed (a limit broken in a host call):
+            // its caller hears that reason, not a reply.
+            return -code::INVALID;
+        }
         let payload = match payload(env, view, ptr, len, "reply") {
             Ok(p) => p,
             Err(code) => return code,

@@ -66,6 +66,9 @@ pub(crate) struct LiveInstance {
     table_bytes: u64,
     /// Its stop button for the preemption thread.
     watch: Arc<CallWatch>,
+    /// What the last event cost: when it ended, its time, and its sends
+    /// and calls refused.
+    pub last_cost: (Instant, Duration, u32),
     /// Calls this instance made whose answers have not come yet (after a
     /// hot reload the old version still hears its own answers).
     pub outstanding_calls: HashSet<MessageId, RandomState>,
@@ -130,6 +133,7 @@ impl LiveInstance {
             memory_pages: pages,
             table_bytes: budget.table_bytes,
             watch,
+            last_cost: (Instant::now(), Duration::ZERO, 0),
             outstanding_calls: HashSet::default(),
         })
     }
@@ -143,8 +147,8 @@ impl LiveInstance {
         let armed = preemption.arm(&self.watch, Instant::now(), VERSION_CHECK_TIME);
         let found = self.version.call(&mut self.store);
         drop(armed);
-        let found = found
-            .map_err(|e| WasmError::Instantiate(format!("quire_abi_version trapped: {e}")))?;
+        let found =
+            found.map_err(|e| WasmError::Instantiate(format!("quire_abi_version trapped: {e}")))?;
         if found != ABI_VERSION {
             return Err(abi::AbiError::WrongVersion { found }.into());
         }
@@ -196,6 +200,7 @@ impl LiveInstance {
             ctx.yield_shard();
         }
         let env = self.env.as_mut(&mut self.store);
+        self.last_cost = (started + elapsed, elapsed, env.refused);
         self.outstanding_calls.extend(env.take_calls_made());
         if env.logs_dropped > 0 {
             tracing::warn!(

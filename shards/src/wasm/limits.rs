@@ -104,6 +104,15 @@ pub struct Supervision {
     pub policy: OnRepeatedFailure,
     /// How long a `restart` quarantine lasts, in milliseconds.
     pub quarantine_ms: u64,
+    /// The window over which an agent's cost is counted, in milliseconds.
+    pub cost_window_ms: u64,
+    /// Share of its shard's time (percent of the cost window) an agent's
+    /// handlers may take: beyond it the agent is throttled for the rest of
+    /// the window, and each throttling counts as a failure.
+    pub max_busy_percent: u32,
+    /// Sends and calls of the agent refused (queue_full and the like) in a
+    /// cost window beyond which it is throttled (a storm).
+    pub max_refused_per_window: u64,
 }
 
 impl Default for Supervision {
@@ -113,6 +122,9 @@ impl Default for Supervision {
             window_ms: 10_000,
             policy: OnRepeatedFailure::Restart,
             quarantine_ms: 5_000,
+            cost_window_ms: 1_000,
+            max_busy_percent: 50,
+            max_refused_per_window: 10_000,
         }
     }
 }

@@ -111,7 +111,9 @@ impl ShardPreemption {
                 .name("quire-preempt".into())
                 .spawn(watch_calls);
             if let Err(e) = spawned {
-                tracing::error!("no preemption thread: handlers over their time limit will run on ({e})");
+                tracing::error!(
+                    "no preemption thread: handlers over their time limit will run on ({e})"
+                );
             }
         });
         Self {

@@ -63,6 +63,11 @@ pub struct WasmShardStats {
     pub quarantines: u64,
     /// Handlers stopped while running, over their time limit.
     pub preemptions: u64,
+    /// Times an agent was throttled for taking more than its share.
+    pub throttles: u64,
+    /// Answers (replies, undelivered notices) that came to agents while
+    /// they were quarantined or throttled, and were not handed to them.
+    pub answers_skipped: u64,
     /// Live instances now (agents' and pools').
     pub live_instances: u64,
     /// Linear memory of the active agents' instances now, in bytes.
@@ -81,6 +86,8 @@ impl Default for WasmShardStats {
             failures: 0,
             quarantines: 0,
             preemptions: 0,
+            throttles: 0,
+            answers_skipped: 0,
             live_instances: 0,
             agent_memory_bytes: 0,
             activation_ns: new_latency_histogram(),
@@ -251,6 +258,14 @@ impl WasmShard {
     #[inline]
     pub(crate) fn touch(&self, activation: &Activation) {
         activation.last_tick.set(self.tick.get());
+    }
+
+    pub(crate) fn count_answer_skipped(&self) {
+        self.stats.borrow_mut().answers_skipped += 1;
+    }
+
+    pub(crate) fn count_throttle(&self) {
+        self.stats.borrow_mut().throttles += 1;
     }
 
     pub(crate) fn count_failure(&self, quarantined: bool) {

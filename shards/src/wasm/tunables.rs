@@ -51,10 +51,13 @@ pub(crate) fn count_refused_grow() {
 /// Bytes one table entry takes (a function or extern reference).
 pub(crate) const TABLE_ENTRY_BYTES: u64 = 8;
 
+/// Table bytes not taken off the linear memory's share (8 192 entries).
+const FREE_TABLE_BYTES: u64 = 64 * 1024;
+
 /// How an agent's memory limit is shared between its linear memory and
 /// its tables: tables may take a quarter of it, split evenly between them,
 /// each up to its declared maximum (its minimum if it declares none); the
-/// memory gets the rest.
+/// memory gets the rest, less the first [`FREE_TABLE_BYTES`] of tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct InstanceBudget {
     /// Pages the linear memory may grow to.
@@ -83,7 +86,10 @@ impl InstanceBudget {
             let max = table.maximum.unwrap_or(table.minimum).min(per_table);
             table_bytes += u64::from(max) * TABLE_ENTRY_BYTES;
         }
-        let memory_pages = (limit_bytes.saturating_sub(table_bytes) / 65_536).clamp(1, 65_536) as u32;
+        // Small tables come free: a module that declares its memory at the
+        // whole limit and an ordinary function table must still fit.
+        let charged = table_bytes.saturating_sub(FREE_TABLE_BYTES);
+        let memory_pages = (limit_bytes.saturating_sub(charged) / 65_536).clamp(1, 65_536) as u32;
         Ok(Self {
             memory_pages,
             table_entries: per_table,
@@ -195,7 +201,10 @@ impl Tunables for AgentTunables {
     ) -> Result<VMTable, String> {
         let ty = capped_table(ty)?;
         // SAFETY: as above; only the maximum was lowered.
-        unsafe { self.base.create_vm_table(&ty, style, vm_definition_location) }
+        unsafe {
+            self.base
+                .create_vm_table(&ty, style, vm_definition_location)
+        }
     }
 
     fn vmconfig(&self) -> &VMConfig {

@@ -124,12 +124,22 @@ fn main() -> ExitCode {
         Command::Agents { to } => remote(to, |c| {
             let agents = c.agents()?;
             println!(
-                "{:<32} {:>5} {:<12} {:>7} {:>8} {:>8} {:>10} {:>10}  version",
-                "agent", "shard", "state", "queued", "failures", "restarts", "activations", "memory"
+                "{:<32} {:>5} {:<12} {:>7} {:>8} {:>8} {:>10} {:>10} {:>10} {:>10} {:>7}  version",
+                "agent",
+                "shard",
+                "state",
+                "queued",
+                "failures",
+                "restarts",
+                "activations",
+                "memory",
+                "state",
+                "busy_ms",
+                "calls"
             );
             for a in &agents {
                 println!(
-                    "{:<32} {:>5} {:<12} {:>7} {:>8} {:>8} {:>10} {:>10}  {}",
+                    "{:<32} {:>5} {:<12} {:>7} {:>8} {:>8} {:>10} {:>10} {:>10} {:>10} {:>7}  {}",
                     a.name,
                     a.shard,
                     a.state,
@@ -138,6 +148,9 @@ fn main() -> ExitCode {
                     a.restarts,
                     a.activations,
                     a.memory_bytes,
+                    a.state_bytes,
+                    a.busy_ns / 1_000_000,
+                    a.calls_waiting,
                     a.version.as_deref().map_or("-", |v| &v[..v.len().min(16)])
                 );
             }
