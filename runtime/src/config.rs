@@ -220,6 +220,11 @@ pub struct WasmSection {
     pub cache_dir: Option<PathBuf>,
     /// Largest module a deploy takes, bytes.
     pub max_module_bytes: usize,
+    /// Time compiling one new module may take (a `quire node` compiles in a
+    /// child process, stopped at the limit), ms.
+    pub compile_timeout_ms: u64,
+    /// Heap compiling one new module may use, bytes.
+    pub compile_max_memory_bytes: u64,
     /// Pre-warmed instances per module and shard.
     pub pool_size: usize,
     /// An agent idle this long loses its instance (its state is kept), ms.
@@ -235,6 +240,8 @@ impl Default for WasmSection {
         Self {
             cache_dir: None,
             max_module_bytes: 32 << 20,
+            compile_timeout_ms: 30_000,
+            compile_max_memory_bytes: 1 << 30,
             pool_size: 8,
             idle_deactivate_ms: 30_000,
             limits: AgentLimits::default(),
@@ -244,6 +251,14 @@ impl Default for WasmSection {
 }
 
 impl WasmSection {
+    /// The limits on compiling one module.
+    pub fn compile_limits(&self) -> quire_shards::wasm::CompileLimits {
+        quire_shards::wasm::CompileLimits {
+            max_time: Duration::from_millis(self.compile_timeout_ms),
+            max_memory_bytes: self.compile_max_memory_bytes,
+        }
+    }
+
     /// The shard-side settings these give.
     pub fn shard_config(&self) -> WasmShardConfig {
         WasmShardConfig {
@@ -628,6 +643,11 @@ impl NodeConfig {
             })?;
         for (key, value) in [
             ("wasm.max_module_bytes", self.wasm.max_module_bytes as u64),
+            ("wasm.compile_timeout_ms", self.wasm.compile_timeout_ms),
+            (
+                "wasm.compile_max_memory_bytes",
+                self.wasm.compile_max_memory_bytes,
+            ),
             ("wasm.idle_deactivate_ms", self.wasm.idle_deactivate_ms),
             (
                 "wasm.supervision.max_failures",

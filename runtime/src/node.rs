@@ -91,6 +91,7 @@ pub struct NodeBuilder {
     affinity: Option<Vec<usize>>,
     kinds: AgentKinds,
     faults: Option<FaultSwitch>,
+    compiler: Option<std::path::PathBuf>,
 }
 
 impl NodeBuilder {
@@ -181,6 +182,16 @@ impl NodeBuilder {
         self
     }
 
+    /// Compiles new WebAssembly modules in child processes of `program`
+    /// (run with [`quire_shards::wasm::COMPILE_SUBCOMMAND`]; the `quire`
+    /// binary passes itself) under `wasm.compile_timeout_ms` and
+    /// `wasm.compile_max_memory_bytes`. Without it, modules compile on the
+    /// deploying thread with no limit.
+    pub fn compile_in_child(mut self, program: std::path::PathBuf) -> Self {
+        self.compiler = Some(program);
+        self
+    }
+
     /// Adds every kind of `kinds` (see [`crate::builtin_kinds`]).
     pub fn agent_kinds(mut self, kinds: AgentKinds) -> Self {
         self.kinds.extend(kinds);
@@ -212,9 +223,14 @@ impl NodeBuilder {
         crate::ports::check(&config, placement.len())?;
         let mut kinds = self.kinds;
         crate::wasm_agents::add_kind(&mut kinds);
-        let wasm_engine = WasmEngine::with_max_module_bytes(
+        let wasm_engine = WasmEngine::with_compiler(
             config.wasm.cache_dir_for(&config.storage),
             config.wasm.max_module_bytes,
+            self.compiler
+                .map(|program| quire_shards::wasm::CompilerProcess {
+                    program,
+                    limits: config.wasm.compile_limits(),
+                }),
         );
         let wasm_defaults = WasmDefaults {
             limits: config.wasm.limits,

@@ -477,3 +477,73 @@ fn an_agent_within_its_limits_that_hogs_its_shard_is_throttled_then_quarantined(
     assert!(seen_throttled || a.metric("quire_wasm_throttles_total") >= 5.0);
     a.good_answers();
 }
+
+/// A module whose one function nests `depth` blocks: Cranelift's time grows
+/// with the square of the depth (10 000: ~4 s; 50 000: over a minute here).
+fn nested_blocks(depth: usize) -> Vec<u8> {
+    fn leb(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    fn section(id: u8, payload: &[u8], out: &mut Vec<u8>) {
+        out.push(id);
+        leb(payload.len(), out);
+        out.extend_from_slice(payload);
+    }
+    let mut body = vec![0x00];
+    for _ in 0..depth {
+        body.extend_from_slice(&[0x02, 0x40]);
+    }
+    body.extend(std::iter::repeat_n(0x0b, depth + 1));
+    let mut code = Vec::new();
+    leb(1, &mut code);
+    leb(body.len(), &mut code);
+    code.extend_from_slice(&body);
+    let mut m = b"\0asm\x01\0\0\0".to_vec();
+    section(1, &[0x01, 0x60, 0x00, 0x00], &mut m);
+    section(3, &[0x01, 0x00], &mut m);
+    section(10, &code, &mut m);
+    m
+}
+
+#[test]
+fn a_module_that_compiles_too_long_is_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start_with_env(
+        &dir.path().join("data"),
+        "none",
+        &[("QUIRE_WASM_COMPILE_TIMEOUT_MS", "1500")],
+    );
+    let mut client = node.client();
+    let started = Instant::now();
+    let err = client.deploy("nested", &nested_blocks(50_000)).unwrap_err();
+    let took = started.elapsed();
+    assert!(err.to_string().contains("compile_limit"), "{err}");
+    assert!(took < Duration::from_secs(20), "the deploy took {took:?}");
+    // The compile was stopped, not left running.
+    let children = std::fs::read_to_string(format!(
+        "/proc/{}/task/{}/children",
+        node.child.id(),
+        node.child.id()
+    ))
+    .unwrap_or_default();
+    let compiling = children.split_whitespace().filter(|pid| {
+        std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|c| c.contains(quire_shards::wasm::COMPILE_SUBCOMMAND))
+    });
+    assert_eq!(compiling.count(), 0, "no compile goes on");
+    // The node still compiles and runs ordinary modules.
+    client.deploy("echo", &echo()).unwrap();
+    assert_eq!(&client.call("echo", b"hi", CALL).unwrap()[..], b"hi");
+    eprintln!(
+        "nested blocks: deploy refused compile_limit after {} ms",
+        took.as_millis()
+    );
+}

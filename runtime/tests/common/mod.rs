@@ -43,8 +43,13 @@ impl NodeProcess {
     /// A port taken between the pick and the node's bind (an ephemeral port
     /// of some outgoing connection) is tried again with other ports.
     pub fn start(data_dir: &Path, durability: &str) -> Self {
+        Self::start_with_env(data_dir, durability, &[])
+    }
+
+    /// The same, with `env` (e.g. `QUIRE_*` settings) in its environment.
+    pub fn start_with_env(data_dir: &Path, durability: &str, env: &[(&str, &str)]) -> Self {
         for _ in 0..5 {
-            match Self::try_start(data_dir, durability) {
+            match Self::try_start(data_dir, durability, env) {
                 Ok(node) => return node,
                 Err(log) if log.contains("Address already in use") => continue,
                 Err(log) => panic!("the node did not start: {log}"),
@@ -53,7 +58,7 @@ impl NodeProcess {
         panic!("no free ports for a node after 5 tries")
     }
 
-    fn try_start(data_dir: &Path, durability: &str) -> Result<Self, String> {
+    fn try_start(data_dir: &Path, durability: &str, env: &[(&str, &str)]) -> Result<Self, String> {
         let n = shards() as u16;
         let port = free_port_block(n + 1);
         let addr = format!("127.0.0.1:{port}");
@@ -68,6 +73,7 @@ impl NodeProcess {
             .arg("--data-dir")
             .arg(data_dir)
             .env("QUIRE_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&stderr).unwrap())
             .spawn()

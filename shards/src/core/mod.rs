@@ -253,6 +253,10 @@ struct Slot {
     state_bytes: usize,
 }
 
+/// A state entry as it was before a write: its key and its old value
+/// (`None`: there was none).
+pub(crate) type StateUndo = (Box<[u8]>, Option<Bytes>);
+
 /// One agent's key-value state.
 type KeyValues = HashMap<Box<[u8]>, Bytes, RandomState>;
 
@@ -327,7 +331,7 @@ pub struct ShardCore {
     /// While an agent that asked for it handles a message
     /// ([`Context::undo_state_on_failure`]): the state entries its writes
     /// replaced, to put back if the message fails.
-    pub(crate) state_undo: Option<Vec<(Box<[u8]>, Option<Bytes>)>>,
+    pub(crate) state_undo: Option<Vec<StateUndo>>,
     /// Where the slot of the agent whose turn it is (plus one; 0: none) is
     /// published for another thread (a watchdog naming what a stalled shard
     /// was running).

@@ -15,12 +15,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use wasmer::sys::{CompilerConfig, Cranelift, EngineBuilder, NativeEngineExt};
+use wasmer::sys::{Cranelift, EngineBuilder, NativeEngineExt};
 use wasmer::wasmparser::Operator;
 use wasmer::{Engine, Module};
-use wasmer_middlewares::Metering;
 
-use super::abi::{check_module, check_no_start, AbiError};
+use super::abi::{check_module, AbiError};
+use super::compile_limit::{compile_in_child, metered_engine, module_binary, CompilerProcess};
 use super::instance::LiveInstance;
 use super::limits::AgentLimits;
 use super::tunables::AgentTunables;
@@ -115,6 +115,10 @@ pub enum WasmError {
     /// No module with this hash was deployed on this node.
     #[error("no module with hash {0} is known to this node")]
     Unknown(String),
+    /// Compiling it broke the node's compile limits (time or memory) and
+    /// was stopped.
+    #[error("compile_limit: {0}")]
+    CompileLimit(String),
     /// The cache directory could not be written.
     #[error("the module cache at {path} failed: {reason}")]
     Cache {
@@ -143,6 +147,8 @@ struct Inner {
     loader: Engine,
     cache_dir: Option<PathBuf>,
     max_module_bytes: usize,
+    /// Where new modules are compiled; `None`: on the caller's thread.
+    compiler: Option<CompilerProcess>,
     modules: Mutex<HashMap<ModuleHash, WasmModule>>,
     stats: Mutex<EngineStats>,
 }
@@ -180,6 +186,17 @@ impl WasmEngine {
 
     /// The same, refusing modules over `max_module_bytes`.
     pub fn with_max_module_bytes(cache_dir: Option<PathBuf>, max_module_bytes: usize) -> Self {
+        Self::with_compiler(cache_dir, max_module_bytes, None)
+    }
+
+    /// The same, compiling new modules in child processes of `compiler`
+    /// under its limits (see [`CompilerProcess`]); `None`: in-process, with
+    /// no limit.
+    pub fn with_compiler(
+        cache_dir: Option<PathBuf>,
+        max_module_bytes: usize,
+        compiler: Option<CompilerProcess>,
+    ) -> Self {
         let mut loader: Engine = EngineBuilder::new(Cranelift::default()).engine().into();
         loader.set_tunables(AgentTunables::new());
         if let Some(dir) = &cache_dir {
@@ -190,6 +207,7 @@ impl WasmEngine {
                 loader,
                 cache_dir,
                 max_module_bytes,
+                compiler,
                 modules: Mutex::new(HashMap::new()),
                 stats: Mutex::new(EngineStats::default()),
             }),
@@ -271,25 +289,25 @@ impl WasmEngine {
 
     fn compile_fresh(&self, hash: ModuleHash, bytes: &[u8]) -> Result<WasmModule, WasmError> {
         let started = Instant::now();
-        // Metering keeps per-module state, so each compilation gets its own.
-        let mut compiler = Cranelift::default();
-        compiler.push_middleware(Arc::new(Metering::new(0, operator_cost)));
-        let mut engine: Engine = EngineBuilder::new(compiler).engine().into();
-        engine.set_tunables(AgentTunables::new());
-        // The node takes WebAssembly text too (docs/agent-abi.md): a bad
-        // upload is told which of the two it was taken for.
-        let binary = if bytes.starts_with(b"\0asm") {
-            std::borrow::Cow::Borrowed(bytes)
-        } else {
-            wasmer::wat2wasm(bytes).map_err(|e| {
-                WasmError::Compile(format!(
-                    "neither a WebAssembly binary (it does not begin with \\0asm) nor WebAssembly text: {e}"
-                ))
-            })?
+        let binary = module_binary(bytes)?;
+        let (module, engine) = match &self.inner.compiler {
+            Some(process) => {
+                let artifact = compile_in_child(process, &binary)?;
+                // SAFETY: the artifact was written by our own compiler
+                // process for this engine configuration, just now.
+                let module =
+                    unsafe { Module::deserialize(&self.inner.loader, artifact) }.map_err(|e| {
+                        WasmError::Compile(format!("the compiled artifact does not load: {e}"))
+                    })?;
+                (module, self.inner.loader.clone())
+            }
+            None => {
+                let engine = metered_engine();
+                let module = Module::new(&engine, &binary[..])
+                    .map_err(|e| WasmError::Compile(e.to_string()))?;
+                (module, engine)
+            }
         };
-        check_no_start(&binary)?;
-        let module =
-            Module::new(&engine, &binary[..]).map_err(|e| WasmError::Compile(e.to_string()))?;
         check_module(&module)?;
         let compiled = WasmModule {
             hash,
@@ -387,7 +405,7 @@ fn remove_leftovers(dir: &Path) {
 
 /// Every operator costs one unit of fuel: simple, and proportional enough
 /// to time for a limit whose job is to stop runaway loops.
-fn operator_cost(_op: &Operator) -> u64 {
+pub(crate) fn operator_cost(_op: &Operator) -> u64 {
     1
 }
 

@@ -39,6 +39,7 @@
 
 pub mod abi;
 mod agent;
+mod compile_limit;
 mod engine;
 mod host;
 mod instance;
@@ -50,6 +51,9 @@ mod shard;
 mod tunables;
 
 pub use agent::{WasmAgent, WasmSpec, WASM_KIND};
+pub use compile_limit::{
+    compile_artifact, compile_child_main, CompileLimits, CompilerProcess, COMPILE_SUBCOMMAND,
+};
 pub use engine::{
     EngineStats, ModuleHash, WasmEngine, WasmError, WasmModule, DEFAULT_MAX_MODULE_BYTES,
 };

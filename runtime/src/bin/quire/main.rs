@@ -31,6 +31,14 @@ mod ops_cmd;
 mod remote_cmd;
 
 fn main() -> ExitCode {
+    // A compile child (see quire_shards::wasm::CompilerProcess) does that
+    // one job, before anything else starts.
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == quire_shards::wasm::COMPILE_SUBCOMMAND)
+    {
+        return ExitCode::from(quire_shards::wasm::compile_child_main() as u8);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("QUIRE_LOG")

@@ -81,6 +81,11 @@ pub fn run_node(
     let mut builder = Node::builder()
         .config(config.clone())
         .agent_kinds(builtin_kinds());
+    // New modules compile in a child of this binary, under the compile
+    // limits (see quire_shards::wasm::CompilerProcess).
+    if let Ok(me) = std::env::current_exe() {
+        builder = builder.compile_in_child(me);
+    }
     if let Some(us) = spin_us {
         builder = builder.spin_before_park(Duration::from_micros(us));
     }
