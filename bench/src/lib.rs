@@ -17,6 +17,7 @@ pub mod profile_suite;
 pub mod report;
 pub mod routing;
 pub mod routing_suite;
+pub mod sandbox_suite;
 pub mod storage_suite;
 pub mod suite;
 pub mod wasm_suite;

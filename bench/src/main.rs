@@ -64,6 +64,9 @@ enum Command {
     /// memory per idle agent and per connection, messages per shard; the
     /// table docs/capacity.md is written from.
     Capacity(quire_bench::capacity::CapacityOptions),
+    /// What a hostile agent costs the good agent on its shard: open-loop
+    /// latency quiet and with each attacker of the hostile suite hammered.
+    Sandbox(quire_bench::sandbox_suite::SandboxOptions),
     /// The crash test's worker process (started by `crash`).
     #[command(hide = true)]
     CrashWorker(WorkerOptions),
@@ -95,6 +98,7 @@ fn main() -> ExitCode {
         Command::Capacity(opts) => quire_bench::capacity::run(opts).map(|figures| {
             print!("{}", quire_bench::capacity::markdown(&figures));
         }),
+        Command::Sandbox(opts) => quire_bench::sandbox_suite::run(opts).map(|_| ()),
         Command::CrashWorker(opts) => crash::worker(opts),
     };
     match result {

@@ -14,6 +14,7 @@ mod journal;
 mod mailbox;
 mod output_commit;
 mod stats;
+pub mod hostile_agents;
 pub mod testing;
 pub mod wasm;
 

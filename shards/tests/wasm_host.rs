@@ -315,7 +315,11 @@ fn a_huge_reply_is_refused_with_a_clear_error() {
 #[test]
 fn a_flood_is_bounded_by_queues_and_fuel() {
     let mut h = Host::new();
-    h.deploy_default("flood", &flooder());
+    let patient = AgentLimits {
+        max_time_us: 10_000_000,
+        ..AgentLimits::default()
+    };
+    h.deploy("flood", &flooder(), patient, Supervision::default());
     h.deploy_default("sink", &echo());
     // The flood's sends beyond the sink's mailbox are refused at once.
     let r = h.call("flood", b"go");

@@ -107,6 +107,11 @@ pub struct WasmAgent {
     retiring: Vec<LiveInstance>,
     recent_failures: VecDeque<Instant>,
     quarantine: Quarantine,
+    /// Quarantines in a row (each within `window_ms` of the last one's
+    /// end): the next lasts `quarantine_ms << backoff`.
+    backoff: u32,
+    /// When the last quarantine ended (or was due to).
+    last_quarantine_end: Option<Instant>,
     cost: CostWindow,
     /// Time its handlers ran, all windows together.
     busy_total: Duration,
@@ -145,6 +150,8 @@ impl WasmAgent {
             retiring: Vec::new(),
             recent_failures: VecDeque::new(),
             quarantine: Quarantine::None,
+            backoff: 0,
+            last_quarantine_end: None,
             cost: CostWindow {
                 started: Instant::now(),
                 busy: Duration::ZERO,
@@ -197,7 +204,7 @@ impl WasmAgent {
         if !over_time && self.cost.refused <= self.supervision.max_refused_per_window {
             return;
         }
-        let quarantined = self.note_failure(ended);
+        let quarantined = self.note_failure(ended, false);
         if !quarantined {
             self.quarantine = Quarantine::Throttled(self.cost.started + window);
         }
@@ -215,8 +222,9 @@ impl WasmAgent {
         );
     }
 
-    /// Counts one failure at `now`; true if it quarantines the agent.
-    fn note_failure(&mut self, now: Instant) -> bool {
+    /// Counts one failure at `now` (`at_once`: one that quarantines
+    /// whatever the count); true if it quarantines the agent.
+    fn note_failure(&mut self, now: Instant, at_once: bool) -> bool {
         self.failures += 1;
         let window = Duration::from_millis(self.supervision.window_ms);
         self.recent_failures.push_back(now);
@@ -227,12 +235,18 @@ impl WasmAgent {
         {
             self.recent_failures.pop_front();
         }
-        let quarantine = self.recent_failures.len() >= self.supervision.max_failures as usize;
+        let quarantine =
+            at_once || self.recent_failures.len() >= self.supervision.max_failures as usize;
         if quarantine {
+            let again = self
+                .last_quarantine_end
+                .is_some_and(|end| now.saturating_duration_since(end) <= window);
+            self.backoff = if again { (self.backoff + 1).min(6) } else { 0 };
+            let lasts = Duration::from_millis(self.supervision.quarantine_ms << self.backoff);
+            self.last_quarantine_end = Some(now + lasts);
+            self.recent_failures.clear();
             self.quarantine = match self.supervision.policy {
-                OnRepeatedFailure::Restart => {
-                    Quarantine::Until(now + Duration::from_millis(self.supervision.quarantine_ms))
-                }
+                OnRepeatedFailure::Restart => Quarantine::Until(now + lasts),
                 OnRepeatedFailure::Stop => Quarantine::UntilReload,
             };
         }
@@ -277,7 +291,9 @@ impl WasmAgent {
         if self.activation.live.borrow_mut().take().is_some() {
             self.restarts += 1;
         }
-        let quarantine = self.note_failure(Instant::now());
+        let at_once =
+            self.supervision.quarantine_on_time_limit && violation.reason == Rejection::TimeLimit;
+        let quarantine = self.note_failure(Instant::now(), at_once);
         self.shard.count_failure(quarantine);
         tracing::warn!(
             agent = ctx.id().as_str(),
@@ -417,6 +433,8 @@ impl Agent for WasmAgent {
         self.supervision = spec.supervision;
         self.quarantine = Quarantine::None;
         self.recent_failures.clear();
+        self.backoff = 0;
+        self.last_quarantine_end = None;
         Ok(())
     }
 

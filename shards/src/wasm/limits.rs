@@ -35,7 +35,10 @@ impl Default for AgentLimits {
         Self {
             max_memory_bytes: 16 << 20,
             fuel_per_message: 10_000_000,
-            max_time_us: 100_000,
+            // An actor's handler is short; a shard's neighbours wait out
+            // whatever one takes, so the default is what a latency budget
+            // can afford once, not what a batch job would want.
+            max_time_us: 10_000,
             max_message_bytes: 1 << 20,
             max_state_bytes: 64 << 20,
             max_key_bytes: 1024,
@@ -102,8 +105,14 @@ pub struct Supervision {
     pub window_ms: u64,
     /// What quarantine means.
     pub policy: OnRepeatedFailure,
-    /// How long a `restart` quarantine lasts, in milliseconds.
+    /// How long a first `restart` quarantine lasts, in milliseconds; each
+    /// quarantine that follows the last one's end within `window_ms` lasts
+    /// twice the one before (up to 64 times this).
     pub quarantine_ms: u64,
+    /// A message that ran past its time limit held its shard for the whole
+    /// limit: quarantine the agent at once rather than after
+    /// `max_failures`.
+    pub quarantine_on_time_limit: bool,
     /// The window over which an agent's cost is counted, in milliseconds.
     pub cost_window_ms: u64,
     /// Share of its shard's time (percent of the cost window) an agent's
@@ -122,6 +131,7 @@ impl Default for Supervision {
             window_ms: 10_000,
             policy: OnRepeatedFailure::Restart,
             quarantine_ms: 5_000,
+            quarantine_on_time_limit: true,
             cost_window_ms: 1_000,
             max_busy_percent: 50,
             max_refused_per_window: 10_000,

@@ -1,0 +1,258 @@
+//! `quire-bench sandbox`: what a hostile agent costs the good agent next to
+//! it. For each attacker of [`quire_shards::hostile_agents`], a fresh node
+//! (2 shards, sockets on loopback) gets the attacker and a good echo agent
+//! on the same shard; one client hammers the attacker as fast as it can,
+//! another calls the good agent open loop at `--rate` (each call timed from
+//! the instant it was due, so a stall counts in full), a third asks the
+//! node for its agent list every 50 ms (how long commands wait). The quiet
+//! row is the same run with no attacker traffic.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use hdrhistogram::Histogram;
+use quire_runtime::net::{free_port_block, RemoteClient};
+use quire_runtime::config::NodeConfig;
+use quire_runtime::Node;
+use quire_shards::hostile_agents as hostile;
+
+/// Options of `quire-bench sandbox`.
+#[derive(Debug, Clone, Args)]
+pub struct SandboxOptions {
+    /// Calls per second to the good agent.
+    #[arg(long, default_value_t = 2000)]
+    pub rate: u64,
+    /// Seconds each run lasts.
+    #[arg(long, default_value_t = 5.0)]
+    pub seconds: f64,
+    /// Runs of the whole table (medians are printed).
+    #[arg(long, default_value_t = 1)]
+    pub runs: usize,
+}
+
+/// How an attacker is driven.
+#[derive(Clone, Copy)]
+enum Drive {
+    Call,
+    Send,
+}
+
+/// One row: figures of one run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Row {
+    /// Good-agent latency, µs.
+    pub p50_us: f64,
+    /// Good-agent latency, µs.
+    pub p99_us: f64,
+    /// Good-agent latency, µs.
+    pub p999_us: f64,
+    /// Good-agent latency, µs.
+    pub max_us: f64,
+    /// The generator's own lateness (how late a call left that was not held
+    /// up by the one before), p99, µs.
+    pub lateness_p99_us: f64,
+    /// Longest wait for the agent list, ms.
+    pub command_max_ms: f64,
+    /// Good-agent calls that failed.
+    pub failed: u64,
+}
+
+type Attack = (&'static str, fn() -> Vec<u8>, Drive);
+
+fn attacks() -> Vec<Attack> {
+    vec![
+        ("freezer", hostile::freezer, Drive::Call),
+        ("hog", hostile::hog, Drive::Send),
+        ("table-grower", hostile::table_grower, Drive::Call),
+        ("call-hog", hostile::call_hog, Drive::Call),
+        ("state-hog", hostile::state_hog, Drive::Call),
+        ("mailbox-bomb", hostile::mailbox_bomb, Drive::Call),
+        ("log-flood", hostile::log_flood, Drive::Call),
+        ("trap", hostile::plain_trap, Drive::Call),
+    ]
+}
+
+/// Runs the table; prints it.
+pub fn run(opts: &SandboxOptions) -> Result<Vec<(String, Row)>, String> {
+    let mut all: Vec<(String, Vec<Row>)> = Vec::new();
+    for _ in 0..opts.runs.max(1) {
+        let quiet = one_run(opts, None)?;
+        push(&mut all, "quiet", quiet);
+        for attack in attacks() {
+            let row = one_run(opts, Some(attack))?;
+            push(&mut all, attack.0, row);
+        }
+    }
+    let rows: Vec<(String, Row)> = all
+        .into_iter()
+        .map(|(name, rows)| (name, median_row(&rows)))
+        .collect();
+    let quiet_p99 = rows[0].1.p99_us.max(1.0);
+    println!(
+        "sandbox: good agent on the attacker's shard, open loop {} calls/s, {} s a run, medians of {} run(s)",
+        opts.rate, opts.seconds, opts.runs
+    );
+    println!(
+        "{:<14} {:>9} {:>9} {:>10} {:>10} {:>8} {:>13} {:>14} {:>7}",
+        "attacker", "p50 µs", "p99 µs", "p99.9 µs", "max µs", "p99 x", "late p99 µs", "command max ms", "failed"
+    );
+    for (name, r) in &rows {
+        println!(
+            "{:<14} {:>9.1} {:>9.1} {:>10.1} {:>10.1} {:>8.2} {:>13.1} {:>14.1} {:>7}",
+            name,
+            r.p50_us,
+            r.p99_us,
+            r.p999_us,
+            r.max_us,
+            r.p99_us / quiet_p99,
+            r.lateness_p99_us,
+            r.command_max_ms,
+            r.failed
+        );
+    }
+    Ok(rows)
+}
+
+fn push(all: &mut Vec<(String, Vec<Row>)>, name: &str, row: Row) {
+    match all.iter_mut().find(|(n, _)| n == name) {
+        Some((_, rows)) => rows.push(row),
+        None => all.push((name.to_string(), vec![row])),
+    }
+}
+
+fn median_row(rows: &[Row]) -> Row {
+    let median = |f: fn(&Row) -> f64| {
+        let mut v: Vec<f64> = rows.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    Row {
+        p50_us: median(|r| r.p50_us),
+        p99_us: median(|r| r.p99_us),
+        p999_us: median(|r| r.p999_us),
+        max_us: median(|r| r.max_us),
+        lateness_p99_us: median(|r| r.lateness_p99_us),
+        command_max_ms: median(|r| r.command_max_ms),
+        failed: rows.iter().map(|r| r.failed).max().unwrap_or(0),
+    }
+}
+
+const TOKEN: &str = "sandbox-bench";
+
+fn connect(addr: &str) -> Result<RemoteClient, String> {
+    RemoteClient::connect(addr, Some(TOKEN)).map_err(|e| e.to_string())
+}
+
+fn one_run(opts: &SandboxOptions, attack: Option<Attack>) -> Result<Row, String> {
+    let port = free_port_block(3);
+    let addr = format!("127.0.0.1:{port}");
+    let mut config = NodeConfig::default();
+    config.node.shards = Some(2.min(std::thread::available_parallelism().map_or(1, |n| n.get())));
+    config.network.listen = Some(addr.clone());
+    config.network.admin_token = Some(TOKEN.into());
+    let node = Node::builder()
+        .config(config)
+        .start()
+        .map_err(|e| e.to_string())?;
+    let mut admin = connect(&addr)?;
+    let attacker = attack.map_or("quiet", |a| a.0);
+    admin
+        .deploy(attacker, &attack.map_or_else(hostile::echo, |a| (a.1)()))
+        .map_err(|e| e.to_string())?;
+    if attacker == "call-hog" {
+        for i in 0..8 {
+            admin
+                .deploy(&format!("silent-{i}"), &hostile::silent())
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    let shard_of = |c: &mut RemoteClient, name: &str| -> Result<u64, String> {
+        let rows = c.agents().map_err(|e| e.to_string())?;
+        Ok(rows.iter().find(|r| r.name == name).map_or(0, |r| r.shard))
+    };
+    let target = shard_of(&mut admin, attacker)?;
+    let mut good = String::new();
+    for i in 0.. {
+        let name = format!("good-{i}");
+        admin
+            .deploy(&name, &hostile::echo())
+            .map_err(|e| e.to_string())?;
+        if shard_of(&mut admin, &name)? == target {
+            good = name;
+            break;
+        }
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let hammer = attack.map(|(name, _, drive)| {
+        let stop = stop.clone();
+        let addr = addr.clone();
+        std::thread::spawn(move || {
+            let Ok(mut c) = connect(&addr) else { return };
+            while !stop.load(Ordering::Relaxed) {
+                let _ = match drive {
+                    Drive::Call => c.call(name, b"x", Duration::from_secs(5)).map(|_| ()),
+                    Drive::Send => c.send(name, b"x").map(|_| ()),
+                };
+            }
+        })
+    });
+    let prober = {
+        let stop = stop.clone();
+        let addr = addr.clone();
+        std::thread::spawn(move || {
+            let mut worst = Duration::ZERO;
+            let Ok(mut c) = connect(&addr) else {
+                return worst;
+            };
+            while !stop.load(Ordering::Relaxed) {
+                let asked = Instant::now();
+                let _ = c.agents();
+                worst = worst.max(asked.elapsed());
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            worst
+        })
+    };
+    let mut client = connect(&addr)?;
+    let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("bounds");
+    let mut lateness = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("bounds");
+    let interval = Duration::from_nanos(1_000_000_000 / opts.rate.max(1));
+    let total = (opts.seconds * opts.rate as f64) as u64;
+    let mut failed = 0;
+    let start = Instant::now() + Duration::from_millis(100);
+    for i in 0..total {
+        let due = start + interval * i as u32;
+        let mut now = Instant::now();
+        if now < due {
+            while now < due {
+                std::hint::spin_loop();
+                now = Instant::now();
+            }
+            lateness.saturating_record(now.duration_since(due).as_nanos().max(1) as u64);
+        }
+        if client.call(&good, b"ping", Duration::from_secs(10)).is_err() {
+            failed += 1;
+        }
+        latency.saturating_record(due.elapsed().as_nanos().max(1) as u64);
+    }
+    stop.store(true, Ordering::Relaxed);
+    if let Some(h) = hammer {
+        let _ = h.join();
+    }
+    let command_max = prober.join().unwrap_or_default();
+    drop(client);
+    drop(admin);
+    node.shutdown();
+    let us = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1_000.0;
+    Ok(Row {
+        p50_us: us(&latency, 0.5),
+        p99_us: us(&latency, 0.99),
+        p999_us: us(&latency, 0.999),
+        max_us: latency.max() as f64 / 1_000.0,
+        lateness_p99_us: us(&lateness, 0.99),
+        command_max_ms: command_max.as_secs_f64() * 1_000.0,
+        failed,
+    })
+}
