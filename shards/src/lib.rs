@@ -10,11 +10,11 @@ mod agent_id;
 mod core;
 mod envelope;
 mod error;
+pub mod hostile_agents;
 mod journal;
 mod mailbox;
 mod output_commit;
 mod stats;
-pub mod hostile_agents;
 pub mod testing;
 pub mod wasm;
 

@@ -204,7 +204,7 @@ impl WasmAgent {
         if !over_time && self.cost.refused <= self.supervision.max_refused_per_window {
             return;
         }
-        let quarantined = self.note_failure(ended, false);
+        let quarantined = self.note_failure(ended, self.supervision.quarantine_on_cost);
         if !quarantined {
             self.quarantine = Quarantine::Throttled(self.cost.started + window);
         }
@@ -292,7 +292,7 @@ impl WasmAgent {
             self.restarts += 1;
         }
         let at_once =
-            self.supervision.quarantine_on_time_limit && violation.reason == Rejection::TimeLimit;
+            self.supervision.quarantine_on_cost && violation.reason == Rejection::TimeLimit;
         let quarantine = self.note_failure(Instant::now(), at_once);
         self.shard.count_failure(quarantine);
         tracing::warn!(

@@ -109,10 +109,13 @@ pub struct Supervision {
     /// quarantine that follows the last one's end within `window_ms` lasts
     /// twice the one before (up to 64 times this).
     pub quarantine_ms: u64,
-    /// A message that ran past its time limit held its shard for the whole
-    /// limit: quarantine the agent at once rather than after
-    /// `max_failures`.
-    pub quarantine_on_time_limit: bool,
+    /// Quarantine at once, rather than after `max_failures`, an agent whose
+    /// message ran past its time limit (it held its shard that long) or
+    /// that went over its cost budget: every agent next to it on its shard
+    /// waits while it runs, so the costly ones go first. Off: a time limit
+    /// is one failure, and an agent over budget is throttled until its
+    /// window ends (one failure).
+    pub quarantine_on_cost: bool,
     /// The window over which an agent's cost is counted, in milliseconds.
     pub cost_window_ms: u64,
     /// Share of its shard's time (percent of the cost window) an agent's
@@ -131,10 +134,10 @@ impl Default for Supervision {
             window_ms: 10_000,
             policy: OnRepeatedFailure::Restart,
             quarantine_ms: 5_000,
-            quarantine_on_time_limit: true,
-            cost_window_ms: 1_000,
-            max_busy_percent: 50,
-            max_refused_per_window: 10_000,
+            quarantine_on_cost: true,
+            cost_window_ms: 100,
+            max_busy_percent: 25,
+            max_refused_per_window: 1_000,
         }
     }
 }
