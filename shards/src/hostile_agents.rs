@@ -26,12 +26,9 @@ pub fn module(body: &str) -> Vec<u8> {
         .into_owned()
 }
 
-/// Replies to every call with its payload.
+/// The good neighbour: replies to every call with its payload.
 pub fn echo() -> Vec<u8> {
-    module(
-        r#"(func (export "quire_handle") (param i32 i64 i32 i32 i32) (result i32)
-             (drop (call $reply (local.get 3) (local.get 4))) i32.const 0)"#,
-    )
+    crate::testing::wat_echo()
 }
 
 /// Sends itself a message, then fills 16 MB over and over: fuel barely
