@@ -295,6 +295,13 @@ fn an_agent_within_its_limits_that_hogs_its_shard_is_quarantined() {
         assert!(Instant::now() < deadline, "never quarantined: {row:?}");
         std::thread::sleep(Duration::from_millis(50));
     }
+    let (_, page) = a.node.get("/metrics");
+    assert!(
+        page.lines()
+            .any(|l| l.starts_with("quire_top_agent_busy_seconds_total")
+                && l.contains("agent=\"hog\"")),
+        "the costly agent has series of its own:\n{page}"
+    );
     // Over its budget once: quarantined at once (`quarantine_on_cost`).
     assert!(a.metric("quire_wasm_throttles_total") >= 1.0);
     assert!(!seen_throttled, "quarantined, not throttled, by default");

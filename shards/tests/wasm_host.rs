@@ -246,25 +246,36 @@ fn an_infinite_loop_runs_out_of_fuel_and_the_agent_goes_on() {
 /// the limit is found stands, since the time is measured when the handler
 /// returns).
 fn spinner() -> Vec<u8> {
-    module(
+    spinner_of(3_000_000)
+}
+
+/// Counts to `n` and returns.
+fn spinner_of(n: u32) -> Vec<u8> {
+    module(&format!(
         r#"(func (export "quire_handle") (param i32 i64 i32 i32 i32) (result i32) (local $i i32)
              (loop $more
                (local.set $i (i32.add (local.get $i) (i32.const 1)))
-               (br_if $more (i32.lt_u (local.get $i) (i32.const 3000000))))
-             i32.const 0)"#,
-    )
+               (br_if $more (i32.lt_u (local.get $i) (i32.const {n}))))
+             i32.const 0)"#
+    ))
 }
 
 #[test]
 fn a_time_limit_fails_a_slow_message() {
     let mut h = Host::new();
-    // Fuel enough for the spin; time not (it takes milliseconds).
+    // Fuel enough for the spin; time not (it takes seconds, and is stopped
+    // while it runs, a few ms in).
     let limits = AgentLimits {
-        fuel_per_message: 100_000_000,
+        fuel_per_message: 100_000_000_000,
         max_time_us: 100,
         ..AgentLimits::default()
     };
-    h.deploy("slow", &spinner(), limits, Supervision::default());
+    h.deploy(
+        "slow",
+        &spinner_of(2_000_000_000),
+        limits,
+        Supervision::default(),
+    );
     assert_eq!(rejected(h.call("slow", b"x")), Rejection::TimeLimit);
     let generous = AgentLimits {
         max_time_us: 10_000_000,
@@ -548,4 +559,38 @@ fn a_failing_agent_ends_its_turn_so_neighbours_run_between_its_failures() {
     assert_eq!(h.shard.stats().rejected_for(Rejection::FuelExhausted), 1);
     h.shard.run(usize::MAX);
     assert_eq!(h.shard.stats().rejected_for(Rejection::FuelExhausted), 3);
+}
+
+/// Fills 60 000 bytes 10 000 times (600 MB moved) and replies: a few
+/// operators a fill, so only fuel charged by length stops it.
+fn bulk_filler() -> Vec<u8> {
+    module(
+        r#"(func (export "quire_handle") (param i32 i64 i32 i32 i32) (result i32)
+             (local $i i32)
+             (loop $again
+               (memory.fill (i32.const 0) (i32.const 7) (i32.const 60000))
+               (local.set $i (i32.add (local.get $i) (i32.const 1)))
+               (br_if $again (i32.lt_u (local.get $i) (i32.const 10000))))
+             (drop (call $reply (i32.const 0) (i32.const 4)))
+             i32.const 0)"#,
+    )
+}
+
+#[test]
+fn bulk_memory_instructions_pay_fuel_by_the_bytes_they_move() {
+    let mut h = Host::new();
+    let patient = AgentLimits {
+        fuel_per_message: 1_000_000,
+        max_time_us: 60_000_000,
+        ..AgentLimits::default()
+    };
+    h.deploy("filler", &bulk_filler(), patient, Supervision::default());
+    // ~60 K operators, but 600 MB moved: 9.4 M units at 64 bytes a unit.
+    assert_eq!(rejected(h.call("filler", b"x")), Rejection::FuelExhausted);
+    let roomy = AgentLimits {
+        fuel_per_message: 20_000_000,
+        ..patient
+    };
+    h.deploy("roomy", &bulk_filler(), roomy, Supervision::default());
+    assert!(h.call("roomy", b"x").is_ok(), "enough fuel for the bytes");
 }

@@ -41,8 +41,44 @@ fn seconds_counter(name: &'static str, help: &'static str, value: f64) -> Sample
 }
 
 fn labelled(mut s: Sample, key: &'static str, value: &'static str) -> Sample {
-    s.label = Some((key, value));
+    s.label = Some((key, value.into()));
     s
+}
+
+/// Agents per shard that get series of their own (the costliest), so that
+/// a shard of a million agents still gives a page of bounded size.
+const AGENTS_WITH_SERIES: usize = 10;
+
+/// Per-agent series of the shard's costliest agents (by handler time).
+fn costliest_agents(samples: &mut Vec<Sample>, core: &quire_shards::ShardCore) {
+    for agent in core.costliest_agents(AGENTS_WITH_SERIES) {
+        let series = [
+            seconds_counter(
+                "quire_top_agent_busy_seconds_total",
+                "Time the agent's handlers ran (the shard's costliest agents only).",
+                agent.status.busy_ns as f64 / 1e9,
+            ),
+            gauge(
+                "quire_top_agent_memory_bytes",
+                "Memory of the agent's live instance, tables included (the shard's costliest agents only).",
+                agent.status.memory_bytes as f64,
+            ),
+            gauge(
+                "quire_top_agent_state_bytes",
+                "Bytes of the agent's state (the shard's costliest agents only).",
+                agent.state_bytes as f64,
+            ),
+            gauge(
+                "quire_top_agent_calls_waiting",
+                "Calls the agent made that wait for answers (the shard's costliest agents only).",
+                agent.calls_waiting as f64,
+            ),
+        ];
+        for mut s in series {
+            s.label = Some(("agent", agent.name.clone().into()));
+            samples.push(s);
+        }
+    }
 }
 
 /// An out and an in counter under one name, labelled `direction`.
@@ -159,6 +195,7 @@ pub(crate) fn collect(shared: &Shared) -> ShardMetrics {
         "Messages waiting in the shard's mailboxes.",
         core.queued() as f64,
     ));
+    costliest_agents(&mut samples, &core);
     let fullest = core.fullest_mailbox().map_or(0, |(_, n)| n);
     samples.push(gauge(
         "quire_mailbox_fullest_messages",
@@ -259,7 +296,7 @@ pub(crate) fn collect(shared: &Shared) -> ShardMetrics {
     ));
     samples.push(gauge(
         "quire_agent_memory_bytes",
-        "Linear memory of the shard's active WebAssembly agents.",
+        "Memory (linear memories and tables) of the shard's active WebAssembly agents.",
         wasm.agent_memory_bytes as f64,
     ));
     summaries.push(summary(

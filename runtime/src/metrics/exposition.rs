@@ -68,7 +68,11 @@ pub fn render(shards: &[ShardMetrics], node: &[(&str, &str, f64)]) -> String {
                 let _ = writeln!(
                     out,
                     "{name}{} {}",
-                    labels(m.shard, s.label, None),
+                    labels(
+                        m.shard,
+                        s.label.as_ref().map(|(k, v)| (*k, v.as_ref())),
+                        None
+                    ),
                     number(s.value)
                 );
             }
@@ -139,7 +143,7 @@ mod tests {
                 name: "quire_messages_rejected_total",
                 help: "Messages refused, by reason.",
                 kind: SampleKind::Counter,
-                label: Some(("reason", "queue_full")),
+                label: Some(("reason", "queue_full".into())),
                 value: 3.0,
             }],
             summaries: vec![SummarySample {

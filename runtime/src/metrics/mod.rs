@@ -42,8 +42,9 @@ pub struct Sample {
     pub help: &'static str,
     /// Counter or gauge.
     pub kind: SampleKind,
-    /// A label besides `shard`, e.g. `("reason", "queue_full")`.
-    pub label: Option<(&'static str, &'static str)>,
+    /// A label besides `shard`, e.g. `("reason", "queue_full")` (or an
+    /// agent's name, which is not known at compile time).
+    pub label: Option<(&'static str, std::borrow::Cow<'static, str>)>,
     /// The value.
     pub value: f64,
 }
@@ -97,7 +98,7 @@ impl ShardMetrics {
     pub fn value(&self, name: &str, label: Option<(&str, &str)>) -> Option<f64> {
         self.samples
             .iter()
-            .find(|s| s.name == name && s.label == label)
+            .find(|s| s.name == name && s.label.as_ref().map(|(k, v)| (*k, v.as_ref())) == label)
             .map(|s| s.value)
     }
 }

@@ -180,6 +180,37 @@ impl ShardCore {
         Ok(())
     }
 
+    /// The `n` agents whose handlers ran longest (those that ran at all),
+    /// costliest first: a walk over every slot, for scrapes (never on the
+    /// message path).
+    pub fn costliest_agents(&self, n: usize) -> Vec<AgentInfo> {
+        let mut top: Vec<(u64, usize)> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.live)
+            .filter_map(|(i, s)| Some((s.agent.as_ref()?.status().busy_ns, i)))
+            .filter(|(busy, _)| *busy > 0)
+            .collect();
+        top.sort_unstable_by_key(|t| std::cmp::Reverse(t.0));
+        top.truncate(n);
+        top.into_iter()
+            .filter_map(|(_, idx)| {
+                let slot = &self.slots[idx];
+                Some(AgentInfo {
+                    name: slot.id.as_ref()?.as_str().to_string(),
+                    shard: self.cfg.shard,
+                    deployed: slot.persistent,
+                    queued: slot.mailbox.len(),
+                    state_entries: slot.state.len(),
+                    state_bytes: slot.state_bytes,
+                    calls_waiting: slot.calls_waiting,
+                    status: slot.agent.as_ref()?.status(),
+                })
+            })
+            .collect()
+    }
+
     /// Every agent on this shard with its status, sorted by name.
     pub fn list_agents(&self) -> Vec<AgentInfo> {
         let mut list: Vec<AgentInfo> = self

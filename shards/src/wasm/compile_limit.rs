@@ -57,12 +57,14 @@ pub struct CompilerProcess {
     pub limits: CompileLimits,
 }
 
-/// The engine a module is compiled with: Cranelift with fuel metering (the
-/// middleware keeps per-module state, so each compile gets its own) and the
-/// agents' tunables.
+/// The engine a module is compiled with: Cranelift with fuel metering and
+/// bulk instructions charged by length (the middlewares keep per-module
+/// state, so each compile gets its own) and the agents' tunables.
 pub(crate) fn metered_engine() -> Engine {
     let mut compiler = Cranelift::default();
     compiler.push_middleware(Arc::new(Metering::new(0, operator_cost)));
+    // After metering: it charges metering's own fuel global.
+    compiler.push_middleware(Arc::new(super::bulk_metering::BulkMetering::default()));
     let mut engine: Engine = EngineBuilder::new(compiler).engine().into();
     engine.set_tunables(AgentTunables::new());
     engine

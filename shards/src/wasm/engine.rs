@@ -27,7 +27,7 @@ use super::tunables::AgentTunables;
 
 /// Bumped when the artifact layout or the instrumentation changes, so stale
 /// artifacts are compiled again rather than loaded.
-const ARTIFACT_TAG: &str = "wasmer-7.4.2-cranelift-metered-v1";
+const ARTIFACT_TAG: &str = "wasmer-7.4.2-cranelift-metered-v2";
 
 /// A module's content hash (BLAKE3 of its bytes), in hex.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -39,6 +39,7 @@
 
 pub mod abi;
 mod agent;
+mod bulk_metering;
 mod compile_limit;
 mod engine;
 mod host;

@@ -12,9 +12,12 @@
 //! (see `quire_runtime::metrics::stalls`), so the two do not clash.
 //!
 //! The thread sleeps `period` = a quarter of the smallest time limit armed so
-//! far (1 to 20 ms): a handler is stopped within 1.25x its limit, and a node
-//! whose agents keep the default 100 ms limit wakes the thread 50 times a
-//! second.
+//! far (1 to 20 ms): a handler is stopped within about 1.5x its limit (it is
+//! judged from the first period that sees it), and a node whose agents keep
+//! the default 10 ms limit wakes the thread 400 times a second. The limit is
+//! on the time the handler *ran*: a call past its deadline whose thread was
+//! on its CPU for less than half the time since it was first seen (an
+//! oversubscribed host, a VM's steal) gets more time, up to 10x its limit.
 //!
 //! The shard side costs two relaxed-or-SeqCst stores per guest call and no
 //! lock: the published pointer changes only when another instance runs, and
@@ -51,6 +54,8 @@ pub(crate) struct CallWatch {
     deadline_ns: AtomicU64,
     /// ns since [`EPOCH`] of the last interrupt sent for the call; 0: none.
     interrupted_ns: AtomicU64,
+    /// ns since [`EPOCH`] when the call in progress began.
+    armed_ns: AtomicU64,
 }
 
 impl CallWatch {
@@ -59,13 +64,17 @@ impl CallWatch {
             interrupter,
             deadline_ns: AtomicU64::new(0),
             interrupted_ns: AtomicU64::new(0),
+            armed_ns: AtomicU64::new(0),
         })
     }
 }
 
 /// What the preemption thread reads of one shard.
-#[derive(Default)]
 struct ShardWatch {
+    /// The CPU clock of the shard's thread: a call is stopped for the time
+    /// it ran, not for time its thread was descheduled (an oversubscribed
+    /// host must not fail well-behaved handlers).
+    cpu_clock: Option<libc::clockid_t>,
     /// The watch of the instance that last entered a guest call.
     current: AtomicPtr<CallWatch>,
     /// Set by the thread while it reads through `current`.
@@ -100,7 +109,12 @@ impl ShardPreemption {
     /// Registers a shard with the node's preemption thread (started on the
     /// first registration).
     pub(crate) fn new() -> Self {
-        let watch = Arc::new(ShardWatch::default());
+        let watch = Arc::new(ShardWatch {
+            cpu_clock: own_cpu_clock(),
+            current: AtomicPtr::default(),
+            reading: AtomicBool::new(false),
+            interrupts: AtomicU64::new(0),
+        });
         let registry = &*REGISTRY;
         let mut shards = registry.shards.lock().expect("preemption registry");
         shards.retain(|w| w.strong_count() > 0);
@@ -142,8 +156,9 @@ impl ShardPreemption {
         }
         self.publish(call);
         call.interrupted_ns.store(0, Ordering::Relaxed);
-        call.deadline_ns
-            .store(ns_since_epoch(started) + limit_ns, Ordering::Release);
+        let start = ns_since_epoch(started);
+        call.armed_ns.store(start, Ordering::Relaxed);
+        call.deadline_ns.store(start + limit_ns, Ordering::Release);
         ArmedCall { call }
     }
 
@@ -176,26 +191,96 @@ impl Drop for ArmedCall<'_> {
     }
 }
 
+/// The calling thread's CPU clock.
+fn own_cpu_clock() -> Option<libc::clockid_t> {
+    let mut clock: libc::clockid_t = 0;
+    // SAFETY: pthread_self is always valid; the out pointer is ours.
+    (unsafe { libc::pthread_getcpuclockid(libc::pthread_self(), &mut clock) } == 0).then_some(clock)
+}
+
+fn cpu_ns(clock: libc::clockid_t) -> Option<u64> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid clock id and an out pointer of ours.
+    (unsafe { libc::clock_gettime(clock, &mut ts) } == 0)
+        .then(|| ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
+}
+
+/// A call as the thread first saw it: its deadline, and the wall and CPU
+/// clocks then.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Sighting {
+    deadline: u64,
+    wall: u64,
+    cpu: u64,
+}
+
+/// A call past its deadline whose thread ran less than this share of the
+/// time since it was first seen was mostly descheduled: it gets more time,
+/// up to [`MAX_STRETCH`] times its limit.
+const MIN_CPU_SHARE: (u64, u64) = (1, 2);
+const MAX_STRETCH: u64 = 10;
+
 /// The preemption thread: interrupts every call past its deadline.
 fn watch_calls() {
     let registry = &*REGISTRY;
+    let mut sightings: std::collections::HashMap<usize, Sighting> = Default::default();
     loop {
         let min_limit = Duration::from_nanos(registry.min_limit_ns.load(Ordering::Relaxed));
         std::thread::sleep((min_limit / 4).clamp(MIN_PERIOD, MAX_PERIOD));
         let now = ns_since_epoch(Instant::now());
         let shards = registry.shards.lock().expect("preemption registry");
         for shard in shards.iter().filter_map(Weak::upgrade) {
+            let key = Arc::as_ptr(&shard) as usize;
             shard.reading.store(true, Ordering::SeqCst);
             let ptr = shard.current.load(Ordering::SeqCst);
             // SAFETY: the shard frees a published watch only after seeing
             // `reading` false after it replaced the pointer (see `publish`).
             if let Some(call) = unsafe { ptr.as_ref() } {
-                if interrupt_if_late(call, now) {
+                let deadline = call.deadline_ns.load(Ordering::Acquire);
+                let cpu = shard.cpu_clock.and_then(cpu_ns);
+                let seen = match (deadline, cpu) {
+                    (0, _) => None,
+                    (_, None) => Some(Sighting {
+                        deadline,
+                        wall: 0,
+                        cpu: 0,
+                    }),
+                    (_, Some(cpu)) => match sightings.get(&key) {
+                        Some(s) if s.deadline == deadline => Some(*s),
+                        _ => {
+                            let s = Sighting {
+                                deadline,
+                                wall: now,
+                                cpu,
+                            };
+                            sightings.insert(key, s);
+                            // No CPU baseline yet: judge it next time.
+                            None
+                        }
+                    },
+                };
+                let descheduled = match (seen, cpu) {
+                    (Some(s), Some(cpu)) if s.wall > 0 => {
+                        let wall = now.saturating_sub(s.wall);
+                        let ran = cpu.saturating_sub(s.cpu);
+                        let limit = s
+                            .deadline
+                            .saturating_sub(call.armed_ns.load(Ordering::Relaxed));
+                        ran * MIN_CPU_SHARE.1 < wall * MIN_CPU_SHARE.0
+                            && now < s.deadline + limit * (MAX_STRETCH - 1)
+                    }
+                    _ => false,
+                };
+                if seen.is_some() && !descheduled && interrupt_if_late(call, now) {
                     shard.interrupts.fetch_add(1, Ordering::Relaxed);
                 }
             }
             shard.reading.store(false, Ordering::Release);
         }
+        sightings.retain(|_, s| now.saturating_sub(s.wall) < 60_000_000_000);
     }
 }
 
