@@ -196,19 +196,29 @@ impl ShardCore {
         top.truncate(n);
         top.into_iter()
             .filter_map(|(_, idx)| {
-                let slot = &self.slots[idx];
-                Some(AgentInfo {
-                    name: slot.id.as_ref()?.as_str().to_string(),
-                    shard: self.cfg.shard,
-                    deployed: slot.persistent,
-                    queued: slot.mailbox.len(),
-                    state_entries: slot.state.len(),
-                    state_bytes: slot.state_bytes,
-                    calls_waiting: slot.calls_waiting,
-                    status: slot.agent.as_ref()?.status(),
-                })
+                let name = self.slots[idx].id.as_ref()?.as_str().to_string();
+                Some(self.agent_info(idx, name))
             })
             .collect()
+    }
+
+    /// What a listing shows of the agent in `idx`, named `name`.
+    fn agent_info(&self, idx: usize, name: String) -> AgentInfo {
+        let slot = &self.slots[idx];
+        let mut status = slot.agent.as_ref().map(|a| a.status()).unwrap_or_default();
+        if slot.stopped {
+            status.state = AgentState::Stopped;
+        }
+        AgentInfo {
+            name,
+            shard: self.cfg.shard,
+            deployed: slot.persistent,
+            queued: slot.mailbox.len(),
+            state_entries: slot.state.len(),
+            state_bytes: slot.state_bytes,
+            calls_waiting: slot.calls_waiting,
+            status,
+        }
     }
 
     /// Every agent on this shard with its status, sorted by name.
@@ -216,23 +226,7 @@ impl ShardCore {
         let mut list: Vec<AgentInfo> = self
             .by_name
             .iter()
-            .map(|(id, &idx)| {
-                let slot = &self.slots[idx];
-                let mut status = slot.agent.as_ref().map(|a| a.status()).unwrap_or_default();
-                if slot.stopped {
-                    status.state = AgentState::Stopped;
-                }
-                AgentInfo {
-                    name: id.as_str().to_string(),
-                    shard: self.cfg.shard,
-                    deployed: slot.persistent,
-                    queued: slot.mailbox.len(),
-                    state_entries: slot.state.len(),
-                    state_bytes: slot.state_bytes,
-                    calls_waiting: slot.calls_waiting,
-                    status,
-                }
-            })
+            .map(|(id, &idx)| self.agent_info(idx, id.as_str().to_string()))
             .collect();
         list.sort_by(|a, b| a.name.cmp(&b.name));
         list
