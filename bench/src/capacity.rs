@@ -59,10 +59,7 @@ fn node(shards: Option<usize>, listen: Option<String>) -> Result<Node, String> {
         .map_err(|e| e.to_string())
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
-}
+use crate::report::median_f64 as median;
 
 struct Table {
     figures: Vec<CapacityFigure>,

@@ -121,10 +121,7 @@ pub fn measure(
     })
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
+use crate::report::median_f64 as median;
 
 /// Runs every configuration `runs` times (alternating), prints the table of
 /// medians and returns it: (mode, output commit, figures).

@@ -88,6 +88,17 @@ pub fn median(mut values: Vec<u64>) -> u64 {
         .unwrap_or(0)
 }
 
+/// The median of figures of several runs (the upper middle one for an even
+/// count; 0 for none).
+///
+/// ```
+/// assert_eq!(quire_bench::report::median_f64(vec![5.0, 1.0, 3.0]), 3.0);
+/// ```
+pub fn median_f64(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
+}
+
 /// Formats nanoseconds for people: `850 ns`, `3.2 µs`, `12.5 ms`.
 pub fn human_ns(ns: u64) -> String {
     match ns {

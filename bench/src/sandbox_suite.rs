@@ -134,11 +134,7 @@ fn push(all: &mut Vec<(String, Vec<Row>)>, name: &str, row: Row) {
 }
 
 fn median_row(rows: &[Row]) -> Row {
-    let median = |f: fn(&Row) -> f64| {
-        let mut v: Vec<f64> = rows.iter().map(f).collect();
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
+    let median = |f: fn(&Row) -> f64| crate::report::median_f64(rows.iter().map(f).collect());
     Row {
         p50_us: median(|r| r.p50_us),
         p99_us: median(|r| r.p99_us),
