@@ -309,6 +309,38 @@ fn an_agent_within_its_limits_that_hogs_its_shard_is_quarantined() {
 }
 
 #[test]
+fn an_agent_its_clients_keep_busy_is_not_held_to_the_cost_budget() {
+    // Default supervision: 25% of the shard. Two clients keep a worker busy
+    // far past that; it is their work, so no call is refused.
+    let mut a = Arena::strict();
+    a.deploy_with_neighbour("worker", &worker());
+    let until = Instant::now() + Duration::from_millis(1500);
+    let clients: Vec<_> = (0..2)
+        .map(|_| {
+            let mut client = a.node.client();
+            std::thread::spawn(move || {
+                let mut answered = 0u32;
+                while Instant::now() < until {
+                    let reply = client.call("worker", b"job", CALL);
+                    assert!(reply.is_ok(), "refused: {}", reason(reply));
+                    answered += 1;
+                }
+                answered
+            })
+        })
+        .collect();
+    let answered: u32 = clients.into_iter().map(|c| c.join().unwrap()).sum();
+    let rows = a.client.agents().unwrap();
+    let row = rows.iter().find(|r| r.name == "worker").unwrap();
+    assert_eq!(row.state, "running", "{row:?}");
+    assert!(answered > 0);
+    // Its time shows all the same, for an operator to see.
+    assert!(row.busy_ns > 0, "{row:?}");
+    assert_eq!(a.metric("quire_wasm_throttles_total"), 0.0);
+    a.good_answers();
+}
+
+#[test]
 fn a_module_that_compiles_too_long_is_stopped() {
     let dir = tempfile::tempdir().unwrap();
     let node = NodeProcess::start_with_env(

@@ -197,6 +197,21 @@ pub fn hog() -> Vec<u8> {
     )
 }
 
+/// Not an attacker: fills 1 MB twice per call and replies "done". Busy
+/// because its clients keep it busy, within every limit.
+pub fn worker() -> Vec<u8> {
+    module(
+        r#"(func (export "quire_handle") (param i32 i64 i32 i32 i32) (result i32)
+             (local $i i32)
+             (loop $again
+               (memory.fill (i32.const 4096) (i32.const 7) (i32.const 1000000))
+               (local.set $i (i32.add (local.get $i) (i32.const 1)))
+               (br_if $again (i32.lt_u (local.get $i) (i32.const 2))))
+             (drop (call $reply (i32.const 4096) (i32.const 4)))
+             i32.const 0)"#,
+    )
+}
+
 /// A module whose one function nests `depth` blocks: Cranelift's time grows
 /// with the square of the depth (10 000: ~4 s; 50 000: over a minute here).
 pub fn nested_blocks(depth: usize) -> Vec<u8> {

@@ -186,9 +186,17 @@ impl WasmAgent {
 
     /// Counts what the last event cost; an agent over its budget for the
     /// window is throttled until the window ends, which counts as a failure.
-    fn account(&mut self, ctx: &mut Context<'_>, cost: (Instant, Duration, u32)) {
+    ///
+    /// Only work the agent made for itself (`self_made`: messages it sent
+    /// itself, answers to its own calls and sends) is held against its busy
+    /// budget. Work clients and other agents ask of it is its job: a popular
+    /// agent is not a hostile one, and the shard's fair turns and the
+    /// queues' bounds already share that load. Refused sends and calls are
+    /// always its own doing.
+    fn account(&mut self, ctx: &mut Context<'_>, cost: (Instant, Duration, u32), self_made: bool) {
         let (ended, elapsed, refused) = cost;
         self.busy_total += elapsed;
+        let elapsed = if self_made { elapsed } else { Duration::ZERO };
         let window = Duration::from_millis(self.supervision.cost_window_ms.max(1));
         if ended.saturating_duration_since(self.cost.started) >= window {
             self.cost = CostWindow {
@@ -259,6 +267,7 @@ impl WasmAgent {
         ctx: &mut Context<'_>,
         ev: Event,
         payload: &Bytes,
+        self_made: bool,
     ) -> Result<(), Violation> {
         if self.activation.live.borrow().is_none() {
             self.shard
@@ -278,7 +287,7 @@ impl WasmAgent {
         let result = instance.deliver(ctx, ev, payload, &self.limits, self.shard.preemption());
         let cost = instance.last_cost;
         drop(live);
-        self.account(ctx, cost);
+        self.account(ctx, cost, self_made);
         result
     }
 
@@ -326,7 +335,7 @@ impl WasmAgent {
         if let Some(live) = self.activation.live.borrow_mut().as_mut() {
             live.outstanding_calls.remove(&call);
         }
-        if let Err(v) = self.deliver(ctx, ev, payload) {
+        if let Err(v) = self.deliver(ctx, ev, payload, true) {
             self.fail(ctx, v);
         }
     }
@@ -354,7 +363,8 @@ impl Agent for WasmAgent {
             id: id_to_guest(msg.id),
             code: 0,
         };
-        if let Err(v) = self.deliver(ctx, ev, &msg.payload) {
+        let self_made = msg.from.agent() == Some(ctx.id());
+        if let Err(v) = self.deliver(ctx, ev, &msg.payload, self_made) {
             self.fail(ctx, v);
         }
     }
@@ -406,7 +416,7 @@ impl Agent for WasmAgent {
             id: id_to_guest(msg.id),
             code: rejection_code(reason),
         };
-        if let Err(v) = self.deliver(ctx, ev, &msg.payload) {
+        if let Err(v) = self.deliver(ctx, ev, &msg.payload, true) {
             self.fail(ctx, v);
         }
     }
