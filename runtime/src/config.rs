@@ -363,6 +363,10 @@ pub struct QueueSection {
     pub mailbox_max_bytes: usize,
     /// Messages per agent turn.
     pub agent_batch: usize,
+    /// Handler time (µs) after which an agent's turn ends and its shard
+    /// lets its other tasks run (WebAssembly agents, which time their
+    /// handlers).
+    pub turn_quota_us: usize,
     /// Messages per dispatcher turn.
     pub dispatch_budget: usize,
     /// Messages waiting on a shard above which it stops taking batches
@@ -410,6 +414,7 @@ impl Default for QueueSection {
             max_pending_calls_per_agent: 4096,
             mailbox_max_bytes: 16 << 20,
             agent_batch: 32,
+            turn_quota_us: 500,
             dispatch_budget: 512,
             intake_limit: 8192,
         }
@@ -586,6 +591,7 @@ impl NodeConfig {
             ),
             ("queues.mailbox_max_bytes", self.queues.mailbox_max_bytes),
             ("queues.agent_batch", self.queues.agent_batch),
+            ("queues.turn_quota_us", self.queues.turn_quota_us),
             ("queues.dispatch_budget", self.queues.dispatch_budget),
             ("queues.intake_limit", self.queues.intake_limit),
             (

@@ -333,6 +333,7 @@ impl NodeBuilder {
                 max_pending_calls_per_agent: q.max_pending_calls_per_agent,
                 mailbox_max_bytes: q.mailbox_max_bytes,
                 agent_batch: q.agent_batch,
+                turn_quota: std::time::Duration::from_micros(q.turn_quota_us as u64),
                 journal: config.storage.durability.is_persistent(),
                 output_commit: config.storage.output_commit,
                 dedup_window: config.storage.dedup_window,

@@ -170,6 +170,28 @@ fn three_nodes_route_detect_a_death_and_take_the_node_back() {
     for name in &agents {
         assert!(via_b.send(name, b"one-way").is_ok());
     }
+    // A handler that traps on another node: the caller reads the trap's
+    // message, carried back over the link (a `handler failed` envelope).
+    let trap = quire_shards::hostile_agents::plain_trap();
+    let remote_trap = (0..)
+        .map(|i| format!("trap-{i}"))
+        .find(|name| {
+            via_a.deploy(name, &trap).unwrap();
+            !client(ports[0])
+                .agents()
+                .unwrap()
+                .iter()
+                .any(|r| &r.name == name)
+        })
+        .unwrap();
+    let err = via_a
+        .call(&remote_trap, b"x", Duration::from_secs(5))
+        .unwrap_err();
+    assert!(
+        matches!(&err, ClientError::Node { detail: Some(d), message, .. }
+            if d == "agent_trapped" && message.contains("unreachable")),
+        "{err:?}"
+    );
 
     // Kill C: A declares it down within the configured time; then sends
     // and calls to C's agents fail at once with node_down.

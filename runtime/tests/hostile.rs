@@ -265,7 +265,11 @@ fn one_message_cannot_flood_the_log() {
 fn errors_say_what_happened() {
     let mut a = Arena::new();
     a.client.deploy("trap", &plain_trap()).unwrap();
-    assert_eq!(reason(a.client.call("trap", b"x", CALL)), "agent_trapped");
+    let trapped = a.client.call("trap", b"x", CALL);
+    // The caller reads the trap's message, not only its reason.
+    let message = trapped.as_ref().unwrap_err().to_string();
+    assert!(message.contains("unreachable"), "{message}");
+    assert_eq!(reason(trapped), "agent_trapped");
     let err = a.client.deploy("starter", &starter()).unwrap_err();
     assert!(err.to_string().contains("start function"), "{err}");
     let err = a.client.deploy("garbage", b"\x13\x37 garbage").unwrap_err();

@@ -32,6 +32,9 @@ fn every_frame() -> Vec<Frame> {
     bounce.from = Address::Agent("a".into());
     bounce.to = Address::Nobody;
     bounce.deadline = None;
+    let mut handler_failed = bounce.clone();
+    handler_failed.kind = Kind::HandlerFailed(Rejection::AgentTrapped);
+    handler_failed.payload = Bytes::from_static(b"RuntimeError: unreachable");
     vec![
         Frame::Hello {
             version: 1,
@@ -144,6 +147,7 @@ fn every_frame() -> Vec<Frame> {
         },
         Frame::Envelope(envelope()),
         Frame::Envelope(bounce),
+        Frame::Envelope(handler_failed),
     ]
 }
 

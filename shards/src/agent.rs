@@ -165,6 +165,8 @@ pub(crate) struct Current {
     pub replied: bool,
     /// Set by [`Context::fail`]: the message failed for this reason.
     pub failed: Option<Rejection>,
+    /// Set by [`Context::fail_with`]: what the caller is told of it.
+    pub failure_detail: Option<String>,
 }
 
 /// A handler's view of its shard: who it is, and how to talk to others.
@@ -283,6 +285,16 @@ impl Context<'_> {
         self.core.undo_state(self.slot, self.me);
     }
 
+    /// [`Self::fail`], and a call's caller is told `detail` (what the
+    /// runtime saw: a trap's message, the limit broken) with the reason
+    /// ([`Kind::HandlerFailed`]); a client reads it in its error.
+    pub fn fail_with(&mut self, reason: Rejection, detail: impl Into<String>) {
+        if let Some(cur) = &mut self.current {
+            cur.failure_detail = Some(detail.into());
+        }
+        self.fail(reason);
+    }
+
     /// From now until this message is handled, the state writes of this
     /// agent are undone if the message fails ([`Self::fail`]): a failed
     /// message leaves no state behind. The WebAssembly host asks for it.
@@ -306,12 +318,21 @@ impl Context<'_> {
 
     /// Ends this agent's turn and the shard's run of agents: the shard's
     /// other work (client commands, sockets, timers) goes before any other
-    /// agent's turn. The WebAssembly host calls it after a handler that ran
-    /// long, so that agents that are slow on every message cannot keep a
-    /// shard from its commands.
+    /// agent's turn.
     pub fn yield_shard(&mut self) {
         self.core.end_turn = true;
         self.core.yield_requested = true;
+    }
+
+    /// Tells the shard how long the handler ran. Once the turns of one
+    /// [`ShardCore::run`] took the shard's turn quota
+    /// (`ShardConfig::turn_quota`, 500 µs), this agent's turn ends (it goes
+    /// to the back of the ready queue) and the shard serves its sockets,
+    /// commands and timers before the next turn ([`Self::yield_shard`]). The WebAssembly host charges every handler:
+    /// an agent slow on each message, or a storm of cheap ones, holds its
+    /// neighbours up for about one quota, not one batch of messages.
+    pub fn charge_time(&mut self, ran: Duration) {
+        self.core.charge_turn_time(ran);
     }
 
     /// True when the message being handled is a call that has not been

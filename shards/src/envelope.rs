@@ -188,6 +188,11 @@ pub enum Kind {
     /// The call `in_reply_to` could not be delivered or handled; it comes back
     /// to its caller with its payload.
     CallRejected(Rejection),
+    /// The call `in_reply_to` reached its agent and the handler failed (a
+    /// trap, a broken limit): the reason says which, and the payload is not
+    /// the call's but what the runtime saw, as UTF-8 text, for the caller
+    /// to read (a wasm trap's message, the limit and the figure).
+    HandlerFailed(Rejection),
     /// Local only, never on the mesh or the wire: the caller's shard turns a
     /// bounced call or a timeout into this before the caller sees it.
     CallFailed(CallError),

@@ -198,6 +198,32 @@ impl fmt::Display for Rejection {
 
 impl std::error::Error for Rejection {}
 
+/// How a client's call ended without a reply, with what the runtime saw
+/// when a handler failed on it ([`crate::Kind::HandlerFailed`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{error}{}", detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default())]
+pub struct CallFailure {
+    /// Why.
+    pub error: CallError,
+    /// What the runtime saw, for a call whose handler failed.
+    pub detail: Option<String>,
+}
+
+impl From<CallError> for CallFailure {
+    fn from(error: CallError) -> Self {
+        Self {
+            error,
+            detail: None,
+        }
+    }
+}
+
+impl From<Rejection> for CallFailure {
+    fn from(reason: Rejection) -> Self {
+        CallError::Rejected(reason).into()
+    }
+}
+
 /// How a call ended without a reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum CallError {

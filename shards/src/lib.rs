@@ -25,7 +25,7 @@ pub use core::{
     LATENCY_SAMPLE_EVERY,
 };
 pub use envelope::{Address, ClientTicket, ConversationId, Envelope, Kind, MessageId, Priority};
-pub use error::{CallError, Rejection};
+pub use error::{CallError, CallFailure, Rejection};
 pub use journal::DurableAdmission;
 pub use mailbox::Mailbox;
 pub use quire_storage::{AgentRecord, DurableMessage};

@@ -77,7 +77,7 @@ impl Sim {
         );
         self.settle();
         if let Ok(r) = rx.try_recv() {
-            *slot.borrow_mut() = Some(r);
+            *slot.borrow_mut() = Some(r.map_err(|f| f.error));
         }
         slot
     }
@@ -571,7 +571,13 @@ fn client_call_times_out() {
     sim.settle();
     assert!(rx.try_recv().is_err());
     sim.shards[0].fire_timers(Instant::now() + Duration::from_secs(1));
-    assert!(matches!(rx.try_recv().unwrap(), Err(CallError::Timeout)));
+    assert!(matches!(
+        rx.try_recv().unwrap(),
+        Err(CallFailure {
+            error: CallError::Timeout,
+            ..
+        })
+    ));
 }
 
 #[test]
@@ -738,7 +744,10 @@ fn abort_rejects_everything_left_and_tells_waiting_clients() {
     assert_eq!(sim.shards[0].abort_all(), 6);
     assert!(matches!(
         rx.try_recv().unwrap(),
-        Err(CallError::Rejected(Rejection::ShuttingDown))
+        Err(CallFailure {
+            error: CallError::Rejected(Rejection::ShuttingDown),
+            ..
+        })
     ));
     assert_eq!(
         sim.shards[0].admit_client("r".into(), Bytes::new(), SendOptions::default()),

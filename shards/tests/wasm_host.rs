@@ -12,7 +12,8 @@ use quire_shards::wasm::{
     WasmShardConfig, WasmSpec,
 };
 use quire_shards::{
-    AgentId, AgentState, CallError, Envelope, Rejection, SendOptions, ShardConfig, ShardCore,
+    AgentId, AgentState, CallError, CallFailure, Envelope, Rejection, SendOptions, ShardConfig,
+    ShardCore,
 };
 
 fn module(body: &str) -> Vec<u8> {
@@ -119,7 +120,7 @@ impl Host {
         self.deploy(name, bytes, AgentLimits::default(), Supervision::default());
     }
 
-    fn call(&mut self, to: &str, payload: &[u8]) -> Result<Envelope, CallError> {
+    fn call(&mut self, to: &str, payload: &[u8]) -> Result<Envelope, CallFailure> {
         let (tx, rx) = mpsc::channel();
         let waiter = Box::new(move |r| tx.send(r).expect("receiver waits"));
         // A long handler makes `run` return early (the shard yields): let
@@ -144,9 +145,12 @@ impl Host {
     }
 }
 
-fn rejected(r: Result<Envelope, CallError>) -> Rejection {
+fn rejected(r: Result<Envelope, CallFailure>) -> Rejection {
     match r {
-        Err(CallError::Rejected(reason)) => reason,
+        Err(CallFailure {
+            error: CallError::Rejected(reason),
+            ..
+        }) => reason,
         other => panic!("expected a rejection, got {other:?}"),
     }
 }
@@ -309,7 +313,11 @@ fn a_trap_fails_the_message_not_the_shard() {
     let mut h = Host::new();
     h.deploy_default("trap", &trapper());
     h.deploy_default("echo", &echo());
-    assert_eq!(rejected(h.call("trap", b"x")), Rejection::AgentTrapped);
+    let failure = h.call("trap", b"x").unwrap_err();
+    assert_eq!(failure.error, CallError::Rejected(Rejection::AgentTrapped));
+    // The caller reads what the runtime saw: wasmer's trap message.
+    let detail = failure.detail.expect("a failed handler says why");
+    assert!(detail.contains("unreachable"), "{detail}");
     assert_eq!(
         &h.call("echo", b"still here").unwrap().payload[..],
         b"still here"

@@ -11,7 +11,9 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use quire_shards::{AgentId, AgentState, CallError, Envelope, SendOptions, ShardStats};
+use quire_shards::{
+    AgentId, AgentState, CallError, CallFailure, Envelope, SendOptions, ShardStats,
+};
 
 use super::io::{closing_error, Outgoing, ReadEnd};
 use super::{Accepted, NetShard};
@@ -160,12 +162,17 @@ fn answer_waiter(
 ) -> quire_shards::ClientWaiter {
     let (answer_to, waiting) = (out.clone(), pending.clone());
     waiting.set(waiting.get() + 1);
-    Box::new(move |result: Result<Envelope, CallError>| {
+    Box::new(move |result: Result<Envelope, CallFailure>| {
         waiting.set(waiting.get() - 1);
         answer_to.push(&match result {
             Ok(reply) => ok(reply),
-            Err(CallError::Timeout) => error(req, ErrorCode::Timeout, timeout_message),
-            Err(CallError::Rejected(reason)) => rejected(req, reason),
+            Err(failure) => match failure.error {
+                CallError::Timeout => error(req, ErrorCode::Timeout, timeout_message),
+                CallError::Rejected(reason) => match failure.detail {
+                    Some(detail) => rejected_saying(req, reason, &detail),
+                    None => rejected(req, reason),
+                },
+            },
         });
     })
 }
@@ -175,6 +182,17 @@ fn rejected(req: u64, reason: quire_shards::Rejection) -> Frame {
         req,
         code: ErrorCode::Rejected,
         message: reason.to_string(),
+        detail: Some(reason.as_str().to_string()),
+    }
+}
+
+/// A rejection whose handler failed: `message` is what the node saw (a
+/// sentence of its own, e.g. "the agent trapped: unreachable").
+fn rejected_saying(req: u64, reason: quire_shards::Rejection, detail: &str) -> Frame {
+    Frame::Error {
+        req,
+        code: ErrorCode::Rejected,
+        message: detail.to_string(),
         detail: Some(reason.as_str().to_string()),
     }
 }

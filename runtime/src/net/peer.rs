@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 
 use futures_lite::{future, AsyncWriteExt};
 use glommio::net::TcpStream;
-use quire_shards::{Address, CallError, Envelope, Kind, MessageId, Rejection, SendOptions};
+use quire_shards::{
+    Address, CallError, CallFailure, Envelope, Kind, MessageId, Rejection, SendOptions,
+};
 
 use super::io::{closing_error, split, FrameReader, Outgoing, ReadEnd};
 use super::{Accepted, NetShard};
@@ -368,11 +370,14 @@ fn admit_inbound(shared: &Rc<Shared>, out: &Rc<Outgoing>, env: Envelope, timeout
     };
     let answer_to = out.clone();
     let callee = to.clone();
-    let waiter = Box::new(move |result: Result<Envelope, CallError>| {
+    let waiter = Box::new(move |result: Result<Envelope, CallFailure>| {
         let (kind, payload) = match result {
             Ok(reply) => (Kind::Reply, reply.payload),
-            Err(CallError::Rejected(r)) => (Kind::CallRejected(r), request),
-            Err(CallError::Timeout) => (Kind::CallRejected(Rejection::Expired), request),
+            Err(failure) => match (failure.error, failure.detail) {
+                (CallError::Rejected(r), Some(detail)) => (Kind::HandlerFailed(r), detail.into()),
+                (CallError::Rejected(r), None) => (Kind::CallRejected(r), request),
+                (CallError::Timeout, _) => (Kind::CallRejected(Rejection::Expired), request),
+            },
         };
         let answer = Envelope {
             id: call,

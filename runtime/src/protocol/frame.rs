@@ -736,7 +736,8 @@ fn read_envelope(r: &mut Reader<'_>, now: Instant) -> Result<Envelope, DecodeErr
         (2, _) => Kind::Reply,
         (3, Some(r)) => Kind::Bounce(r),
         (4, Some(r)) => Kind::CallRejected(r),
-        (3 | 4, None) => return Err(bad("reason", "missing for a bounce")),
+        (5, Some(r)) => Kind::HandlerFailed(r),
+        (3..=5, None) => return Err(bad("reason", "missing for a bounce")),
         _ => return Err(bad("kind", "unknown envelope kind")),
     };
     let conversation = r.opt_uint("conversation")?.and_then(MessageId::from_raw);
@@ -775,6 +776,7 @@ pub fn encode_envelope(env: &Envelope, now: Instant, out: &mut Vec<u8>) {
         Kind::Reply => (2, None),
         Kind::Bounce(r) => (3, Some(r)),
         Kind::CallRejected(r) => (4, Some(r)),
+        Kind::HandlerFailed(r) => (5, Some(r)),
         Kind::CallFailed(_) => (4, Some(Rejection::Invalid)),
     };
     w.uint(kind);

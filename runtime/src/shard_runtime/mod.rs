@@ -555,8 +555,8 @@ fn heartbeat_while_set() -> Rc<Cell<bool>> {
     flag
 }
 
-/// Reactor polls the dispatcher waits for after an agent's long handler
-/// (see `dispatcher`).
+/// Reactor polls the dispatcher waits for after agents took the shard's
+/// turn quota (see `dispatcher`).
 const REACTOR_HOPS_AFTER_LONG_HANDLER: usize = 4;
 
 async fn dispatcher(
@@ -596,7 +596,7 @@ async fn dispatcher(
             shared.timer.notify();
         }
         if yield_asked {
-            // An agent ran long: whatever arrived meanwhile (client commands,
+            // Agents took the turn quota: whatever arrived meanwhile (client commands,
             // socket reads, links) is known only to the reactor, which a
             // plain yield does not reach (glommio runs the ready tasks of
             // the queue again first). A timer makes this task wait for a

@@ -133,8 +133,10 @@ pub(super) fn serve(shared: &Shared, cmd: Command) {
             timeout,
             done,
         } => {
-            let waiter = Box::new(move |r| {
-                let _ = done.send(r);
+            // An embedded caller gets the reason; a failed handler's detail
+            // is in the node's log.
+            let waiter = Box::new(move |r: Result<Envelope, quire_shards::CallFailure>| {
+                let _ = done.send(r.map_err(|failure| failure.error));
             });
             let _ = core.admit_client_call(to, payload, opts, timeout, waiter);
         }

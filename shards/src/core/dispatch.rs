@@ -23,6 +23,7 @@ impl ShardCore {
     /// that ran long): call it again while [`Self::has_ready`].
     pub fn run(&mut self, budget: usize) -> usize {
         self.turn_clock = Instant::now();
+        self.run_time = Duration::ZERO;
         let mut done = 0;
         while done < budget {
             let (idx, from_express) = match self.express.pop_front() {
@@ -97,6 +98,17 @@ impl ShardCore {
         done
     }
 
+    /// Charges `ran` of handler time to the running turn and run (see
+    /// [`crate::Context::charge_time`]).
+    pub(crate) fn charge_turn_time(&mut self, ran: Duration) {
+        self.run_time += ran;
+        if self.run_time >= self.cfg.turn_quota {
+            // The agent goes to the back of the ready queue.
+            self.end_turn = true;
+            self.yield_requested = true;
+        }
+    }
+
     /// True once if an agent asked its shard to let its other tasks run
     /// (see [`crate::Context::yield_shard`]); `run` returned early for it.
     pub fn take_yield_request(&mut self) -> bool {
@@ -151,6 +163,7 @@ impl ShardCore {
                     priority: env.priority,
                     replied: false,
                     failed: None,
+                    failure_detail: None,
                 };
                 let position_before = self.journal.position();
                 self.replies.begin_handler();
@@ -184,7 +197,11 @@ impl ShardCore {
                 self.stats.reject(reason);
                 let answered = current.kind == Kind::Call && current.replied;
                 if !answered {
-                    // The payload went to the handler; the sender gets the reason.
+                    // The payload went to the handler; the sender gets the
+                    // reason, and a caller what the runtime saw of it.
+                    let detail = current
+                        .failure_detail
+                        .filter(|_| current.kind == Kind::Call);
                     let failed = Envelope {
                         id: current.id,
                         from: current.from.unwrap_or(Address::Nobody),
@@ -196,10 +213,17 @@ impl ShardCore {
                         kind: current.kind,
                         payload: Bytes::new(),
                     };
-                    self.bounce(failed, reason);
+                    match detail {
+                        Some(detail) => self.handler_failed(failed, reason, detail),
+                        None => self.bounce(failed, reason),
+                    }
                 }
             }
-            Kind::Reply | Kind::CallFailed(_) | Kind::Bounce(_) | Kind::CallRejected(_) => {
+            Kind::Reply
+            | Kind::CallFailed(_)
+            | Kind::Bounce(_)
+            | Kind::CallRejected(_)
+            | Kind::HandlerFailed(_) => {
                 let mut ctx = Context {
                     core: self,
                     me,
@@ -213,6 +237,10 @@ impl ShardCore {
                     }
                     Kind::CallFailed(e) => {
                         agent.on_reply(&mut ctx, env.in_reply_to.unwrap_or(env.id), Err(e));
+                    }
+                    Kind::HandlerFailed(reason) => {
+                        let call = env.in_reply_to.unwrap_or(env.id);
+                        agent.on_reply(&mut ctx, call, Err(CallError::Rejected(reason)));
                     }
                     Kind::Bounce(reason) | Kind::CallRejected(reason) => {
                         agent.on_undelivered(&mut ctx, returned_original(env), reason);

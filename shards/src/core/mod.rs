@@ -31,7 +31,7 @@ use quire_storage::{AgentRecord, DurableMessage, Mutation, WriteBatch};
 use crate::agent::{Agent, AgentState, AgentStatus, Context, Current, SendOptions};
 use crate::agent_id::{AgentId, ShardId};
 use crate::envelope::{Address, ClientTicket, Envelope, Kind, MessageId, Priority};
-use crate::error::{CallError, Rejection};
+use crate::error::{CallError, CallFailure, Rejection};
 use crate::journal::{DurableAdmission, Journal};
 use crate::mailbox::Mailbox;
 use crate::output_commit::HeldReplies;
@@ -70,6 +70,10 @@ pub struct ShardConfig {
     pub mailbox_max_bytes: usize,
     /// Messages an agent handles in one turn before others get theirs.
     pub agent_batch: usize,
+    /// Handler time, as agents report it ([`Context::charge_time`]), after
+    /// which the running agent's turn ends and [`ShardCore::run`] returns
+    /// so the shard's other tasks run (Seastar's task quota).
+    pub turn_quota: Duration,
     /// Journal deployments, agent state and durable messages for a storage
     /// partition (off when the node's durability is `none`).
     pub journal: bool,
@@ -99,6 +103,7 @@ impl ShardConfig {
             max_pending_calls_per_agent: 4096,
             mailbox_max_bytes: 16 << 20,
             agent_batch: 32,
+            turn_quota: Duration::from_micros(500),
             journal: false,
             output_commit: true,
             dedup_window: 256 * 1024,
@@ -172,7 +177,7 @@ pub type Activator = Box<dyn FnMut(&AgentId) -> Option<(AgentRecord, Box<dyn Age
 /// Completes a client's call on the client's side (a channel send, or a
 /// reply frame queued on the connection the call came in on). Runs on the
 /// shard's thread, so it need not be `Send`.
-pub type ClientWaiter = Box<dyn FnOnce(Result<Envelope, CallError>)>;
+pub type ClientWaiter = Box<dyn FnOnce(Result<Envelope, CallFailure>)>;
 
 /// Where an agent lives when the node is part of a cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -328,6 +333,9 @@ pub struct ShardCore {
     /// Set by [`Context::yield_shard`]: [`ShardCore::run`] returns after
     /// the current turn, so the shard's other tasks get their turn.
     pub(crate) yield_requested: bool,
+    /// Handler time charged ([`Context::charge_time`]) in this run of
+    /// [`ShardCore::run`].
+    run_time: Duration,
     /// While an agent that asked for it handles a message
     /// ([`Context::undo_state_on_failure`]): the state entries its writes
     /// replaced, to put back if the message fails.
@@ -375,6 +383,7 @@ impl ShardCore {
             link_outboxes: Vec::new(),
             end_turn: false,
             yield_requested: false,
+            run_time: Duration::ZERO,
             state_undo: None,
             running: None,
         }
@@ -496,7 +505,7 @@ impl ShardCore {
             }
         }
         for (_, call) in self.client_calls.drain() {
-            (call.waiter)(Err(CallError::Rejected(Rejection::ShuttingDown)));
+            (call.waiter)(Err(Rejection::ShuttingDown.into()));
         }
         self.queued = 0;
         self.pending_calls.clear();

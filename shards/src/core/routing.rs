@@ -139,7 +139,7 @@ impl ShardCore {
         // An answer to a call goes to the slot recorded with the call, with
         // no name lookup; anything else finds its agent by name.
         let answered_slot = match env.kind {
-            Kind::Reply | Kind::CallRejected(_) => {
+            Kind::Reply | Kind::CallRejected(_) | Kind::HandlerFailed(_) => {
                 let Some(pending) = env
                     .in_reply_to
                     .and_then(|call| self.take_pending_call(call))
@@ -148,7 +148,9 @@ impl ShardCore {
                     self.stats.late_replies += 1;
                     return Ok(());
                 };
-                if let Kind::CallRejected(reason) = env.kind {
+                if let Kind::CallRejected(reason) | Kind::HandlerFailed(reason) = env.kind {
+                    // An agent's caller gets the reason (the ABI has no
+                    // room for the detail; its failure was logged).
                     env.kind = Kind::CallFailed(CallError::Rejected(reason));
                 } else {
                     self.stats.replies += 1;
@@ -254,9 +256,13 @@ impl ShardCore {
                 self.record_round_trip(call.started);
                 Ok(env)
             }
-            Kind::CallRejected(reason) | Kind::Bounce(reason) => Err(CallError::Rejected(reason)),
-            Kind::CallFailed(e) => Err(e),
-            Kind::Send | Kind::Call => Err(CallError::Rejected(Rejection::Invalid)),
+            Kind::CallRejected(reason) | Kind::Bounce(reason) => Err(reason.into()),
+            Kind::HandlerFailed(reason) => Err(CallFailure {
+                error: CallError::Rejected(reason),
+                detail: Some(String::from_utf8_lossy(&env.payload).into_owned()),
+            }),
+            Kind::CallFailed(e) => Err(e.into()),
+            Kind::Send | Kind::Call => Err(Rejection::Invalid.into()),
         };
         (call.waiter)(result);
     }
@@ -271,6 +277,24 @@ impl ShardCore {
         self.stats
             .remote_call_latency_ns
             .saturating_record(elapsed_ns(started));
+    }
+
+    /// Tells the caller of the call `env` (as it came, payload gone) that
+    /// its handler failed for `reason`, and what the runtime saw.
+    pub(super) fn handler_failed(&mut self, env: Envelope, reason: Rejection, detail: String) {
+        self.journal.finish(env.id);
+        let id = self.next_message_id();
+        self.route_control(Envelope {
+            id,
+            from: env.to,
+            to: env.from,
+            conversation: env.conversation,
+            in_reply_to: Some(env.id),
+            priority: env.priority,
+            deadline: None,
+            kind: Kind::HandlerFailed(reason),
+            payload: Bytes::from(detail),
+        });
     }
 
     /// Sends a refused ordinary message back to its sender.

@@ -90,7 +90,7 @@ impl ShardCore {
                     return false;
                 };
                 self.stats.call_timeouts += 1;
-                (call.waiter)(Err(CallError::Timeout));
+                (call.waiter)(Err(CallError::Timeout.into()));
             }
         }
         true

@@ -295,7 +295,7 @@ impl WasmAgent {
     /// dropped (the next message gets a fresh one, state kept), and too many
     /// failures in the window quarantine the agent.
     fn fail(&mut self, ctx: &mut Context<'_>, violation: Violation) {
-        ctx.fail(violation.reason);
+        ctx.fail_with(violation.reason, violation.detail.as_str());
         ctx.end_turn();
         if self.activation.live.borrow_mut().take().is_some() {
             self.restarts += 1;

@@ -194,11 +194,7 @@ impl LiveInstance {
         let result = self.run(ctx, event, payload);
         drop(armed);
         let elapsed = started.elapsed();
-        if elapsed > LONG_HANDLER {
-            // Whatever the outcome, the shard has waited long enough: its
-            // other tasks (commands, sockets, timers) go next.
-            ctx.yield_shard();
-        }
+        ctx.charge_time(elapsed);
         let env = self.env.as_mut(&mut self.store);
         self.last_cost = (started + elapsed, elapsed, env.refused);
         self.outstanding_calls.extend(env.take_calls_made());
@@ -298,10 +294,6 @@ impl LiveInstance {
         )
     }
 }
-
-/// A handler that took longer than this makes its shard yield to its other
-/// tasks before the next agent's turn.
-const LONG_HANDLER: Duration = Duration::from_millis(1);
 
 /// Time `quire_abi_version` may take at deploy.
 const VERSION_CHECK_TIME: Duration = Duration::from_millis(100);
