@@ -1,0 +1,230 @@
+//! Frames to bytes, length prefix included.
+
+use std::time::Instant;
+
+use super::envelope::{encode_envelope, priority_code};
+use super::frame::*;
+use super::msgpack::Writer;
+
+/// Appends `frame`, length prefix included, to `out`.
+pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
+    if let Frame::Envelope(env) = frame {
+        encode_envelope(env, Instant::now(), out);
+        return;
+    }
+    let start = begin(out);
+    let mut w = Writer(out);
+    match frame {
+        Frame::Hello {
+            version,
+            role,
+            credential,
+            node,
+        } => {
+            w.array(6);
+            w.uint(code::HELLO);
+            w.str(MAGIC);
+            w.uint(*version);
+            w.str(match role {
+                Role::Client => "client",
+                Role::Peer => "peer",
+            });
+            w.opt_str(credential.as_deref());
+            w.opt_str(node.as_deref());
+        }
+        Frame::Welcome {
+            version,
+            node,
+            shard,
+            shards,
+        } => {
+            w.array(5);
+            w.uint(code::WELCOME);
+            w.uint(*version);
+            w.str(node);
+            w.uint(*shard);
+            w.uint(*shards);
+        }
+        Frame::Send {
+            req,
+            to,
+            payload,
+            priority,
+            ttl_ms,
+            durable_key,
+        } => {
+            w.array(if durable_key.is_some() { 7 } else { 6 });
+            w.uint(code::SEND);
+            w.uint(*req);
+            w.str(to);
+            w.bin(payload);
+            w.uint(priority_code(*priority));
+            w.opt_uint(*ttl_ms);
+            if let Some(key) = durable_key {
+                w.str(key);
+            }
+        }
+        Frame::Call {
+            req,
+            to,
+            payload,
+            priority,
+            timeout_ms,
+        } => {
+            w.array(6);
+            w.uint(code::CALL);
+            w.uint(*req);
+            w.str(to);
+            w.bin(payload);
+            w.uint(priority_code(*priority));
+            w.uint(*timeout_ms);
+        }
+        Frame::Reply { req, payload } => {
+            w.array(3);
+            w.uint(code::REPLY);
+            w.uint(*req);
+            w.bin(payload);
+        }
+        Frame::Ok { req, value } => {
+            w.array(3);
+            w.uint(code::OK);
+            w.uint(*req);
+            w.opt_str(value.as_deref());
+        }
+        Frame::Deploy { req, name, module } => {
+            w.array(4);
+            w.uint(code::DEPLOY);
+            w.uint(*req);
+            w.str(name);
+            w.bin(module);
+        }
+        Frame::DeployMany { req, names, module } => {
+            w.array(4);
+            w.uint(code::DEPLOY_MANY);
+            w.uint(*req);
+            w.array(names.len());
+            for name in names {
+                w.str(name);
+            }
+            w.bin(module);
+        }
+        Frame::Deployed { req, hash, failed } => {
+            w.array(4);
+            w.uint(code::DEPLOYED);
+            w.uint(*req);
+            w.str(hash);
+            w.array(failed.len());
+            for (name, reason) in failed {
+                w.array(2);
+                w.str(name);
+                w.str(reason);
+            }
+        }
+        Frame::Undeploy { req, name } => {
+            w.array(3);
+            w.uint(code::UNDEPLOY);
+            w.uint(*req);
+            w.str(name);
+        }
+        Frame::ListAgents { req } => request(&mut w, code::LIST_AGENTS, *req),
+        Frame::Agents { req, agents } => {
+            w.array(3);
+            w.uint(code::AGENTS);
+            w.uint(*req);
+            w.array(agents.len());
+            for a in agents {
+                w.array(12);
+                w.str(&a.name);
+                w.uint(a.shard);
+                w.str(&a.state);
+                w.opt_str(a.version.as_deref());
+                w.uint(a.queued);
+                w.uint(a.failures);
+                w.uint(a.restarts);
+                w.uint(a.activations);
+                w.uint(a.memory_bytes);
+                w.uint(a.busy_ns);
+                w.uint(a.state_bytes);
+                w.uint(a.calls_waiting);
+            }
+        }
+        Frame::Stats { req } => request(&mut w, code::STATS, *req),
+        Frame::StatsReply { req, shards } => {
+            w.array(3);
+            w.uint(code::STATS_REPLY);
+            w.uint(*req);
+            w.array(shards.len());
+            for row in shards {
+                w.map(row.len());
+                for (k, v) in row {
+                    w.str(k);
+                    w.uint(*v);
+                }
+            }
+        }
+        Frame::Cluster { req } => request(&mut w, code::CLUSTER, *req),
+        Frame::Members { req, members } => {
+            w.array(3);
+            w.uint(code::MEMBERS);
+            w.uint(*req);
+            w.array(members.len());
+            for m in members {
+                w.array(4);
+                w.str(&m.name);
+                w.str(&m.addr);
+                w.str(&m.state);
+                w.uint(m.shards);
+            }
+        }
+        Frame::Ping { req } => request(&mut w, code::PING, *req),
+        Frame::Pong { req } => request(&mut w, code::PONG, *req),
+        Frame::Error {
+            req,
+            code: c,
+            message,
+            detail,
+        } => {
+            w.array(5);
+            w.uint(code::ERROR);
+            w.uint(*req);
+            w.uint(*c as u64);
+            w.str(message);
+            w.opt_str(detail.as_deref());
+        }
+        Frame::Envelope(_) => unreachable!("handled above"),
+    }
+    finish(out, start);
+}
+
+fn request(w: &mut Writer<'_>, code: u64, req: u64) {
+    w.array(2);
+    w.uint(code);
+    w.uint(req);
+}
+
+impl PartialEq for Frame {
+    /// Envelopes compare every field but the deadline (an instant that
+    /// travels as time left); other frames compare by their encoding.
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Frame::Envelope(a), Frame::Envelope(b)) => {
+                a.id == b.id
+                    && a.from == b.from
+                    && a.to == b.to
+                    && a.kind == b.kind
+                    && a.conversation == b.conversation
+                    && a.in_reply_to == b.in_reply_to
+                    && a.priority == b.priority
+                    && a.deadline.is_some() == b.deadline.is_some()
+                    && a.payload == b.payload
+            }
+            (Frame::Envelope(_), _) | (_, Frame::Envelope(_)) => false,
+            (a, b) => {
+                let (mut x, mut y) = (Vec::new(), Vec::new());
+                encode(a, &mut x);
+                encode(b, &mut y);
+                x == y
+            }
+        }
+    }
+}
