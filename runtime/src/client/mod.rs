@@ -6,6 +6,8 @@
 //! call costs no extra hop on the mesh.
 
 mod batch;
+mod blocking;
+mod wasm;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -214,11 +216,6 @@ impl Client {
         .await
     }
 
-    /// [`Self::unregister`] for plain threads.
-    pub fn unregister_blocking(&self, name: impl Into<AgentId>) -> Result<usize, RegisterError> {
-        block_on(self.unregister(name))
-    }
-
     /// Deploys an agent of a kind the node knows (see
     /// [`crate::NodeBuilder::agent_kind`]). On a durable node the answer
     /// comes once the definition is committed; after a restart the agent is
@@ -239,26 +236,11 @@ impl Client {
         .await
     }
 
-    /// [`Self::deploy`] for plain threads.
-    pub fn deploy_blocking(
-        &self,
-        name: impl Into<AgentId>,
-        kind: &str,
-        config: impl Into<Vec<u8>>,
-    ) -> Result<(), DeployError> {
-        block_on(self.deploy(name, kind, config))
-    }
-
     /// Removes a deployed agent with its state (committed before the
     /// answer on a durable node); returns how many queued messages were
     /// rejected.
     pub async fn undeploy(&self, name: impl Into<AgentId>) -> Result<usize, RegisterError> {
         self.unregister(name).await
-    }
-
-    /// [`Self::undeploy`] for plain threads.
-    pub fn undeploy_blocking(&self, name: impl Into<AgentId>) -> Result<usize, RegisterError> {
-        block_on(self.undeploy(name))
     }
 
     /// A fresh de-duplication id for [`Self::send_durable_with`].
@@ -346,15 +328,6 @@ impl Client {
         PendingDurable { answer }
     }
 
-    /// [`Self::send_durable`] for plain threads.
-    pub fn send_durable_blocking(
-        &self,
-        to: impl Into<AgentId>,
-        payload: impl Into<Bytes>,
-    ) -> Result<DurableReceipt, DurableError> {
-        block_on(self.send_durable(to, payload))
-    }
-
     /// Sends a one-way message; `Ok` once the owning shard has queued it.
     pub async fn send(
         &self,
@@ -385,25 +358,6 @@ impl Client {
             Err(Rejection::ShuttingDown),
         )
         .await
-    }
-
-    /// [`Self::send`] for plain threads.
-    pub fn send_blocking(
-        &self,
-        to: impl Into<AgentId>,
-        payload: impl Into<Bytes>,
-    ) -> Result<MessageId, Rejection> {
-        block_on(self.send(to, payload))
-    }
-
-    /// [`Self::send_with`] for plain threads.
-    pub fn send_with_blocking(
-        &self,
-        to: impl Into<AgentId>,
-        payload: impl Into<Bytes>,
-        opts: SendOptions,
-    ) -> Result<MessageId, Rejection> {
-        block_on(self.send_with(to, payload, opts))
     }
 
     /// Calls an agent: resolves with its reply, a rejection or `Timeout`.
@@ -443,211 +397,12 @@ impl Client {
         .await
     }
 
-    /// [`Self::call`] for plain threads.
-    pub fn call_blocking(
-        &self,
-        to: impl Into<AgentId>,
-        payload: impl Into<Bytes>,
-        timeout: Duration,
-    ) -> Result<Envelope, CallError> {
-        block_on(self.call(to, payload, timeout))
-    }
-
-    /// Deploys a WebAssembly agent: compiles `module` (once per node, on a
-    /// thread of its own: never on a shard), checks it against the agent
-    /// ABI, and deploys agent `name` running it. The agent holds no instance
-    /// until its first message. Returns the module's content hash.
-    pub async fn deploy_wasm(
-        &self,
-        name: impl Into<AgentId>,
-        module: impl Into<Vec<u8>>,
-        opts: WasmOptions,
-    ) -> Result<ModuleHash, DeployError> {
-        self.wasm_command(name.into(), module.into(), opts, |record, done| {
-            Command::Deploy { record, done }
-        })
-        .await
-    }
-
-    /// [`Self::deploy_wasm`] for plain threads.
-    pub fn deploy_wasm_blocking(
-        &self,
-        name: impl Into<AgentId>,
-        module: impl Into<Vec<u8>>,
-        opts: WasmOptions,
-    ) -> Result<ModuleHash, DeployError> {
-        block_on(self.deploy_wasm(name, module, opts))
-    }
-
-    /// Hot-reloads WebAssembly agent `name` with `module`: messages handled
-    /// from now on run the new version (what is queued included); answers
-    /// to calls the old version made still go to it. Its state is kept.
-    pub async fn reload_wasm(
-        &self,
-        name: impl Into<AgentId>,
-        module: impl Into<Vec<u8>>,
-        opts: WasmOptions,
-    ) -> Result<ModuleHash, DeployError> {
-        self.wasm_command(name.into(), module.into(), opts, |record, done| {
-            Command::Redeploy { record, done }
-        })
-        .await
-    }
-
-    /// Compiles `module` and sends the owning shard of `id` the command
-    /// `make` builds around the agent's record.
-    async fn wasm_command(
-        &self,
-        id: AgentId,
-        module: Vec<u8>,
-        opts: WasmOptions,
-        make: impl FnOnce(AgentRecord, flume::Sender<Result<(), DeployError>>) -> Command,
-    ) -> Result<ModuleHash, DeployError> {
-        let (record, hash) = self.wasm_record(&id, module, opts).await?;
-        self.request(
-            &id,
-            |done| make(record, done),
-            Err(DeployError::Register(RegisterError::ShuttingDown)),
-        )
-        .await?;
-        Ok(hash)
-    }
-
-    /// [`Self::reload_wasm`] for plain threads.
-    pub fn reload_wasm_blocking(
-        &self,
-        name: impl Into<AgentId>,
-        module: impl Into<Vec<u8>>,
-        opts: WasmOptions,
-    ) -> Result<ModuleHash, DeployError> {
-        block_on(self.reload_wasm(name, module, opts))
-    }
-
-    /// Deploys `module` under a name pattern (`prefix*`): every name with
-    /// that prefix becomes an agent running it, created by its owning
-    /// shard when the first message for it arrives, and kept (with its
-    /// state) like any deployed agent from then on. Every shard learns the
-    /// pattern before this returns.
-    pub async fn deploy_wasm_pattern(
-        &self,
-        pattern: &str,
-        module: impl Into<Vec<u8>>,
-        opts: WasmOptions,
-    ) -> Result<ModuleHash, DeployError> {
-        quire_shards::wasm::pattern_prefix(pattern).map_err(|reason| DeployError::Build {
-            name: pattern.to_string(),
-            reason,
-        })?;
-        let id = AgentId::new(pattern).map_err(|e| DeployError::Build {
-            name: pattern.to_string(),
-            reason: e.to_string(),
-        })?;
-        let (record, hash) = self.wasm_record(&id, module.into(), opts).await?;
-        let spec = WasmSpec::from_record(&record).map_err(|reason| DeployError::Build {
-            name: pattern.to_string(),
-            reason,
-        })?;
-        let record = spec.pattern_record(pattern);
-        for answer in self
-            .ask_every_shard(|done| Command::DeployPattern {
-                record: record.clone(),
-                done,
-            })
-            .await
-        {
-            answer?;
-        }
-        Ok(hash)
-    }
-
-    /// [`Self::deploy_wasm_pattern`] for plain threads.
-    pub fn deploy_wasm_pattern_blocking(
-        &self,
-        pattern: &str,
-        module: impl Into<Vec<u8>>,
-        opts: WasmOptions,
-    ) -> Result<ModuleHash, DeployError> {
-        block_on(self.deploy_wasm_pattern(pattern, module, opts))
-    }
-
-    /// Removes a name pattern from every shard (agents it already created
-    /// stay); true if some shard had it.
-    pub fn undeploy_wasm_pattern_blocking(&self, pattern: &str) -> Result<bool, DeployError> {
-        block_on(self.undeploy_wasm_pattern(pattern))
-    }
-
-    /// [`Self::undeploy_wasm_pattern_blocking`] for async callers.
-    pub async fn undeploy_wasm_pattern(&self, pattern: &str) -> Result<bool, DeployError> {
-        let answers = self
-            .ask_every_shard(|done| Command::UndeployPattern {
-                pattern: pattern.to_string(),
-                done,
-            })
-            .await;
-        let mut any = false;
-        for a in answers {
-            any |= a?;
-        }
-        Ok(any)
-    }
-
     /// Queues `cmd` at shard `shard` without waiting; false when its queue
     /// is full or the shard is gone.
     pub(crate) fn try_command(&self, shard: usize, cmd: Command) -> bool {
         self.shards
             .get(shard)
             .is_some_and(|s| s.try_send(cmd).is_ok())
-    }
-
-    /// Finds or compiles the module and builds the agent's record.
-    async fn wasm_record(
-        &self,
-        id: &AgentId,
-        bytes: Vec<u8>,
-        opts: WasmOptions,
-    ) -> Result<(AgentRecord, ModuleHash), DeployError> {
-        let module = match self.wasm.lookup(&bytes) {
-            Some(module) => module,
-            None => self.compile_off_thread(id, bytes).await?,
-        };
-        let spec = opts.spec(module.hash().clone(), &self.wasm_defaults);
-        spec.limits
-            .validate()
-            .map_err(|reason| DeployError::Build {
-                name: id.to_string(),
-                reason,
-            })?;
-        Ok((spec.record(id.as_str()), module.hash().clone()))
-    }
-
-    /// Compiles on a thread of its own, so that neither an async caller's
-    /// executor nor a shard ever waits on Cranelift.
-    async fn compile_off_thread(
-        &self,
-        id: &AgentId,
-        bytes: Vec<u8>,
-    ) -> Result<quire_shards::wasm::WasmModule, DeployError> {
-        let engine = self.wasm.clone();
-        let (tx, rx) = flume::bounded(1);
-        std::thread::Builder::new()
-            .name("quire-compile".into())
-            .spawn(move || {
-                let _ = tx.send(engine.compile(&bytes));
-            })
-            .map_err(|e| DeployError::Build {
-                name: id.to_string(),
-                reason: format!("cannot start a compile thread: {e}"),
-            })?;
-        rx.recv_async()
-            .await
-            .map_err(|_| DeployError::Build {
-                name: id.to_string(),
-                reason: "the compile thread died".into(),
-            })?
-            .map_err(|source| DeployError::Module {
-                name: id.to_string(),
-                source,
-            })
     }
 
     /// Stops an agent: it keeps its state and queue, and ordinary messages
@@ -659,16 +414,6 @@ impl Client {
     /// Starts a stopped agent again (a `stop` quarantine included).
     pub async fn start_agent(&self, name: impl Into<AgentId>) -> Result<(), RegisterError> {
         self.set_stopped(name.into(), false).await
-    }
-
-    /// [`Self::stop_agent`] for plain threads.
-    pub fn stop_agent_blocking(&self, name: impl Into<AgentId>) -> Result<(), RegisterError> {
-        block_on(self.stop_agent(name))
-    }
-
-    /// [`Self::start_agent`] for plain threads.
-    pub fn start_agent_blocking(&self, name: impl Into<AgentId>) -> Result<(), RegisterError> {
-        block_on(self.start_agent(name))
     }
 
     async fn set_stopped(&self, id: AgentId, stopped: bool) -> Result<(), RegisterError> {
@@ -693,20 +438,10 @@ impl Client {
         all
     }
 
-    /// [`Self::agents`] for plain threads.
-    pub fn agents_blocking(&self) -> Vec<AgentInfo> {
-        block_on(self.agents())
-    }
-
     /// Every shard's WebAssembly figures (activations, pools, failures).
     pub async fn wasm_stats(&self) -> Vec<WasmShardStats> {
         self.ask_every_shard(|done| Command::WasmStats { done })
             .await
-    }
-
-    /// [`Self::wasm_stats`] for plain threads.
-    pub fn wasm_stats_blocking(&self) -> Vec<WasmShardStats> {
-        block_on(self.wasm_stats())
     }
 
     /// The node's module compiler (its figures tell compiles from cache hits).
@@ -736,11 +471,6 @@ impl Client {
     /// Every shard's figures, in shard order (a shard that is gone is left out).
     pub async fn stats(&self) -> Vec<ShardStats> {
         self.ask_every_shard(|done| Command::Stats { done }).await
-    }
-
-    /// [`Self::stats`] for plain threads.
-    pub fn stats_blocking(&self) -> Vec<ShardStats> {
-        block_on(self.stats())
     }
 
     /// Every shard's figures for a metrics scrape, in shard order; `None`
