@@ -19,7 +19,9 @@ set +e
 cargo test --workspace 2>&1 | tee target/test-output.log
 status=${PIPESTATUS[0]}
 set -e
-passed=$(grep -Eo '[0-9]+ passed' target/test-output.log | awk '{s+=$1} END {print s+0}')
-failed=$(grep -Eo '[0-9]+ failed' target/test-output.log | awk '{s+=$1} END {print s+0}')
+# Only cargo's own summary lines count (tests print figures of their own).
+summaries() { grep -E '^test result: ' target/test-output.log | grep -Eo "[0-9]+ $1" || true; }
+passed=$(summaries passed | awk '{s+=$1} END {print s+0}')
+failed=$(summaries failed | awk '{s+=$1} END {print s+0}')
 echo "tests: ${passed} passed, ${failed} failed"
 exit "$status"

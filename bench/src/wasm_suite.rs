@@ -374,7 +374,7 @@ fn pump(shard: &mut ShardCore, names: &[AgentId], messages: u64) -> u64 {
             }
             sent += per_round;
         }
-        shard.run(usize::MAX);
+        shard.run_until_idle();
     }
     let handled = shard.stats().handled;
     (handled as f64 / started.elapsed().as_secs_f64()) as u64
@@ -423,7 +423,7 @@ fn activation() -> Result<(Percentiles, Percentiles), String> {
                 for n in batch {
                     let _ = shard.admit_client(n.clone(), Bytes::new(), SendOptions::default());
                 }
-                shard.run(usize::MAX);
+                shard.run_until_idle();
             }
             Ok(host.stats().activation_ns)
         })
@@ -474,10 +474,10 @@ fn memory(opts: &WasmBenchOptions) -> Result<Memory, String> {
         for i in 0..active {
             let _ = shard.admit_client(name(i), Bytes::new(), SendOptions::default());
             if i % 256 == 255 {
-                shard.run(usize::MAX);
+                shard.run_until_idle();
             }
         }
-        shard.run(usize::MAX);
+        shard.run_until_idle();
         let live = host.stats().live_instances as usize;
         if live < active {
             return Err(format!("only {live} of {active} agents became active"));

@@ -123,11 +123,8 @@ impl Host {
     fn call(&mut self, to: &str, payload: &[u8]) -> Result<Envelope, CallFailure> {
         let (tx, rx) = mpsc::channel();
         let waiter = Box::new(move |r| tx.send(r).expect("receiver waits"));
-        // A long handler makes `run` return early (the shard yields): let
-        // what is queued finish first.
-        while self.shard.has_ready() {
-            self.shard.run(usize::MAX);
-        }
+        // Let what is queued finish first.
+        self.shard.run_until_idle();
         let _ = self.shard.admit_client_call(
             to.into(),
             bytes::Bytes::copy_from_slice(payload),
@@ -289,7 +286,7 @@ fn a_time_limit_fails_a_slow_message() {
     h.shard
         .admit_client("patient".into(), "x".into(), SendOptions::default())
         .unwrap();
-    h.shard.run(usize::MAX);
+    h.shard.run_until_idle();
     let stats = h.shard.stats();
     assert_eq!(
         (stats.handled, stats.rejected_for(Rejection::TimeLimit)),
@@ -423,7 +420,7 @@ fn hot_reload_loses_no_queued_message() {
     )
     .record("svc");
     h.shard.redeploy(record).unwrap();
-    h.shard.run(usize::MAX);
+    h.shard.run_until_idle();
     drop(tx);
     let replies: Vec<_> = rx.iter().map(|r| r.expect("every call answered")).collect();
     assert_eq!(replies.len(), 40);
@@ -565,7 +562,7 @@ fn a_failing_agent_ends_its_turn_so_neighbours_run_between_its_failures() {
     h.shard.run(2);
     assert_eq!(&rx.try_recv().unwrap().unwrap().payload[..], b"hi");
     assert_eq!(h.shard.stats().rejected_for(Rejection::FuelExhausted), 1);
-    h.shard.run(usize::MAX);
+    h.shard.run_until_idle();
     assert_eq!(h.shard.stats().rejected_for(Rejection::FuelExhausted), 3);
 }
 

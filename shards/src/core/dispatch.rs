@@ -109,6 +109,20 @@ impl ShardCore {
         }
     }
 
+    /// Runs agents until none has messages waiting, whatever yields they
+    /// ask for (a harness with no other tasks: tests, benchmarks, doc
+    /// examples; a shard's dispatcher calls [`Self::run`] and serves its
+    /// other tasks between runs). Returns how many messages were handled or
+    /// rejected. An agent that keeps sending itself messages keeps it going.
+    pub fn run_until_idle(&mut self) -> usize {
+        let mut done = 0;
+        while self.has_ready() {
+            done += self.run(usize::MAX);
+            self.yield_requested = false;
+        }
+        done
+    }
+
     /// True once if an agent asked its shard to let its other tasks run
     /// (see [`crate::Context::yield_shard`]); `run` returned early for it.
     pub fn take_yield_request(&mut self) -> bool {

@@ -33,7 +33,7 @@
 //! let (tx, rx) = std::sync::mpsc::channel();
 //! shard.admit_client_call("echo".into(), "hi".into(), SendOptions::default(),
 //!     std::time::Duration::from_secs(1), Box::new(move |r| tx.send(r).unwrap())).unwrap();
-//! shard.run(usize::MAX);
+//! shard.run_until_idle();
 //! assert_eq!(&rx.recv().unwrap().unwrap().payload[..], b"hi");
 //! ```
 
