@@ -1,9 +1,11 @@
 //! `quire-bench sandbox`: what a hostile agent costs the good agent next to
 //! it. For each attacker of [`quire_shards::hostile_agents`], a fresh node
-//! (2 shards, sockets on loopback) gets the attacker and a good echo agent
+//! (`--shards`, 1 by default: on a small machine the clients need the other
+//! cores; sockets on loopback) gets the attacker and a good echo agent
 //! on the same shard; one client hammers the attacker as fast as it can,
-//! another calls the good agent open loop at `--rate` (each call timed from
-//! the instant it was due, so a stall counts in full), a third asks the
+//! another calls the good agent open loop at `--rate` (the wire load's
+//! writer sends each call when it is due whatever is in flight, and each
+//! reply is timed from that instant, so a stall counts in full), a third asks the
 //! node for its agent list every 50 ms (how long commands wait). The quiet
 //! row is the same run with no attacker traffic; the echo row hammers a
 //! well-behaved echo agent the same way, and is what the attack rows are
@@ -15,6 +17,8 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use hdrhistogram::Histogram;
+
+use crate::load::{remote, LoadSpec, Pattern};
 use quire_runtime::config::NodeConfig;
 use quire_runtime::net::{free_port_block, RemoteClient};
 use quire_runtime::Node;
@@ -32,6 +36,13 @@ pub struct SandboxOptions {
     /// Runs of the whole table (medians are printed).
     #[arg(long, default_value_t = 1)]
     pub runs: usize,
+    /// Only these attackers (comma-separated names of the table's rows;
+    /// the quiet and echo rows always run).
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Shards of the node (the attacker and the good agent share one).
+    #[arg(long, default_value_t = 1)]
+    pub shards: usize,
 }
 
 /// One row: figures of one run.
@@ -56,6 +67,9 @@ pub struct Row {
 
 type Attack = (&'static str, fn() -> Vec<u8>);
 
+/// When the hammering starts, from the start of a run.
+const ATTACK_AFTER: Duration = Duration::from_millis(750);
+
 fn attacks() -> Vec<Attack> {
     vec![
         // The baseline: the same hammering client on a well-behaved agent.
@@ -77,7 +91,10 @@ pub fn run(opts: &SandboxOptions) -> Result<Vec<(String, Row)>, String> {
     for _ in 0..opts.runs.max(1) {
         let quiet = one_run(opts, None)?;
         push(&mut all, "quiet", quiet);
-        for attack in attacks() {
+        let chosen = attacks().into_iter().filter(|(name, _)| {
+            *name == "echo" || opts.only.is_empty() || opts.only.iter().any(|o| o == name)
+        });
+        for attack in chosen {
             let row = one_run(opts, Some(attack))?;
             push(&mut all, attack.0, row);
         }
@@ -155,8 +172,9 @@ fn connect(addr: &str) -> Result<RemoteClient, String> {
 fn one_run(opts: &SandboxOptions, attack: Option<Attack>) -> Result<Row, String> {
     let port = free_port_block(3);
     let addr = format!("127.0.0.1:{port}");
-    let mut config = NodeConfig::default();
-    config.node.shards = Some(2.min(std::thread::available_parallelism().map_or(1, |n| n.get())));
+    // QUIRE_* variables apply, as they do to `quire node`.
+    let mut config = NodeConfig::load(None, std::env::vars()).map_err(|e| e.to_string())?;
+    config.node.shards = Some(opts.shards.max(1));
     config.network.listen = Some(addr.clone());
     config.network.admin_token = Some(TOKEN.into());
     let node = Node::builder()
@@ -199,6 +217,10 @@ fn one_run(opts: &SandboxOptions, attack: Option<Attack>) -> Result<Row, String>
         let addr = addr.clone();
         std::thread::spawn(move || {
             let Ok(mut c) = connect(&addr) else { return };
+            // The attack starts inside the measured window (after the
+            // generator's 50 ms start and 200 ms warm-up): its first blow,
+            // before any quarantine, is measured too.
+            std::thread::sleep(ATTACK_AFTER);
             while !stop.load(Ordering::Relaxed) {
                 let _ = c.call(name, b"x", Duration::from_secs(5));
             }
@@ -221,46 +243,38 @@ fn one_run(opts: &SandboxOptions, attack: Option<Attack>) -> Result<Row, String>
             worst
         })
     };
-    let mut client = connect(&addr)?;
-    let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("bounds");
-    let mut lateness = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("bounds");
-    let interval = Duration::from_nanos(1_000_000_000 / opts.rate.max(1));
-    let total = (opts.seconds * opts.rate as f64) as u64;
-    let mut failed = 0;
-    let start = Instant::now() + Duration::from_millis(100);
-    for i in 0..total {
-        let due = start + interval * i as u32;
-        let mut now = Instant::now();
-        if now < due {
-            while now < due {
-                std::hint::spin_loop();
-                now = Instant::now();
-            }
-            lateness.saturating_record(now.duration_since(due).as_nanos().max(1) as u64);
-        }
-        if client
-            .call(&good, b"ping", Duration::from_secs(10))
-            .is_err()
-        {
-            failed += 1;
-        }
-        latency.saturating_record(due.elapsed().as_nanos().max(1) as u64);
-    }
+    // Open loop for real: a writer sends each call when it is due, whatever
+    // is in flight, and the replies are timed from their due time (a
+    // one-call-at-a-time client would fall behind for good after one slow
+    // answer, and measure its own queue).
+    let spec = LoadSpec {
+        pattern: Pattern::RequestReply,
+        agents: 1,
+        rate: opts.rate,
+        duration: Duration::from_secs_f64(opts.seconds),
+        warmup: Duration::from_millis(200),
+        message_size: 32,
+        interval: Duration::from_secs(1),
+        burst: None,
+    };
+    let measured = remote::drive(&addr, &[good], &spec, &mut |_| {})?;
+    let latency = &measured.corrected;
+    let lateness = &measured.send_lateness;
+    let failed = measured.rejected + measured.expected.saturating_sub(latency.len());
     stop.store(true, Ordering::Relaxed);
     if let Some(h) = hammer {
         let _ = h.join();
     }
     let command_max = prober.join().unwrap_or_default();
-    drop(client);
     drop(admin);
     node.shutdown();
     let us = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1_000.0;
     Ok(Row {
-        p50_us: us(&latency, 0.5),
-        p99_us: us(&latency, 0.99),
-        p999_us: us(&latency, 0.999),
+        p50_us: us(latency, 0.5),
+        p99_us: us(latency, 0.99),
+        p999_us: us(latency, 0.999),
         max_us: latency.max() as f64 / 1_000.0,
-        lateness_p99_us: us(&lateness, 0.99),
+        lateness_p99_us: us(lateness, 0.99),
         command_max_ms: command_max.as_secs_f64() * 1_000.0,
         failed,
     })

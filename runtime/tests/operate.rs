@@ -72,10 +72,14 @@ fn drive(
 #[test]
 fn profile_and_diagnose_name_the_slow_agent() {
     let dir = tempfile::tempdir().unwrap();
-    // A slow agent an operator wants to find, not one to quarantine: on
-    // default supervision, the work clients ask of an agent is not held
-    // against its cost budget.
-    let node = NodeProcess::start_with_env(&dir.path().join("data"), "none", &[]);
+    // A slow agent an operator wants to find, not one to quarantine: its
+    // ~1 ms handlers pass the turn quota, so the cost budget (25% of its
+    // shard by default) is lifted.
+    let node = NodeProcess::start_with_env(
+        &dir.path().join("data"),
+        "none",
+        &[("QUIRE_WASM_SUPERVISION_MAX_BUSY_PERCENT", "100")],
+    );
     let mut admin = node.client();
     admin.deploy("slow", SLOW_WAT.as_bytes()).unwrap();
     admin.deploy("quick", ECHO_WAT.as_bytes()).unwrap();

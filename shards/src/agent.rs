@@ -324,6 +324,11 @@ impl Context<'_> {
         self.core.yield_requested = true;
     }
 
+    /// The shard's turn quota (see [`Self::charge_time`]).
+    pub fn turn_quota(&self) -> Duration {
+        self.core.turn_quota()
+    }
+
     /// Tells the shard how long the handler ran. Once the turns of one
     /// [`ShardCore::run`] took the shard's turn quota
     /// (`ShardConfig::turn_quota`, 500 µs), this agent's turn ends (it goes

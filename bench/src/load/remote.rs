@@ -40,6 +40,22 @@ pub fn run(
             .deploy(name, echo)
             .map_err(|e| format!("deploying {name} on {addr}: {e}"))?;
     }
+    let result = drive(addr, &names, spec, &mut tick)?;
+    for name in &names {
+        let _ = admin.undeploy(name);
+    }
+    tick(1.0);
+    Ok(result)
+}
+
+/// Drives `spec` open loop over one connection to echo agents `names`
+/// (already deployed; each replies with its request), in turn.
+pub fn drive(
+    addr: &str,
+    names: &[String],
+    spec: &LoadSpec,
+    tick: &mut impl FnMut(f64),
+) -> Result<LoadResult, String> {
     let mut conn = RemoteClient::connect(addr, None).map_err(|e| e.to_string())?;
     let mut writer = conn.writer().map_err(|e| e.to_string())?;
     conn.set_read_timeout(Some(Duration::from_millis(100)))
@@ -53,7 +69,7 @@ pub fn run(
     // once it is done.
     let (done_tx, done_rx) = std::sync::mpsc::channel::<Result<(u64, u64), String>>();
     let sender = {
-        let (spec, names, addr) = (spec.clone(), names.clone(), addr.to_string());
+        let (spec, names, addr) = (spec.clone(), names.to_vec(), addr.to_string());
         std::thread::spawn(move || {
             let result = (|| -> Result<(u64, u64), String> {
                 let (mut sent, mut expected) = (0u64, 0u64);
@@ -167,9 +183,5 @@ pub fn run(
             .map_err(|_| "the sender did not finish".to_string())??,
     };
     result.expected = expected;
-    for name in &names {
-        let _ = admin.undeploy(name);
-    }
-    tick(1.0);
     Ok(result)
 }

@@ -228,10 +228,13 @@ impl RemoteClient {
                 self.buf
                     .resize(need.max(self.end + 1).next_power_of_two(), 0);
             }
-            let n = self
-                .stream
-                .read(&mut self.buf[self.end..])
-                .map_err(|e| self.io(e))?;
+            let n = match self.stream.read(&mut self.buf[self.end..]) {
+                Ok(n) => n,
+                // A signal landed on this thread (a node in the same
+                // process preempts its handlers with signals): read again.
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(self.io(e)),
+            };
             if n == 0 {
                 return Err(ClientError::Closed);
             }

@@ -98,6 +98,11 @@ impl ShardCore {
         done
     }
 
+    /// Handler time after which a run of turns ends.
+    pub(crate) fn turn_quota(&self) -> Duration {
+        self.cfg.turn_quota
+    }
+
     /// Charges `ran` of handler time to the running turn and run (see
     /// [`crate::Context::charge_time`]).
     pub(crate) fn charge_turn_time(&mut self, ran: Duration) {

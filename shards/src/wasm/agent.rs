@@ -187,16 +187,22 @@ impl WasmAgent {
     /// Counts what the last event cost; an agent over its budget for the
     /// window is throttled until the window ends, which counts as a failure.
     ///
-    /// Only work the agent made for itself (`self_made`: messages it sent
+    /// Work the agent made for itself (`self_made`: messages it sent
     /// itself, answers to its own calls and sends) is held against its busy
-    /// budget. Work clients and other agents ask of it is its job: a popular
-    /// agent is not a hostile one, and the shard's fair turns and the
-    /// queues' bounds already share that load. Refused sends and calls are
-    /// always its own doing.
+    /// budget in full. Of work clients and other agents ask of it, only a
+    /// handler's time past the shard's turn quota is: a popular agent with
+    /// quick handlers is not a hostile one (the shard's fair turns share
+    /// that load), but no one on the shard runs while a handler does, so
+    /// slowness on every message is the agent's, whoever asked. Refused
+    /// sends and calls are always its own doing.
     fn account(&mut self, ctx: &mut Context<'_>, cost: (Instant, Duration, u32), self_made: bool) {
         let (ended, elapsed, refused) = cost;
         self.busy_total += elapsed;
-        let elapsed = if self_made { elapsed } else { Duration::ZERO };
+        let elapsed = if self_made {
+            elapsed
+        } else {
+            elapsed.saturating_sub(ctx.turn_quota())
+        };
         let window = Duration::from_millis(self.supervision.cost_window_ms.max(1));
         if ended.saturating_duration_since(self.cost.started) >= window {
             self.cost = CostWindow {
