@@ -281,20 +281,10 @@ impl ShardCore {
 
     /// Tells the caller of the call `env` (as it came, payload gone) that
     /// its handler failed for `reason`, and what the runtime saw.
-    pub(super) fn handler_failed(&mut self, env: Envelope, reason: Rejection, detail: String) {
+    pub(super) fn handler_failed(&mut self, mut env: Envelope, reason: Rejection, detail: String) {
         self.journal.finish(env.id);
-        let id = self.next_message_id();
-        self.route_control(Envelope {
-            id,
-            from: env.to,
-            to: env.from,
-            conversation: env.conversation,
-            in_reply_to: Some(env.id),
-            priority: env.priority,
-            deadline: None,
-            kind: Kind::HandlerFailed(reason),
-            payload: Bytes::from(detail),
-        });
+        env.payload = Bytes::from(detail);
+        self.answer_back(env, Kind::HandlerFailed(reason));
     }
 
     /// Sends a refused ordinary message back to its sender.
@@ -310,6 +300,12 @@ impl ShardCore {
                 return;
             }
         };
+        self.answer_back(env, kind);
+    }
+
+    /// Routes a control message of `kind` answering `env` to its sender,
+    /// with `env`'s payload.
+    fn answer_back(&mut self, env: Envelope, kind: Kind) {
         let id = self.next_message_id();
         self.route_control(Envelope {
             id,
