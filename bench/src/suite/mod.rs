@@ -12,7 +12,7 @@
 //! - `compare --baseline FILE`: fails when a figure regressed by more than
 //!   a threshold, judged on its ratio to the in-run peer so that machine
 //!   noise cancels.
-
+//!
 //! One room per file: `compare` (figures, summaries, regressions), `custom`,
 //! `stress`, `standard` (the seed suite), and here what they share (the
 //! embedded node, progress bars, the ruler's own lateness, outputs).
