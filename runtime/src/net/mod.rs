@@ -8,6 +8,7 @@
 
 pub mod client;
 mod client_conn;
+mod client_frames;
 mod io;
 mod peer;
 
