@@ -333,9 +333,10 @@ impl Context<'_> {
     /// [`ShardCore::run`] took the shard's turn quota
     /// (`ShardConfig::turn_quota`, 500 µs), this agent's turn ends (it goes
     /// to the back of the ready queue) and the shard serves its sockets,
-    /// commands and timers before the next turn ([`Self::yield_shard`]). The WebAssembly host charges every handler:
-    /// an agent slow on each message, or a storm of cheap ones, holds its
-    /// neighbours up for about one quota, not one batch of messages.
+    /// commands and timers before the next turn ([`Self::yield_shard`]).
+    /// The WebAssembly host charges every handler: an agent slow on each
+    /// message, or a storm of cheap ones, holds its neighbours up for about
+    /// one quota, not one batch of messages.
     pub fn charge_time(&mut self, ran: Duration) {
         self.core.charge_turn_time(ran);
     }

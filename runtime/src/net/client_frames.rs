@@ -175,12 +175,8 @@ pub(super) fn handle(
                 .admit_client_call(id, payload, opts, timeout, waiter);
         }
         Frame::Deploy { req, name, module } => {
-            if !admin {
-                out.push(&unauthorized(req, "deploy"));
-                return Ok(());
-            }
-            if let Some(owner) = owner_elsewhere(net, &name, req) {
-                out.push(&owner);
+            if let Some(refusal) = refuse_admin(admin, net, &name, req, "deploy") {
+                out.push(&refusal);
                 return Ok(());
             }
             spawn_admin(out, pending, {
@@ -264,12 +260,8 @@ pub(super) fn handle(
             });
         }
         Frame::Undeploy { req, name } => {
-            if !admin {
-                out.push(&unauthorized(req, "undeploy"));
-                return Ok(());
-            }
-            if let Some(owner) = owner_elsewhere(net, &name, req) {
-                out.push(&owner);
+            if let Some(refusal) = refuse_admin(admin, net, &name, req, "undeploy") {
+                out.push(&refusal);
                 return Ok(());
             }
             spawn_admin(out, pending, {
@@ -373,6 +365,15 @@ pub(super) fn unauthorized(req: u64, what: &str) -> Frame {
         ErrorCode::Unauthorized,
         format!("{what} needs the node's admin token in HELLO"),
     )
+}
+
+/// Why an admin request about agent `name` is not served here, if it is
+/// not: no admin token (`UNAUTHORIZED`), or another node owns the name.
+fn refuse_admin(admin: bool, net: &NetShard, name: &str, req: u64, what: &str) -> Option<Frame> {
+    if !admin {
+        return Some(unauthorized(req, what));
+    }
+    owner_elsewhere(net, name, req)
 }
 
 /// A `NOT_OWNER` answer when another node owns `name` (patterns are
