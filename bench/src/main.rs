@@ -75,13 +75,7 @@ enum Command {
 fn main() -> ExitCode {
     // Warnings (reactor stall reports among them) go to stderr; QUIRE_LOG
     // sets another filter.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("QUIRE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .try_init();
+    let _log = quire_runtime::logging::init("warn");
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Run(opts) => suite::run_suite(opts).map(|_| ()),

@@ -30,6 +30,7 @@ pub mod config;
 pub mod cpuset;
 pub mod demo;
 pub mod doctor;
+pub mod logging;
 pub mod metrics;
 pub mod net;
 mod node;

@@ -29,6 +29,8 @@ use std::sync::{Arc, Once};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use quire_shards::ThreadCpuClock;
+
 use crate::metrics::stalls::ReactorCounters;
 use crate::thread_stat::ThreadStat;
 
@@ -109,25 +111,6 @@ fn thread_is_busy(tid: i32) -> bool {
     ThreadStat::read(tid).is_some_and(|s| s.state == 'R')
 }
 
-/// The CPU-time clock of a thread of this process.
-fn thread_cpu_clock(thread: libc::pthread_t) -> Option<libc::clockid_t> {
-    let mut clock: libc::clockid_t = 0;
-    // SAFETY: `thread` is a live thread of this process (its JoinHandle is
-    // held by the node until after the watchdog stops).
-    (unsafe { libc::pthread_getcpuclockid(thread, &mut clock) } == 0).then_some(clock)
-}
-
-/// CPU time on `clock` (ns).
-fn cpu_time_ns(clock: libc::clockid_t) -> Option<u64> {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid clock id and a timespec to write into.
-    (unsafe { libc::clock_gettime(clock, &mut ts) } == 0)
-        .then(|| ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
-}
-
 /// The pulses of a node's shards and the thread watching them.
 pub(crate) struct Watchdog {
     pulses: Vec<Arc<ShardPulse>>,
@@ -181,8 +164,12 @@ impl Watchdog {
         install_handler();
         let targets: Vec<libc::pthread_t> =
             shard_threads.iter().map(|t| t.as_pthread_t()).collect();
-        let cpu_clocks: Vec<Option<libc::clockid_t>> =
-            targets.iter().map(|&t| thread_cpu_clock(t)).collect();
+        let cpu_clocks: Vec<Option<ThreadCpuClock>> = targets
+            .iter()
+            // SAFETY: the node holds these threads' JoinHandles until after
+            // the watchdog stops.
+            .map(|&t| unsafe { ThreadCpuClock::of(t) })
+            .collect();
         let pulses = self.pulses.clone();
         let stop = self.stop.clone();
         let stall_threshold = self.stall_threshold;
@@ -243,14 +230,15 @@ impl Watchdog {
                                 // The thread's CPU clock is read from when the
                                 // stall was seen; its share of that window
                                 // stands for the whole stall.
-                                let cpu_ns = match (cpu_then, cpu_clocks[i].and_then(cpu_time_ns)) {
-                                    (Some((seen, then)), Some(cpu_now)) => {
-                                        let window = now.duration_since(seen).as_nanos().max(1);
-                                        let used = u128::from(cpu_now.saturating_sub(then));
-                                        (u128::from(ns) * used.min(window) / window) as u64
-                                    }
-                                    _ => ns,
-                                };
+                                let cpu_ns =
+                                    match (cpu_then, cpu_clocks[i].and_then(|c| c.now_ns())) {
+                                        (Some((seen, then)), Some(cpu_now)) => {
+                                            let window = now.duration_since(seen).as_nanos().max(1);
+                                            let used = u128::from(cpu_now.saturating_sub(then));
+                                            (u128::from(ns) * used.min(window) / window) as u64
+                                        }
+                                        _ => ns,
+                                    };
                                 pulse.last_stall_cpu_ns.store(cpu_ns, Ordering::Relaxed);
                                 // The shard logs it (it can name the agent).
                                 pulse.last_stall_activity.set(activity);
@@ -282,7 +270,7 @@ impl Watchdog {
                                     running: pulse.running.load(Ordering::Relaxed),
                                     activity: pulse.activity.get(),
                                     cpu_at_sight: cpu_clocks[i]
-                                        .and_then(cpu_time_ns)
+                                        .and_then(|c| c.now_ns())
                                         .map(|cpu| (now, cpu)),
                                     faults_at_sight: ThreadStat::read(tid).map(|s| s.faults),
                                 });

@@ -167,6 +167,22 @@ pub fn log_flood() -> Vec<u8> {
     )
 }
 
+/// Not an attacker: logs 40 short lines a message (the last 8 over the
+/// per-message cap) and replies.
+pub fn chatty() -> Vec<u8> {
+    module(
+        r#"(func (export "quire_handle") (param i32 i64 i32 i32 i32) (result i32)
+             (local $i i32)
+             (memory.fill (i32.const 65536) (i32.const 66) (i32.const 64))
+             (loop $again
+               (call $log (i32.const 1) (i32.const 65536) (i32.const 64))
+               (local.set $i (i32.add (local.get $i) (i32.const 1)))
+               (br_if $again (i32.lt_u (local.get $i) (i32.const 40))))
+             (drop (call $reply (i32.const 0) (i32.const 0)))
+             i32.const 0)"#,
+    )
+}
+
 /// Traps with its memory at its full 16 MiB: a trap, not a memory limit.
 pub fn plain_trap() -> Vec<u8> {
     module(r#"(func (export "quire_handle") (param i32 i64 i32 i32 i32) (result i32) unreachable)"#)

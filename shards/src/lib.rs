@@ -16,6 +16,7 @@ mod mailbox;
 mod output_commit;
 mod stats;
 pub mod testing;
+mod thread_clock;
 pub mod wasm;
 
 pub use agent::{Agent, AgentState, AgentStatus, Context, SendOptions};
@@ -30,3 +31,4 @@ pub use journal::DurableAdmission;
 pub use mailbox::Mailbox;
 pub use quire_storage::{AgentRecord, DurableMessage};
 pub use stats::{new_latency_histogram, ShardStats, MAX_TRACKED_NS};
+pub use thread_clock::ThreadCpuClock;

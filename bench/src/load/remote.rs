@@ -18,6 +18,29 @@ use super::spec::{payload, LoadResult, LoadSpec, Pattern};
 /// How long after the last due call replies may still come in.
 const DRAIN: Duration = Duration::from_secs(2);
 
+/// How long before a due instant the writer stops sleeping and spins: a
+/// thread's sleep ends tens of µs late on a quiet VM (and a sleeping
+/// writer measured its own wake-ups), while spinning through the whole gap
+/// would take a core from the node on a 2-vCPU machine.
+const SPIN_BEFORE_DUE: Duration = Duration::from_micros(150);
+
+/// Waits for `due`: sleeps to [`SPIN_BEFORE_DUE`] before it, then spins;
+/// returns the instant it ended.
+fn wait_until(due: Instant) -> Instant {
+    let mut now = Instant::now();
+    if let Some(wake) = due.checked_sub(SPIN_BEFORE_DUE) {
+        if wake > now {
+            std::thread::sleep(wake - now);
+            now = Instant::now();
+        }
+    }
+    while now < due {
+        std::hint::spin_loop();
+        now = Instant::now();
+    }
+    now
+}
+
 /// Runs `spec` (request/reply only) against the node at `addr`, deploying
 /// `echo` (a module replying with its request) as the targets; `tick` gets
 /// the fraction done.
@@ -79,11 +102,7 @@ pub fn drive(
                     if due >= end {
                         break;
                     }
-                    let now = Instant::now();
-                    if due > now {
-                        std::thread::sleep(due - now);
-                        continue;
-                    }
+                    let now = wait_until(due);
                     // Every call now due leaves in one write.
                     while start + spec.offset(sent) <= now && start + spec.offset(sent) < end {
                         let due = start + spec.offset(sent);
@@ -134,6 +153,13 @@ pub fn drive(
         }
         if Instant::now() > end + DRAIN {
             break;
+        }
+        // Poll, then read: a blocking read would contend with the writer
+        // thread for the socket's lock (see `RemoteClient::wait_readable`).
+        match conn.wait_readable(Duration::from_millis(100)) {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => return Err(format!("reading replies: {e}")),
         }
         let frame = match conn.read_frame() {
             Ok(f) => f,

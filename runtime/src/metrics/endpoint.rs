@@ -199,11 +199,18 @@ fn answer(client: &Client, method: &tiny_http::Method, url: &str) -> (u16, &'sta
             let shards: Vec<_> = answers.into_iter().flatten().collect();
             let mut text = super::render(
                 &shards,
-                &[(
-                    "quire_shards",
-                    "Shards on the node.",
-                    client.shard_count() as f64,
-                )],
+                &[
+                    (
+                        "quire_shards",
+                        "Shards on the node.",
+                        client.shard_count() as f64,
+                    ),
+                    (
+                        "quire_log_lines_dropped_total",
+                        "Log lines dropped because the log writer was behind (no shard waits on the log).",
+                        crate::logging::lines_dropped() as f64,
+                    ),
+                ],
             );
             text.push_str("# HELP quire_shard_up 1 if the shard answered this scrape in time.\n");
             text.push_str("# TYPE quire_shard_up gauge\n");

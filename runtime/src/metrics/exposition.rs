@@ -57,7 +57,12 @@ pub fn render(shards: &[ShardMetrics], node: &[(&str, &str, f64)]) -> String {
     }
     for (name, help, value) in node {
         let _ = writeln!(out, "# HELP {name} {}", escape_help(help));
-        let _ = writeln!(out, "# TYPE {name} gauge");
+        let kind = if name.ends_with("_total") {
+            "counter"
+        } else {
+            "gauge"
+        };
+        let _ = writeln!(out, "# TYPE {name} {kind}");
         let _ = writeln!(out, "{name} {}", number(*value));
     }
     for (name, help, kind) in names {

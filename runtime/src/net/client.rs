@@ -196,6 +196,37 @@ impl RemoteClient {
             .map_err(|e| self.io(e))
     }
 
+    /// Waits up to `timeout` until [`Self::read_frame`] has bytes to read
+    /// (already buffered, or on the socket); false if none came.
+    ///
+    /// For a client whose writes come from another thread (see
+    /// [`Self::writer`]): a read that blocks waits inside the kernel's
+    /// socket lock dance with that thread's sends, which on a VM spins
+    /// for ms; a read after this finds its data there.
+    pub fn wait_readable(&self, timeout: Duration) -> Result<bool, ClientError> {
+        if self.end > self.start {
+            return Ok(true);
+        }
+        let mut fd = libc::pollfd {
+            fd: std::os::fd::AsRawFd::as_raw_fd(&self.stream),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: one pollfd of ours, for a socket this client owns.
+        match unsafe { libc::poll(&mut fd, 1, ms) } {
+            n if n >= 0 => Ok(n > 0),
+            _ => {
+                let e = std::io::Error::last_os_error();
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    Ok(false)
+                } else {
+                    Err(self.io(e))
+                }
+            }
+        }
+    }
+
     /// Writes raw bytes (tests of bad input use it).
     pub fn send_raw(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
         self.stream.write_all(bytes).map_err(|e| self.io(e))

@@ -30,6 +30,13 @@ pub fn decode_count(reply: &[u8]) -> u64 {
     reply.try_into().map(u64::from_le_bytes).unwrap_or(0)
 }
 
+/// Where a node's stderr goes.
+#[derive(Clone, Copy)]
+enum Stderr {
+    File,
+    UnreadPipe,
+}
+
 /// A running `quire node` with storage in `data_dir`.
 pub struct NodeProcess {
     pub child: Child,
@@ -48,8 +55,23 @@ impl NodeProcess {
 
     /// The same, with `env` (e.g. `QUIRE_*` settings) in its environment.
     pub fn start_with_env(data_dir: &Path, durability: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_logging_to(data_dir, durability, env, Stderr::File)
+    }
+
+    /// The same, with its stderr a pipe no one reads (a log reader that
+    /// stopped): `log()` is empty.
+    pub fn start_with_stderr_unread(data_dir: &Path, env: &[(&str, &str)]) -> Self {
+        Self::start_logging_to(data_dir, "none", env, Stderr::UnreadPipe)
+    }
+
+    fn start_logging_to(
+        data_dir: &Path,
+        durability: &str,
+        env: &[(&str, &str)],
+        sink: Stderr,
+    ) -> Self {
         for _ in 0..5 {
-            match Self::try_start(data_dir, durability, env) {
+            match Self::try_start(data_dir, durability, env, sink) {
                 Ok(node) => return node,
                 Err(log) if log.contains("Address already in use") => continue,
                 Err(log) => panic!("the node did not start: {log}"),
@@ -58,7 +80,12 @@ impl NodeProcess {
         panic!("no free ports for a node after 5 tries")
     }
 
-    fn try_start(data_dir: &Path, durability: &str, env: &[(&str, &str)]) -> Result<Self, String> {
+    fn try_start(
+        data_dir: &Path,
+        durability: &str,
+        env: &[(&str, &str)],
+        sink: Stderr,
+    ) -> Result<Self, String> {
         let n = shards() as u16;
         let port = free_port_block(n + 1);
         let addr = format!("127.0.0.1:{port}");
@@ -75,7 +102,10 @@ impl NodeProcess {
             .env("QUIRE_LOG", "warn")
             .envs(env.iter().copied())
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&stderr).unwrap())
+            .stderr(match sink {
+                Stderr::File => Stdio::from(std::fs::File::create(&stderr).unwrap()),
+                Stderr::UnreadPipe => Stdio::piped(),
+            })
             .spawn()
             .unwrap();
         let mut node = NodeProcess {
@@ -87,7 +117,11 @@ impl NodeProcess {
         let deadline = Instant::now() + Duration::from_secs(60);
         while RemoteClient::connect(&node.addr, None).is_err() {
             if let Some(status) = node.child.try_wait().unwrap() {
-                return Err(format!("exited with {status}: {}", node.log()));
+                let mut log = node.log();
+                if let Some(pipe) = node.child.stderr.as_mut() {
+                    let _ = pipe.read_to_string(&mut log);
+                }
+                return Err(format!("exited with {status}: {log}"));
             }
             if Instant::now() >= deadline {
                 return Err(format!("never answered: {}", node.log()));

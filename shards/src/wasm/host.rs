@@ -38,7 +38,10 @@ pub(crate) struct HostEnv {
     calls_made: Vec<MessageId>,
     /// Log lines written while handling the current event.
     log_lines: u32,
-    /// Log lines over [`MAX_LOG_LINES`] left out for the current event.
+    /// Log bytes the current event may still write.
+    log_bytes_left: u32,
+    /// Log lines over [`MAX_LOG_LINES`] or [`MAX_LOG_BYTES_PER_EVENT`]
+    /// left out for the current event.
     pub logs_dropped: u32,
     /// Sends and calls of the current event the shard refused.
     pub refused: u32,
@@ -58,6 +61,7 @@ impl HostEnv {
             calls_made: Vec::new(),
             fuel: None,
             log_lines: 0,
+            log_bytes_left: MAX_LOG_BYTES_PER_EVENT,
             logs_dropped: 0,
             refused: 0,
         }
@@ -66,6 +70,7 @@ impl HostEnv {
     /// Starts a new event's accounting.
     pub(crate) fn begin_event(&mut self) {
         self.log_lines = 0;
+        self.log_bytes_left = MAX_LOG_BYTES_PER_EVENT;
         self.logs_dropped = 0;
         self.refused = 0;
     }
@@ -360,19 +365,26 @@ const MAX_LOG_BYTES: i32 = 4096;
 /// message must not fill the node's log).
 pub(crate) const MAX_LOG_LINES: u32 = 32;
 
+/// Log bytes one event may write (a line past them is cut to what is
+/// left). Formatting a line is the shard's time: a few KiB is what a
+/// handler's diagnostics need, not what a flood would like.
+pub(crate) const MAX_LOG_BYTES_PER_EVENT: u32 = 16 << 10;
+
 fn log(mut fenv: FunctionEnvMut<HostEnv>, level: i32, ptr: i32, len: i32) {
     charge(&mut fenv, i64::from(len.clamp(0, MAX_LOG_BYTES)));
     let (env, store) = fenv.data_and_store_mut();
-    if env.log_lines >= MAX_LOG_LINES {
+    if env.log_lines >= MAX_LOG_LINES || env.log_bytes_left == 0 {
         env.logs_dropped = env.logs_dropped.saturating_add(1);
         return;
     }
     env.log_lines += 1;
+    let len = len.clamp(0, MAX_LOG_BYTES).min(env.log_bytes_left as i32);
+    env.log_bytes_left -= len as u32;
     let Some(memory) = env.memory.clone() else {
         return;
     };
     let view = memory.view(&store);
-    let Ok(raw) = read(&view, ptr, len.clamp(0, MAX_LOG_BYTES)) else {
+    let Ok(raw) = read(&view, ptr, len) else {
         return;
     };
     let text = String::from_utf8_lossy(&raw);

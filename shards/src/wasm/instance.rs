@@ -189,9 +189,13 @@ impl LiveInstance {
         let refused_before = grows_refused();
         let started = Instant::now();
         self.env.as_mut(&mut self.store).begin_event();
-        let watch = self.watch.clone();
-        let armed = preemption.arm(&watch, started, limits.max_time());
-        let result = self.run(ctx, event, payload);
+        let guest = GuestHandler {
+            memory: &self.memory,
+            alloc: &self.alloc,
+            handle: &self.handle,
+        };
+        let armed = preemption.arm(&self.watch, started, limits.max_time());
+        let result = guest.run(&mut self.store, &self.env, ctx, event, payload);
         drop(armed);
         let elapsed = started.elapsed();
         ctx.charge_time(elapsed);
@@ -201,9 +205,10 @@ impl LiveInstance {
         if env.logs_dropped > 0 {
             tracing::warn!(
                 agent = ctx.id().as_str(),
-                "{} more log lines of this message were left out (at most {} a message)",
+                "{} more log lines of this message were left out (at most {} lines and {} KiB a message)",
                 env.logs_dropped,
-                super::host::MAX_LOG_LINES
+                super::host::MAX_LOG_LINES,
+                super::host::MAX_LOG_BYTES_PER_EVENT >> 10
             );
         }
         if let Some(violation) = env.take_violation() {
@@ -225,30 +230,6 @@ impl LiveInstance {
         // handler ran, not time its thread was descheduled): a handler that
         // ended on its own before it was stopped did not break it.
         Ok(())
-    }
-
-    fn run(
-        &mut self,
-        ctx: &mut Context<'_>,
-        event: Event,
-        payload: &Bytes,
-    ) -> Result<i32, RuntimeError> {
-        let len = payload.len() as i32;
-        let ptr = if payload.is_empty() {
-            0
-        } else {
-            let ptr = self.alloc.call(&mut self.store, len)?;
-            self.memory
-                .view(&self.store)
-                .write(ptr as u32 as u64, payload)
-                .map_err(|_| {
-                    RuntimeError::new("quire_alloc returned room outside the agent's memory")
-                })?;
-            ptr
-        };
-        let _bound = host::bind_context(&self.env, &mut self.store, ctx);
-        self.handle
-            .call(&mut self.store, event.kind, event.id, event.code, ptr, len)
     }
 
     fn classify(
@@ -301,4 +282,42 @@ const VERSION_CHECK_TIME: Duration = Duration::from_millis(100);
 /// Message ids cross the boundary as i64 (they fit in 63 bits).
 pub(crate) fn id_to_guest(id: MessageId) -> i64 {
     id.get() as i64
+}
+
+/// The exports one event goes through, borrowed apart from the instance's
+/// store (so the instance's stop button can stay armed by reference).
+struct GuestHandler<'a> {
+    memory: &'a Memory,
+    alloc: &'a TypedFunction<i32, i32>,
+    handle: &'a TypedFunction<(i32, i64, i32, i32, i32), i32>,
+}
+
+impl GuestHandler<'_> {
+    /// Copies `payload` into the guest and calls its handler, with `ctx`
+    /// bound for the host functions.
+    fn run(
+        self,
+        store: &mut Store,
+        env: &FunctionEnv<HostEnv>,
+        ctx: &mut Context<'_>,
+        event: Event,
+        payload: &Bytes,
+    ) -> Result<i32, RuntimeError> {
+        let len = payload.len() as i32;
+        let ptr = if payload.is_empty() {
+            0
+        } else {
+            let ptr = self.alloc.call(store, len)?;
+            self.memory
+                .view(store)
+                .write(ptr as u32 as u64, payload)
+                .map_err(|_| {
+                    RuntimeError::new("quire_alloc returned room outside the agent's memory")
+                })?;
+            ptr
+        };
+        let _bound = host::bind_context(env, store, ctx);
+        self.handle
+            .call(store, event.kind, event.id, event.code, ptr, len)
+    }
 }

@@ -32,6 +32,8 @@ use std::time::{Duration, Instant};
 
 use wasmer::Interrupter;
 
+use crate::ThreadCpuClock;
+
 /// Instants become ns since this one (0 means "no call in progress").
 static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
 
@@ -74,7 +76,7 @@ struct ShardWatch {
     /// The CPU clock of the shard's thread: a call is stopped for the time
     /// it ran, not for time its thread was descheduled (an oversubscribed
     /// host must not fail well-behaved handlers).
-    cpu_clock: Option<libc::clockid_t>,
+    cpu_clock: Option<ThreadCpuClock>,
     /// The watch of the instance that last entered a guest call.
     current: AtomicPtr<CallWatch>,
     /// Set by the thread while it reads through `current`.
@@ -110,7 +112,7 @@ impl ShardPreemption {
     /// first registration).
     pub(crate) fn new() -> Self {
         let watch = Arc::new(ShardWatch {
-            cpu_clock: own_cpu_clock(),
+            cpu_clock: ThreadCpuClock::current(),
             current: AtomicPtr::default(),
             reading: AtomicBool::new(false),
             interrupts: AtomicU64::new(0),
@@ -191,23 +193,6 @@ impl Drop for ArmedCall<'_> {
     }
 }
 
-/// The calling thread's CPU clock.
-fn own_cpu_clock() -> Option<libc::clockid_t> {
-    let mut clock: libc::clockid_t = 0;
-    // SAFETY: pthread_self is always valid; the out pointer is ours.
-    (unsafe { libc::pthread_getcpuclockid(libc::pthread_self(), &mut clock) } == 0).then_some(clock)
-}
-
-fn cpu_ns(clock: libc::clockid_t) -> Option<u64> {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid clock id and an out pointer of ours.
-    (unsafe { libc::clock_gettime(clock, &mut ts) } == 0)
-        .then(|| ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
-}
-
 /// A call as the thread first saw it: its deadline, and the wall and CPU
 /// clocks then.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -240,7 +225,7 @@ fn watch_calls() {
             // `reading` false after it replaced the pointer (see `publish`).
             if let Some(call) = unsafe { ptr.as_ref() } {
                 let deadline = call.deadline_ns.load(Ordering::Acquire);
-                let cpu = shard.cpu_clock.and_then(cpu_ns);
+                let cpu = shard.cpu_clock.and_then(|c| c.now_ns());
                 let seen = match (deadline, cpu) {
                     (0, _) => None,
                     (_, None) => Some(Sighting {

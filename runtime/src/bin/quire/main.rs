@@ -39,17 +39,7 @@ fn main() -> ExitCode {
     {
         return ExitCode::from(quire_shards::wasm::compile_child_main() as u8);
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("QUIRE_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        // A log that cannot be written (stderr on a full disk) must not
-        // take a shard down: tracing's own report of that failure would
-        // panic in eprintln! on the shard's thread.
-        .log_internal_errors(false)
-        .init();
+    let _log = quire_runtime::logging::init("warn");
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Node {
