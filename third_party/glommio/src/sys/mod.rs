@@ -307,7 +307,7 @@ impl SleepNotifier {
 
     pub(crate) fn notify(&self, force: bool) {
         // Quire: one half of the Dekker pair with the sleeper (see
-        // `Reactor::sleep` in uring.rs): whatever this thread published (a channel's
+        // `Reactor::wait` in uring.rs): whatever this thread published (a channel's
         // item, a queued waker) is visible before it reads `should_notify`.
         // Upstream left this side bare and paid with a process-wide
         // membarrier (an IPI to every CPU running this process) on every
