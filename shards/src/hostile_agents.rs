@@ -154,33 +154,28 @@ pub fn mailbox_bomb() -> Vec<u8> {
 
 /// Logs 20 000 lines of 4 KiB (80 MB) from one message.
 pub fn log_flood() -> Vec<u8> {
-    module(
-        r#"(func (export "quire_handle") (param i32 i64 i32 i32 i32) (result i32)
-             (local $i i32)
-             (memory.fill (i32.const 65536) (i32.const 65) (i32.const 4096))
-             (loop $again
-               (call $log (i32.const 1) (i32.const 65536) (i32.const 4096))
-               (local.set $i (i32.add (local.get $i) (i32.const 1)))
-               (br_if $again (i32.lt_u (local.get $i) (i32.const 20000))))
-             (drop (call $reply (i32.const 0) (i32.const 0)))
-             i32.const 0)"#,
-    )
+    logger(20_000, 4096)
 }
 
 /// Not an attacker: logs 40 short lines a message (the last 8 over the
 /// per-message cap) and replies.
 pub fn chatty() -> Vec<u8> {
-    module(
+    logger(40, 64)
+}
+
+/// Logs `lines` warnings of `bytes` bytes from each message, then replies.
+fn logger(lines: u32, bytes: u32) -> Vec<u8> {
+    module(&format!(
         r#"(func (export "quire_handle") (param i32 i64 i32 i32 i32) (result i32)
              (local $i i32)
-             (memory.fill (i32.const 65536) (i32.const 66) (i32.const 64))
+             (memory.fill (i32.const 65536) (i32.const 65) (i32.const {bytes}))
              (loop $again
-               (call $log (i32.const 1) (i32.const 65536) (i32.const 64))
+               (call $log (i32.const 1) (i32.const 65536) (i32.const {bytes}))
                (local.set $i (i32.add (local.get $i) (i32.const 1)))
-               (br_if $again (i32.lt_u (local.get $i) (i32.const 40))))
+               (br_if $again (i32.lt_u (local.get $i) (i32.const {lines}))))
              (drop (call $reply (i32.const 0) (i32.const 0)))
-             i32.const 0)"#,
-    )
+             i32.const 0)"#
+    ))
 }
 
 /// Traps with its memory at its full 16 MiB: a trap, not a memory limit.
