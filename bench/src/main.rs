@@ -36,6 +36,10 @@ enum Command {
     Custom(CustomOptions),
     /// Raise the request rate until p99 or losses break an objective.
     Stress(StressOptions),
+    /// Latency against load: each system's rate climbs from ~1% of
+    /// capacity to past its breaking point; a table, JSON and one PNG of
+    /// p50/p99/p99.9/p99.99 against achieved rate for every system.
+    Sweep(quire_bench::suite::SweepOptions),
     /// Exit non-zero when a summary regressed from a baseline.
     Compare(CompareOptions),
     /// Request/reply latency and one-way throughput between native agents,
@@ -81,6 +85,7 @@ fn main() -> ExitCode {
         Command::Run(opts) => suite::run_suite(opts).map(|_| ()),
         Command::Custom(opts) => suite::custom(opts).map(|_| ()),
         Command::Stress(opts) => suite::stress(opts).map(|_| ()),
+        Command::Sweep(opts) => suite::sweep(opts).map(|_| ()),
         Command::Compare(opts) => suite::compare(opts),
         Command::Routing(opts) => routing_suite::run(opts).map(|_| ()),
         Command::Crash(opts) => crash::run(opts).map(|_| ()),

@@ -19,13 +19,16 @@
 //! - [`null_run`]: the generator alone, timing the same schedule: the
 //!   ruler's own error, printed next to every open-loop figure;
 //! - [`hgrm`], [`hlog`], [`plot`]: the percentile spectrum, the interval log
-//!   and the PNG percentile plot of a result.
+//!   and the PNG percentile plot of a result; [`rate_plot`]: latency against
+//!   achieved rate, a sweep's PNG (both drawn on `canvas`).
 
+pub(crate) mod canvas;
 pub mod hgrm;
 pub mod hlog;
 pub mod null_run;
 pub mod plot;
 pub mod quire;
+pub mod rate_plot;
 pub mod remote;
 pub mod spec;
 pub mod tokio_peer;

@@ -9,24 +9,28 @@
 //!   peers, into one summary and report;
 //! - `stress --find-breaking-point`: the highest request rate whose p99
 //!   stays under an objective with (almost) nothing refused;
+//! - `sweep`: latency against load for Quire and both tokio designs, from
+//!   ~1% of capacity to past each one's breaking point, one PNG;
 //! - `compare --baseline FILE`: fails when a figure regressed by more than
 //!   a threshold, judged on its ratio to the in-run peer so that machine
 //!   noise cancels.
 //!
 //! One room per file: `compare` (figures, summaries, regressions), `custom`,
-//! `stress`, `standard` (the seed suite), and here what they share (the
+//! `stress`, `sweep`, `standard` (the seed suite), and here what they share (the
 //! embedded node, progress bars, the ruler's own lateness, outputs).
 
 mod compare;
 mod custom;
 mod standard;
 mod stress;
+mod sweep;
 
 use compare::read_summary;
 pub use compare::{compare, regressions, Better, CompareOptions, Figure, Summary};
 pub use custom::{custom, CustomOptions};
 pub use standard::{run_suite, RunOptions};
 pub use stress::{stress, StressOptions};
+pub use sweep::{sweep, Ladder, SweepOptions, SweepReport, SweepStep, System, SystemSweep};
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};

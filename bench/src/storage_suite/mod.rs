@@ -10,6 +10,10 @@
 //! the same threads, window and writes per message (count, record,
 //! de-duplication slot), committed by one storage thread per database, group
 //! by group like Quire's batched mode or one by one like its immediate mode.
+//!
+//! Rooms: `durable` (the closed loop, Quire and SQLite runs), `storm`,
+//! `recovery`; here the options, the figures, the one-shard node they all
+//! start, and the report.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -29,6 +33,14 @@ use serde::Serialize;
 use crate::peer_sqlite::{SqliteStore, Synchronous};
 use crate::report::{human_ns, median, MachineInfo, Percentiles};
 use crate::routing::request_reply;
+
+mod durable;
+mod recovery;
+mod storm;
+
+use durable::{medians, quire_run, sqlite_run};
+use recovery::recovery;
+use storm::storm;
 
 /// Options of `quire-bench storage`.
 #[derive(clap::Args, Debug, Clone)]
@@ -145,79 +157,6 @@ pub struct StorageReport {
     pub recovery: Option<RecoveryFigures>,
 }
 
-/// Sends durable messages from `senders` threads, `window` in flight each,
-/// for `seconds` after a warm-up; `send(thread, seq)` returns something to
-/// wait on, `wait` says whether it was acknowledged.
-fn closed_loop<P, S, W>(
-    senders: usize,
-    window: usize,
-    seconds: f64,
-    affinity: Option<Vec<usize>>,
-    send: S,
-    wait: W,
-) -> (f64, Histogram<u64>)
-where
-    S: Fn(usize, u64) -> P + Send + Sync,
-    W: Fn(P) -> bool + Send + Sync,
-{
-    let warmup = Duration::from_millis(500);
-    let start = Instant::now();
-    let measure_from = start + warmup;
-    let until = measure_from + Duration::from_secs_f64(seconds);
-    let (send, wait) = (&send, &wait);
-    let results: Vec<(u64, Histogram<u64>)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..senders)
-            .map(|t| {
-                let affinity = affinity.clone();
-                scope.spawn(move || {
-                    if let Some(cpus) = affinity {
-                        if let Some(&cpu) = cpus.get(t % cpus.len().max(1)) {
-                            core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
-                        }
-                    }
-                    let mut h = new_latency_histogram();
-                    let mut acked = 0u64;
-                    let mut in_flight = VecDeque::with_capacity(window);
-                    let mut seq = 0u64;
-                    loop {
-                        let now = Instant::now();
-                        if now >= until {
-                            break;
-                        }
-                        while in_flight.len() < window {
-                            in_flight.push_back((Instant::now(), send(t, seq)));
-                            seq += 1;
-                        }
-                        let (sent, pending) = in_flight.pop_front().expect("window is full");
-                        let ok = wait(pending);
-                        let done = Instant::now();
-                        if ok && sent >= measure_from && done <= until {
-                            acked += 1;
-                            let ns = (done - sent).as_nanos() as u64;
-                            h.saturating_record(ns.clamp(1, MAX_TRACKED_NS));
-                        }
-                    }
-                    for (_, pending) in in_flight {
-                        let _ = wait(pending);
-                    }
-                    (acked, h)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("sender"))
-            .collect()
-    });
-    let mut all = new_latency_histogram();
-    let mut acked = 0;
-    for (n, h) in results {
-        acked += n;
-        let _ = all.add(&h);
-    }
-    (acked as f64 / seconds, all)
-}
-
 fn other_cpus(shard_cpu: usize) -> Option<Vec<usize>> {
     let all: Vec<usize> = core_affinity::get_core_ids()
         .unwrap_or_default()
@@ -281,265 +220,6 @@ fn fresh_dir(base: &Path, name: &str) -> PathBuf {
     let dir = base.join(format!("quire-bench-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     dir
-}
-
-fn quire_run(
-    opts: &StorageOptions,
-    base: &Path,
-    mode: Durability,
-    seconds: f64,
-) -> Result<(f64, Histogram<u64>), String> {
-    let window = if mode == Durability::Immediate {
-        opts.immediate_window
-    } else {
-        opts.window
-    };
-    let dir = fresh_dir(base, &mode.to_string());
-    let node = one_shard_node(opts, &dir, mode)
-        .start()
-        .map_err(|e| e.to_string())?;
-    let client = node.client();
-    let counters = deploy_counters(&client, opts.counters)?;
-    let affinity = other_cpus(shard_cpu(opts));
-    let result = closed_loop(
-        opts.senders,
-        window,
-        seconds,
-        affinity,
-        |t, seq| {
-            let id = client.next_dedup_id();
-            client.send_durable_pipelined(
-                counters[(seq as usize + t) % counters.len()].clone(),
-                Bytes::new(),
-                SendOptions::default(),
-                id,
-            )
-        },
-        |pending| pending.wait_blocking().is_ok(),
-    );
-    let report = node.shutdown();
-    let _ = std::fs::remove_dir_all(&dir);
-    if report.totals().commit_failures > 0 {
-        return Err("commits failed during the run".into());
-    }
-    Ok(result)
-}
-
-fn sqlite_run(
-    opts: &StorageOptions,
-    base: &Path,
-    sync: Synchronous,
-    max_batch: usize,
-    seconds: f64,
-) -> Result<(f64, Histogram<u64>), String> {
-    let dir = fresh_dir(base, "sqlite");
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let store = SqliteStore::open(&dir.join("bench.sqlite"), sync, max_batch)?;
-    let counters = opts.counters as u32;
-    let affinity = other_cpus(shard_cpu(opts));
-    let ids = std::sync::atomic::AtomicU64::new(0);
-    let window = if max_batch == 1 {
-        opts.immediate_window
-    } else {
-        opts.window
-    };
-    let result = closed_loop(
-        opts.senders,
-        window,
-        seconds,
-        affinity,
-        |t, seq| {
-            let id = ids.fetch_add(1, Ordering::Relaxed);
-            store.send(id, (seq as u32).wrapping_add(t as u32) % counters)
-        },
-        |done| done.recv().is_ok(),
-    );
-    store.close()?;
-    let _ = std::fs::remove_dir_all(&dir);
-    Ok(result)
-}
-
-fn medians(system: &str, runs: Vec<(f64, Histogram<u64>)>) -> DurableFigures {
-    let rates: Vec<u64> = runs.iter().map(|(r, _)| *r as u64).collect();
-    let pct: Vec<Percentiles> = runs.iter().map(|(_, h)| Percentiles::of(h)).collect();
-    DurableFigures {
-        system: system.into(),
-        msgs_per_s: median(rates) as f64,
-        ack: Percentiles::median_of(&pct),
-    }
-}
-
-fn storm(opts: &StorageOptions, base: &Path) -> Result<StormFigures, String> {
-    let dir = fresh_dir(base, "storm");
-    let node = one_shard_node(opts, &dir, Durability::Batched)
-        .start()
-        .map_err(|e| e.to_string())?;
-    let client = node.client();
-    let counters = deploy_counters(&client, opts.counters)?;
-    let warm = opts.rr_samples / 10;
-    let mut quiet = Vec::new();
-    let mut stormy = Vec::new();
-    let mut rates = Vec::new();
-    for run in 0..opts.runs {
-        quiet.push(Percentiles::of(&request_reply(
-            &client,
-            &format!("quiet{run}"),
-            0,
-            0,
-            warm,
-            opts.rr_samples,
-        )?));
-        let stop = Arc::new(AtomicBool::new(false));
-        let storm_client = client.clone();
-        let storm_counters = counters.clone();
-        let storm_stop = stop.clone();
-        let affinity = other_cpus(shard_cpu(opts));
-        let window = opts.window;
-        let storm_thread = std::thread::spawn(move || {
-            if let Some(cpu) = affinity.and_then(|c| c.first().copied()) {
-                core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
-            }
-            let started = Instant::now();
-            let mut acked = 0u64;
-            let mut in_flight = VecDeque::new();
-            let mut seq = 0usize;
-            while !storm_stop.load(Ordering::Relaxed) {
-                while in_flight.len() < window {
-                    in_flight.push_back(storm_client.send_durable_pipelined(
-                        storm_counters[seq % storm_counters.len()].clone(),
-                        Bytes::new(),
-                        SendOptions::default(),
-                        storm_client.next_dedup_id(),
-                    ));
-                    seq += 1;
-                }
-                if let Some(p) = in_flight.pop_front() {
-                    if p.wait_blocking().is_ok() {
-                        acked += 1;
-                    }
-                }
-            }
-            for p in in_flight {
-                let _ = p.wait_blocking();
-            }
-            acked as f64 / started.elapsed().as_secs_f64()
-        });
-        // Let the storm reach its pace first.
-        std::thread::sleep(Duration::from_millis(300));
-        let h = request_reply(&client, &format!("storm{run}"), 0, 0, warm, opts.rr_samples);
-        stop.store(true, Ordering::Relaxed);
-        rates.push(storm_thread.join().map_err(|_| "storm thread panicked")? as u64);
-        stormy.push(Percentiles::of(&h?));
-    }
-    let report = node.shutdown();
-    let _ = std::fs::remove_dir_all(&dir);
-    if report.totals().commits == 0 {
-        return Err("the storm committed nothing".into());
-    }
-    Ok(StormFigures {
-        quiet: Percentiles::median_of(&quiet),
-        storm: Percentiles::median_of(&stormy),
-        storm_msgs_per_s: median(rates) as f64,
-    })
-}
-
-/// Writes a data directory of `agents` counters with `bytes` of state in
-/// all, spread over `shards` partitions as the node would place them.
-fn build_big_dir(dir: &Path, shards: usize, agents: usize, bytes: u64) -> Result<(), String> {
-    NodeManifest::open_or_create(dir, shards, "bench").map_err(|e| e.to_string())?;
-    let per_agent = (bytes / agents.max(1) as u64) as usize;
-    let blob = Bytes::from(vec![0xabu8; per_agent]);
-    let parts: Vec<Partition> = (0..shards)
-        .map(|s| Partition::open(partition_path(dir, s)).map_err(|e| e.to_string()))
-        .collect::<Result<_, _>>()?;
-    let mut batches: Vec<WriteBatch> = (0..shards).map(|_| WriteBatch::default()).collect();
-    for i in 0..agents {
-        let name = format!("big/agent-{i}");
-        let s = quire_shards::owning_shard(&name, shards) as usize;
-        batches[s].push(Mutation::PutAgent(AgentRecord::new(
-            &name,
-            "counter",
-            Vec::new(),
-        )));
-        batches[s].push(Mutation::PutState {
-            agent: name,
-            key: b"blob".to_vec(),
-            value: blob.clone(),
-        });
-        if batches[s].len() >= 4000 {
-            let b = std::mem::take(&mut batches[s]);
-            parts[s].commit(&b, false).map_err(|e| e.to_string())?;
-        }
-    }
-    for (s, b) in batches.into_iter().enumerate() {
-        parts[s].commit(&b, true).map_err(|e| e.to_string())?;
-    }
-    Ok(())
-}
-
-fn recovery(opts: &StorageOptions, base: &Path) -> Result<RecoveryFigures, String> {
-    let shards = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(2);
-    let dir = fresh_dir(base, "recovery");
-    let bytes = opts.recovery_mib as u64 * (1 << 20);
-    println!(
-        "  writing {} agents with {} MiB of state over {shards} partition(s)...",
-        opts.recovery_agents, opts.recovery_mib
-    );
-    build_big_dir(&dir, shards, opts.recovery_agents, bytes)?;
-    // Two starts: the first right after the directory was written (its
-    // pages still being written back), the second a plain restart.
-    let start = || {
-        let started = Instant::now();
-        Node::builder()
-            .shards(shards)
-            .durability(Durability::Batched)
-            .data_dir(&dir)
-            .agent_kinds(builtin_kinds())
-            .start()
-            .map_err(|e| e.to_string())
-            .map(|node| (node, started.elapsed().as_secs_f64() * 1e3))
-    };
-    let (first, first_ms) = start()?;
-    let first_slowest = first
-        .recovery()
-        .iter()
-        .map(|r| r.total_time().as_secs_f64() * 1e3)
-        .fold(0.0, f64::max);
-    for r in first.recovery() {
-        println!("  first start: {r}");
-    }
-    first.shutdown();
-    let (node, node_start_ms) = start()?;
-    let agents: usize = node.recovery().iter().map(|r| r.agents).sum();
-    let state_bytes = node.recovery().iter().map(|r| r.state_bytes).sum();
-    let slowest_shard_ms = node
-        .recovery()
-        .iter()
-        .map(|r| r.total_time().as_secs_f64() * 1e3)
-        .fold(0.0, f64::max);
-    for r in node.recovery() {
-        println!("  restart: {r}");
-    }
-    node.shutdown();
-    let _ = std::fs::remove_dir_all(&dir);
-    if agents != opts.recovery_agents {
-        return Err(format!(
-            "recovered {agents} of {} agents",
-            opts.recovery_agents
-        ));
-    }
-    Ok(RecoveryFigures {
-        agents,
-        state_bytes,
-        shards,
-        slowest_shard_ms,
-        node_start_ms,
-        first_start_slowest_shard_ms: first_slowest,
-        first_start_ms: first_ms,
-    })
 }
 
 fn row(f: &DurableFigures, reference: Option<&DurableFigures>) -> String {
