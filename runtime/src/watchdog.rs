@@ -23,6 +23,7 @@
 //! on every shard, not as a stall of any.
 
 use std::os::unix::thread::JoinHandleExt;
+use std::path::Path;
 use std::sync::atomic::AtomicI32;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Once};
@@ -297,13 +298,47 @@ impl Watchdog {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        let n: u64 = self
-            .pulses
-            .iter()
-            .map(|p| p.counters.nudges.load(Ordering::Relaxed))
-            .sum();
-        if n > 0 {
-            tracing::info!(nudges = n, "watchdog nudged silent shard reactors");
+        let sum = |counter: fn(&ShardPulse) -> &AtomicU64| -> u64 {
+            self.pulses
+                .iter()
+                .map(|p| counter(p).load(Ordering::Relaxed))
+                .sum()
+        };
+        let nudges = sum(|p| &p.counters.nudges);
+        let rescues = sum(|p| &p.counters.rescues);
+        if nudges > 0 || rescues > 0 {
+            tracing::info!(
+                nudges,
+                rescues,
+                "safety nets: the watchdog nudged silent reactors, heartbeats rescued lost wake-ups"
+            );
         }
+        if let Some(path) = std::env::var_os(SAFETY_NET_LOG) {
+            append_safety_net_line(Path::new(&path), nudges, rescues);
+        }
+    }
+}
+
+/// A file to which every node of this process tree appends one line when
+/// its watchdog stops: `nudges N rescues M pid P`. For soak runs
+/// (`scripts/wakeup-soak.sh`) that count the safety nets over hundreds of
+/// test runs; unset, nothing is written.
+pub const SAFETY_NET_LOG: &str = "QUIRE_SAFETY_NET_LOG";
+
+fn append_safety_net_line(path: &Path, nudges: u64, rescues: u64) {
+    use std::io::Write;
+    // One short write with O_APPEND: lines of nodes stopping at once do not
+    // interleave.
+    let line = format!(
+        "nudges {nudges} rescues {rescues} pid {}\n",
+        std::process::id()
+    );
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(line.as_bytes()));
+    if let Err(e) = written {
+        tracing::warn!(path = %path.display(), "cannot append to {SAFETY_NET_LOG}: {e}");
     }
 }

@@ -6,13 +6,13 @@
 
 use super::canvas::{human, Canvas, BLACK, COLOURS, GREY};
 
-const W: usize = 1000;
-const H: usize = 760;
-const PANEL_W: usize = 470;
+const W: usize = 1040;
+const H: usize = 800;
+const PANEL_W: usize = 450;
 const PANEL_H: usize = 320;
 const LEFT: usize = 75;
 const TOP: usize = 70;
-const GAP_X: usize = 10;
+const GAP_X: usize = 45;
 const GAP_Y: usize = 50;
 
 /// The percentiles drawn, one panel each.

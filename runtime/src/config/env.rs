@@ -6,12 +6,13 @@ use std::path::Path;
 use super::{ConfigError, NodeConfig};
 
 /// `QUIRE_*` variables that are not config keys (read by other parts).
-const NOT_CONFIG_VARS: [&str; 5] = [
+const NOT_CONFIG_VARS: [&str; 6] = [
     "QUIRE_LOG",
     "QUIRE_NODE",
     "QUIRE_ADMIN_TOKEN",
     "QUIRE_SYSFS",
     "QUIRE_BIN",
+    crate::watchdog::SAFETY_NET_LOG,
 ];
 
 /// Config sections, longest first (so `wasm_limits_*` is not read as

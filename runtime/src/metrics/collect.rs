@@ -385,12 +385,17 @@ pub(crate) fn collect(shared: &Shared) -> ShardMetrics {
         reactor.nudges.load(Ordering::Relaxed),
     ));
     samples.push(counter(
+        "quire_reactor_rescues_total",
+        "Times the shard's heartbeat found work a lost wake-up had left waiting a whole heartbeat (a batch a peer rang for, a client command) and woke the shard for it.",
+        reactor.rescues.load(Ordering::Relaxed),
+    ));
+    samples.push(counter(
         "quire_host_pauses_total",
         "Times the whole process was held up past 25 ms (hypervisor steal, a stopped process), seen by the watchdog; not counted as stalls.",
         reactor.host_pauses.load(Ordering::Relaxed),
     ));
     let now = Instant::now();
-    let busy = glommio::executor().executor_stats().executor_runtime();
+    let busy = shared.reactor_busy();
     samples.push(seconds_counter(
         "quire_shard_busy_seconds_total",
         "Time the shard's reactor spent running tasks (a spinning dispatcher included).",

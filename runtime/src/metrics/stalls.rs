@@ -37,6 +37,9 @@ pub struct ReactorCounters {
     pub max_stall_ns: AtomicU64,
     /// Times the watchdog nudged the reactor out of a sleep past its timers.
     pub nudges: AtomicU64,
+    /// Times the shard's heartbeat found work a lost wake-up had left
+    /// waiting a whole heartbeat (a rung doorbell, a client command).
+    pub rescues: AtomicU64,
     /// Times the whole process was held up (the watchdog overslept), e.g.
     /// hypervisor steal: not counted as stalls.
     pub host_pauses: AtomicU64,

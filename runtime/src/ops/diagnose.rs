@@ -239,6 +239,14 @@ pub fn diagnose(o: &Observations<'_>) -> Vec<Finding> {
                 format!("the watchdog woke its sleeping reactor {nudges} times (a lost wake-up)"),
             );
         }
+        let rescues = delta("quire_reactor_rescues_total", &s);
+        if rescues > 0.0 {
+            add(
+                Severity::Info,
+                subject.clone(),
+                format!("its heartbeat found work a lost wake-up had left waiting {rescues} times"),
+            );
+        }
     }
     let pauses = shards
         .first()

@@ -4,13 +4,6 @@
 
 use super::*;
 
-/// Counts batches put on one shard-to-shard channel; the receiving shard
-/// compares it with what it took off. On its own cache line, since two
-/// cores touch it.
-#[repr(align(128))]
-#[derive(Default)]
-pub(crate) struct Doorbell(AtomicU64);
-
 /// Everything a shard's thread needs, built on the node's thread.
 pub(crate) struct ShardWiring {
     pub cfg: ShardConfig,
@@ -57,7 +50,7 @@ pub(super) struct Outbound {
 
 impl Outbound {
     pub(super) fn sent(&self) {
-        self.doorbell.0.fetch_add(1, Ordering::Release);
+        self.doorbell.ring();
     }
 }
 
@@ -69,8 +62,13 @@ pub(super) struct Inbound {
 }
 
 impl Inbound {
+    /// Batches rung for and batches taken off, so far.
+    pub(super) fn counts(&self) -> (u64, u64) {
+        (self.doorbell.rung(), self.taken.get())
+    }
+
     pub(super) fn has_batches(&self) -> bool {
-        self.doorbell.0.load(Ordering::Acquire) > self.taken.get()
+        self.doorbell.rang_beyond(self.taken.get())
     }
 }
 
@@ -101,6 +99,10 @@ pub(crate) struct Shared {
     /// The previous scrape: when, and the reactor's busy time then (for
     /// utilisation since it).
     pub(crate) last_scrape: Cell<Option<(Instant, Duration)>>,
+    /// Client commands served so far (for the heartbeat's rescue count).
+    pub(super) commands_served: Cell<u64>,
+    /// The reactor's time running tasks so far (see `reactor_busy`).
+    pub(super) reactor_busy: Cell<Duration>,
 }
 
 impl Shared {
@@ -121,6 +123,17 @@ impl Shared {
         if let Some(storage) = &self.storage {
             storage.note_writes(self.core.borrow().journal_position());
         }
+    }
+
+    /// The reactor's time running tasks since the shard started (a
+    /// spinning dispatcher included). glommio's `executor_stats()` hands
+    /// over what accrued since its previous call and resets it, so every
+    /// reader goes through here, which keeps the running sum.
+    pub(crate) fn reactor_busy(&self) -> Duration {
+        let accrued = glommio::executor().executor_stats().executor_runtime();
+        let total = self.reactor_busy.get() + accrued;
+        self.reactor_busy.set(total);
+        total
     }
 
     pub(crate) fn storage(&self) -> Option<&ShardStorage> {

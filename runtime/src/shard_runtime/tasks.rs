@@ -2,7 +2,9 @@
 //! loop), a receiver and a flusher per peer, the timers, the command server,
 //! and stall reports.
 
+use super::rescue::{RescueWatch, Waiting};
 use super::*;
+use quire_shards::ThreadCpuClock;
 
 /// Wakes this reactor every heartbeat until the returned flag is cleared:
 /// for the phases when the timer task is not running.
@@ -240,6 +242,8 @@ pub(super) async fn timers(shared: Rc<Shared>) {
     let sweep_every = shared.wasm.sweep_interval().min(Duration::from_millis(100));
     let mut last_sweep = Instant::now();
     let mut stalls_reported = 0;
+    let mut rescues = RescueWatch::default();
+    let cpu = ThreadCpuClock::current();
     while !shared.stopped.get() {
         let next = shared.core.borrow_mut().next_timer();
         // Never sleep longer than a heartbeat: glommio 0.9 can lose the
@@ -259,9 +263,24 @@ pub(super) async fn timers(shared: Rc<Shared>) {
         }
         // A batch a peer rang for but whose channel wake-up was lost (the
         // receiver task asleep, the dispatcher parked) is taken now, within
-        // a heartbeat, instead of never.
+        // a heartbeat, instead of never; and counted, as is a client command
+        // this wake-up ends the wait of (see `rescue`).
         if shared.inbound.iter().any(Inbound::has_batches) {
             shared.work.notify();
+        }
+        if let Some(what) = rescues.look(waiting(&shared, cpu.as_ref()), HEARTBEAT) {
+            let n = shared
+                .pulse
+                .counters
+                .rescues
+                .fetch_add(1, Ordering::Relaxed);
+            if n == 0 {
+                tracing::warn!(
+                    shard = shared.core.borrow().shard(),
+                    waiting = ?what,
+                    "the heartbeat found work a lost wake-up had left waiting a whole heartbeat (counted in quire_reactor_rescues_total)"
+                );
+            }
         }
         let now = Instant::now();
         shared.pulse.activity.set(Activity::Timers);
@@ -279,6 +298,24 @@ pub(super) async fn timers(shared: Rc<Shared>) {
     }
 }
 
+/// What waits for the shard now, for the heartbeat's rescue count
+/// (`cpu`: the shard thread's own clock).
+fn waiting(shared: &Shared, cpu: Option<&ThreadCpuClock>) -> Waiting {
+    let (batches_rung, batches_taken) = shared
+        .inbound
+        .iter()
+        .map(Inbound::counts)
+        .fold((0, 0), |(r, t), (ri, ti)| (r + ri, t + ti));
+    Waiting {
+        at: Instant::now(),
+        batches_rung,
+        batches_taken,
+        commands_queued: shared.commands.len(),
+        commands_served: shared.commands_served.get(),
+        thread_cpu: Duration::from_nanos(cpu.and_then(ThreadCpuClock::now_ns).unwrap_or(0)),
+    }
+}
+
 /// The commands task gives the reactor back after this long (or 64
 /// commands), so that a queue of heavy commands (batch registrations,
 /// deploys) never holds the shard's agents up past a stall threshold.
@@ -291,6 +328,7 @@ pub(super) async fn commands(shared: Rc<Shared>) {
         let stop = matches!(cmd, Command::Stop);
         shared.pulse.activity.set(Activity::Commands);
         serve(&shared, cmd);
+        shared.commands_served.set(shared.commands_served.get() + 1);
         shared.note_writes();
         shared.pulse.activity.set(Activity::Reactor);
         if stop {
