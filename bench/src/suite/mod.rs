@@ -182,6 +182,19 @@ impl Outputs {
     }
 }
 
+/// One step of a rate ladder (`stress`, `sweep`): request/reply over
+/// `agents` at `rate` for `seconds` after a half-second warm-up.
+pub(super) fn ladder_step(agents: usize, rate: u64, seconds: f64) -> LoadSpec {
+    let mut s = LoadSpec::new(
+        Pattern::RequestReply,
+        agents,
+        rate,
+        Duration::from_secs_f64(seconds),
+    );
+    s.warmup = Duration::from_millis(500);
+    s
+}
+
 pub(super) fn embedded_node(shards: Option<usize>, spin_us: u64) -> Result<Node, String> {
     let mut config = quire_runtime::config::NodeConfig::default();
     config.node.shards = shards;

@@ -89,16 +89,7 @@ pub fn stress(opts: &StressOptions) -> Result<Summary, String> {
     }
     let node = embedded_node(opts.shards, opts.spin_us)?;
     let client = node.client();
-    let spec = |rate| {
-        let mut s = LoadSpec::new(
-            Pattern::RequestReply,
-            opts.agents,
-            rate,
-            Duration::from_secs_f64(opts.step),
-        );
-        s.warmup = Duration::from_millis(500);
-        s
-    };
+    let spec = |rate| ladder_step(opts.agents, rate, opts.step);
     println!(
         "quire: request/reply over {} agents, p99 <= {} ms, loss <= {:.1}%",
         opts.agents,

@@ -200,16 +200,7 @@ pub struct SweepReport {
 pub fn sweep(opts: &SweepOptions) -> Result<SweepReport, String> {
     let out = Outputs::new(&opts.out)?;
     let shards = opts.shards.unwrap_or_else(num_cpus_online).max(1);
-    let spec = |rate| {
-        let mut s = LoadSpec::new(
-            Pattern::RequestReply,
-            opts.agents,
-            rate,
-            Duration::from_secs_f64(opts.step),
-        );
-        s.warmup = Duration::from_millis(500);
-        s
-    };
+    let spec = |rate| ladder_step(opts.agents, rate, opts.step);
     let slo_ns = (opts.slo_ms * 1e6) as u64;
     let setup = format!(
         "request/reply, {} agents, {shards} shards/threads, {} s per step, objective p99 <= {} ms and <= {:.1}% lost, Quire spin {} µs",
@@ -333,16 +324,18 @@ fn measure_step(spec: &LoadSpec, r: &LoadResult, slo_ns: u64, max_loss: f64) -> 
     }
 }
 
+/// p50, p99, p99.9, p99.99 and max of a step, with their units.
+fn latency_cells(s: &SweepStep) -> [String; 5] {
+    let [a, b, c, d] = s.latency_ns.map(human_ns);
+    [a, b, c, d, human_ns(s.max_ns)]
+}
+
 fn step_line(s: &SweepStep) -> String {
+    let [p50, p99, p999, p9999, max] = latency_cells(s);
     format!(
-        "  {:>8} msg/s offered, {:>10.0} achieved: p50 {} p99 {} p99.9 {} p99.99 {} max {}, refused+missing {}, generator p99 {} -> {}",
+        "  {:>8} msg/s offered, {:>10.0} achieved: p50 {p50} p99 {p99} p99.9 {p999} p99.99 {p9999} max {max}, refused+missing {}, generator p99 {} -> {}",
         s.offered,
         s.achieved,
-        human_ns(s.latency_ns[0]),
-        human_ns(s.latency_ns[1]),
-        human_ns(s.latency_ns[2]),
-        human_ns(s.latency_ns[3]),
-        human_ns(s.max_ns),
         s.refused + s.missing,
         human_ns(s.generator_p99_ns),
         if s.held { "held" } else { "BROKEN" }
@@ -392,14 +385,10 @@ fn markdown(report: &SweepReport) -> String {
         for st in &s.steps {
             let _ = writeln!(
                 md,
-                "| {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {:.0} | {} | {} | {} | {} | {} |",
                 st.offered,
                 st.achieved,
-                human_ns(st.latency_ns[0]),
-                human_ns(st.latency_ns[1]),
-                human_ns(st.latency_ns[2]),
-                human_ns(st.latency_ns[3]),
-                human_ns(st.max_ns),
+                latency_cells(st).join(" | "),
                 st.refused + st.missing,
                 human_ns(st.generator_p99_ns),
                 human_ns(st.null_p99_ns),
