@@ -32,13 +32,18 @@ export QUIRE_SAFETY_NET_LOG
 QUIRE_SAFETY_NET_LOG=$(mktemp /tmp/quire-safety-nets.XXXXXX)
 hangs=0
 failures=0
+declare -A nudged # test binary -> nudges its nodes counted
 started=$(date +%s)
 for ((run = 1; run <= runs; run++)); do
     for bin in "${binaries[@]}"; do
+        before=$(awk '{s += $2} END {print s + 0}' "$QUIRE_SAFETY_NET_LOG")
         set +e
         (cd runtime && timeout 300 "$bin" -q >"/tmp/quire-soak-last.log" 2>&1)
         status=$?
         set -e
+        name=$(basename "$bin" | sed 's/-[0-9a-f]*$//')
+        after=$(awk '{s += $2} END {print s + 0}' "$QUIRE_SAFETY_NET_LOG")
+        nudged[$name]=$(( ${nudged[$name]:-0} + after - before ))
         if [ $status -eq 124 ]; then
             hangs=$((hangs + 1))
             echo "run $run: $(basename "$bin") hung (300 s)" >&2
@@ -55,5 +60,6 @@ done
 stops=$(wc -l <"$QUIRE_SAFETY_NET_LOG")
 nudges=$(awk '{s += $2} END {print s + 0}' "$QUIRE_SAFETY_NET_LOG")
 rescues=$(awk '{s += $4} END {print s + 0}' "$QUIRE_SAFETY_NET_LOG")
+for name in "${!nudged[@]}"; do echo "  ${name}: ${nudged[$name]} nudges"; done
 echo "wakeup-soak: ${runs} runs of ${tests[*]} in $(( $(date +%s) - started )) s: hangs ${hangs}, failures ${failures}, node stops ${stops}, nudges ${nudges}, rescues ${rescues}"
 [ "$hangs" -eq 0 ] && [ "$failures" -eq 0 ] && [ "$nudges" -eq 0 ] && [ "$rescues" -eq 0 ]
