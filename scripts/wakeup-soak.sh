@@ -8,7 +8,8 @@
 #   bash scripts/wakeup-soak.sh [RUNS] [TEST...]   (default: 200 runs of
 #   node, node_process, network, cluster, storage, storage_faults)
 #
-# A run that takes longer than 300 s is a hang. Every node appends one line
+# A run that takes longer than 300 s is a hang (its threads' kernel stacks
+# go to /tmp/quire-soak-hang-RUN.txt). Every node appends one line
 # to $QUIRE_SAFETY_NET_LOG when its watchdog stops (a node killed with
 # SIGKILL writes none). Exits non-zero on any hang, failure, nudge or rescue.
 set -euo pipefail
@@ -28,6 +29,14 @@ mapfile -t binaries < <(cargo test --workspace "${args[@]}" --no-run --message-f
     jq -r 'select(.reason == "compiler-artifact" and .executable != null and .target.kind == ["test"]) | .executable')
 [ ${#binaries[@]} -eq ${#tests[@]} ] || { echo "wakeup-soak: found ${#binaries[@]} of ${#tests[@]} test binaries" >&2; exit 2; }
 
+# Each thread of process $1: name, state, kernel wait channel, system call.
+dump_threads() {
+    for task in /proc/"$1"/task/*; do
+        echo "$(cat "$task/comm") $(awk '{print $3}' "$task/stat") wchan=$(cat "$task/wchan") syscall=$(cat "$task/syscall")"
+        cat "$task/stack" 2>/dev/null | sed 's/^/    /'
+    done
+}
+
 export QUIRE_SAFETY_NET_LOG
 QUIRE_SAFETY_NET_LOG=$(mktemp /tmp/quire-safety-nets.XXXXXX)
 hangs=0
@@ -38,8 +47,23 @@ for ((run = 1; run <= runs; run++)); do
     for bin in "${binaries[@]}"; do
         before=$(awk '{s += $2} END {print s + 0}' "$QUIRE_SAFETY_NET_LOG")
         set +e
-        (cd runtime && timeout 300 "$bin" -q >"/tmp/quire-soak-last.log" 2>&1)
-        status=$?
+        (cd runtime && exec "$bin" -q >"/tmp/quire-soak-last.log" 2>&1) &
+        pid=$!
+        waited=0
+        while kill -0 "$pid" 2>/dev/null && ((waited < 3000)); do
+            sleep 0.1
+            waited=$((waited + 1))
+        done
+        if kill -0 "$pid" 2>/dev/null; then
+            # A hang: where every thread sleeps, before it is killed.
+            dump_threads "$pid" >"/tmp/quire-soak-hang-$run.txt" 2>&1
+            kill -9 "$pid"
+            wait "$pid" 2>/dev/null
+            status=124
+        else
+            wait "$pid"
+            status=$?
+        fi
         set -e
         name=$(basename "$bin" | sed 's/-[0-9a-f]*$//')
         after=$(awk '{s += $2} END {print s + 0}' "$QUIRE_SAFETY_NET_LOG")
@@ -60,6 +84,9 @@ done
 stops=$(wc -l <"$QUIRE_SAFETY_NET_LOG")
 nudges=$(awk '{s += $2} END {print s + 0}' "$QUIRE_SAFETY_NET_LOG")
 rescues=$(awk '{s += $4} END {print s + 0}' "$QUIRE_SAFETY_NET_LOG")
+# Older lines (`nudges N rescues M pid P`) have no sleep figures.
+oversleeps=$(awk '$5 == "oversleeps" {s += $6} END {print s + 0}' "$QUIRE_SAFETY_NET_LOG")
+unlinked=$(awk '$7 == "unlinked" {s += $8} END {print s + 0}' "$QUIRE_SAFETY_NET_LOG")
 for name in "${!nudged[@]}"; do echo "  ${name}: ${nudged[$name]} nudges"; done
-echo "wakeup-soak: ${runs} runs of ${tests[*]} in $(( $(date +%s) - started )) s: hangs ${hangs}, failures ${failures}, node stops ${stops}, nudges ${nudges}, rescues ${rescues}"
+echo "wakeup-soak: ${runs} runs of ${tests[*]} in $(( $(date +%s) - started )) s: hangs ${hangs}, failures ${failures}, node stops ${stops}, nudges ${nudges}, rescues ${rescues}, oversleeps ${oversleeps}, unlinked wake-ups ${unlinked}"
 [ "$hangs" -eq 0 ] && [ "$failures" -eq 0 ] && [ "$nudges" -eq 0 ] && [ "$rescues" -eq 0 ]

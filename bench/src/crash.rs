@@ -212,12 +212,7 @@ pub struct CrashReport {
 
 /// The harness.
 pub fn run(opts: &CrashOptions) -> Result<CrashReport, String> {
-    let shards = opts.shards.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-            .min(2)
-    });
+    let shards = opts.shards.unwrap_or_else(|| crate::report::cpus().min(2));
     let (dir, temporary) = match &opts.data_dir {
         Some(d) => (d.clone(), false),
         None => (

@@ -152,7 +152,7 @@ struct Pair {
 }
 
 fn start_pair(opts: &NetOptions) -> Result<Pair, String> {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cpus = crate::report::cpus();
     let pa = free_port_block(1);
     let pb = free_port_block(1);
     let names = ["bench-a".to_string(), "bench-b".to_string()];

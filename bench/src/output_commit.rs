@@ -54,11 +54,7 @@ pub fn measure(
         std::process::id(),
         RUNS.fetch_add(1, Ordering::Relaxed)
     ));
-    let shards = opts.shards.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(2)
-    });
+    let shards = opts.shards.unwrap_or_else(|| crate::report::cpus().min(2));
     let mut config = quire_runtime::config::NodeConfig::default();
     config.node.shards = Some(shards);
     config.storage.durability = mode;

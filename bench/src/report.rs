@@ -4,6 +4,12 @@
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+/// The CPUs this process may run on (1 when that cannot be told): the
+/// default shard and thread count of every suite.
+pub fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// The percentiles every latency report carries, in nanoseconds.
 #[derive(Debug, Clone, Copy, Serialize, serde::Deserialize, PartialEq)]
 pub struct Percentiles {
@@ -206,9 +212,7 @@ impl MachineInfo {
             .to_owned();
         Self {
             cpu_model,
-            cpus: std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1),
+            cpus: cpus(),
             kernel,
         }
     }

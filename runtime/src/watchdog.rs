@@ -306,6 +306,8 @@ impl Watchdog {
         };
         let nudges = sum(|p| &p.counters.nudges);
         let rescues = sum(|p| &p.counters.rescues);
+        let oversleeps = sum(|p| &p.counters.oversleeps);
+        let unlinked = sum(|p| &p.counters.latency_completions_left);
         if nudges > 0 || rescues > 0 {
             tracing::info!(
                 nudges,
@@ -314,25 +316,26 @@ impl Watchdog {
             );
         }
         if let Some(path) = std::env::var_os(SAFETY_NET_LOG) {
-            append_safety_net_line(Path::new(&path), nudges, rescues);
+            let line = format!(
+                "nudges {nudges} rescues {rescues} oversleeps {oversleeps} unlinked {unlinked} pid {}\n",
+                std::process::id()
+            );
+            append_safety_net_line(Path::new(&path), &line);
         }
     }
 }
 
 /// A file to which every node of this process tree appends one line when
-/// its watchdog stops: `nudges N rescues M pid P`. For soak runs
+/// its watchdog stops: `nudges N rescues M oversleeps O unlinked U pid P`
+/// (see `ReactorCounters`). For soak runs
 /// (`scripts/wakeup-soak.sh`) that count the safety nets over hundreds of
 /// test runs; unset, nothing is written.
 pub const SAFETY_NET_LOG: &str = "QUIRE_SAFETY_NET_LOG";
 
-fn append_safety_net_line(path: &Path, nudges: u64, rescues: u64) {
+fn append_safety_net_line(path: &Path, line: &str) {
     use std::io::Write;
     // One short write with O_APPEND: lines of nodes stopping at once do not
     // interleave.
-    let line = format!(
-        "nudges {nudges} rescues {rescues} pid {}\n",
-        std::process::id()
-    );
     let written = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

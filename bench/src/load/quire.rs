@@ -3,10 +3,11 @@
 //!
 //! Generator `g` of `G` owns messages `g, g + G, g + 2G, ...`; message `i`
 //! is due at `start + i / rate` and goes to target `i mod agents` (fan-out:
-//! the next `FAN_OUT` targets). On each timer tick a generator sends every
-//! message now due, then sleeps until the next one is due, so a generator
-//! that was held up catches up at once and its late messages carry their
-//! lateness. Calls are matched to their intended time by message id;
+//! the next `FAN_OUT` targets). On each tick a generator sends every
+//! message now due, then waits for the next one (on a timer while it is
+//! far, looking at the clock each turn once it is near, as every system's
+//! generator does), so a generator that was held up catches up at once and
+//! its late messages carry their lateness. Calls are matched to their intended time by message id;
 //! one-way and fan-out messages carry it in their payload to a sink agent.
 
 use std::cell::RefCell;
@@ -21,7 +22,7 @@ use quire_runtime::demo::names_on_shard;
 use quire_runtime::{Client, WasmOptions};
 use quire_shards::{Agent, AgentId, CallError, Context, Envelope, MessageId};
 
-use super::spec::{payload, LoadResult, LoadSpec, Pattern, FAN_OUT};
+use super::spec::{payload, LoadResult, LoadSpec, Pattern, FAN_OUT, SPIN_BEFORE_DUE};
 
 /// How long after the last due message replies may still come in.
 const DRAIN: Duration = Duration::from_secs(2);
@@ -119,12 +120,26 @@ impl Generator {
         }
         let next_due = clock.due(self.next);
         if next_due < clock.end {
-            ctx.send_after(
-                next_due.saturating_duration_since(Instant::now()),
-                Bytes::new(),
-            );
+            self.wait_until(ctx, next_due);
         } else {
             self.finish_when_drained(ctx);
+        }
+    }
+
+    /// Has this generator called again at `due`, the way every system's
+    /// generator waits ([`SPIN_BEFORE_DUE`]): on a shard timer while more
+    /// than that remains, then by a message to itself per turn, so that it
+    /// looks at the clock between the shard's other work (replies, other
+    /// agents, the mesh) as a tokio generator task yields between looks.
+    fn wait_until(&self, ctx: &mut Context<'_>, due: Instant) {
+        let left = due.saturating_duration_since(Instant::now());
+        if left > SPIN_BEFORE_DUE {
+            ctx.send_after(left - SPIN_BEFORE_DUE, Bytes::new());
+            return;
+        }
+        let me = ctx.id().clone();
+        if ctx.send(me, Bytes::new()).is_err() {
+            ctx.send_after(left, Bytes::new());
         }
     }
 

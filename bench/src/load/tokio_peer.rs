@@ -13,7 +13,7 @@ use bytes::Bytes;
 use dashmap::DashMap;
 use tokio::sync::{mpsc, oneshot};
 
-use super::spec::{payload, LoadResult, LoadSpec, Pattern, FAN_OUT};
+use super::spec::{payload, LoadResult, LoadSpec, Pattern, FAN_OUT, SPIN_BEFORE_DUE};
 
 struct Msg {
     payload: Bytes,
@@ -22,14 +22,14 @@ struct Msg {
 
 type Registry = Arc<DashMap<String, mpsc::Sender<Msg>>>;
 
-/// Waits for `due` with the same precision a spinning Quire reactor has:
-/// tokio's timer wheel has a 1 ms resolution, so a generator that slept on
-/// it sent up to a millisecond late and measured its own timer. Sleeps on
-/// the timer only while more than 2 ms remain, then spins, yielding to the
-/// runtime's other tasks (agents, reply waiters) between looks at the clock.
+/// Waits for `due` the way every in-process generator does
+/// ([`SPIN_BEFORE_DUE`]): tokio's timer wheel has a 1 ms resolution, so a
+/// generator that slept on it sent up to a millisecond late and measured
+/// its own timer. Sleeps on the timer only while more than
+/// [`SPIN_BEFORE_DUE`] remains, then spins, yielding to the runtime's other
+/// tasks (agents, reply waiters) between looks at the clock.
 pub(super) async fn wait_until(due: Instant) {
-    let coarse = Duration::from_millis(2);
-    if let Some(far) = due.checked_sub(coarse) {
+    if let Some(far) = due.checked_sub(SPIN_BEFORE_DUE) {
         if far > Instant::now() {
             tokio::time::sleep_until(far.into()).await;
         }

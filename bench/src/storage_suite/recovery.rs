@@ -38,10 +38,7 @@ fn build_big_dir(dir: &Path, shards: usize, agents: usize, bytes: u64) -> Result
 }
 
 pub(super) fn recovery(opts: &StorageOptions, base: &Path) -> Result<RecoveryFigures, String> {
-    let shards = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(2);
+    let shards = crate::report::cpus().min(2);
     let dir = fresh_dir(base, "recovery");
     let bytes = opts.recovery_mib as u64 * (1 << 20);
     println!(

@@ -199,7 +199,7 @@ pub struct SweepReport {
 /// `quire-bench sweep`.
 pub fn sweep(opts: &SweepOptions) -> Result<SweepReport, String> {
     let out = Outputs::new(&opts.out)?;
-    let shards = opts.shards.unwrap_or_else(num_cpus_online).max(1);
+    let shards = opts.shards.unwrap_or_else(crate::report::cpus).max(1);
     let spec = |rate| ladder_step(opts.agents, rate, opts.step);
     let slo_ns = (opts.slo_ms * 1e6) as u64;
     let setup = format!(
@@ -300,10 +300,6 @@ pub fn sweep(opts: &SweepOptions) -> Result<SweepReport, String> {
     println!("\n{md}");
     println!("outputs in {}", opts.out.display());
     Ok(report)
-}
-
-fn num_cpus_online() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// A step's figures (its null run is filled in once no system runs).

@@ -253,13 +253,7 @@ pub fn run(opts: &WasmBenchOptions) -> Result<WasmReport, String> {
 
 fn node(opts: &WasmBenchOptions, shards: usize) -> Result<Node, String> {
     Node::builder()
-        .shards(
-            shards.min(
-                std::thread::available_parallelism()
-                    .map(|n| n.get())
-                    .unwrap_or(1),
-            ),
-        )
+        .shards(shards.min(crate::report::cpus()))
         .spin_before_park(Duration::from_micros(opts.spin_us))
         .start()
         .map_err(|e| e.to_string())

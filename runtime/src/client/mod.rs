@@ -502,10 +502,10 @@ impl Client {
         )
     }
 
-    pub(crate) fn probe_blocking(&self) -> Option<Vec<Probe>> {
-        self.ask_each_blocking(|_, done| Command::Probe { done }, None)
-            .into_iter()
-            .collect()
+    /// Every shard's probe, in shard order; `None` where a shard is gone or
+    /// did not answer by `deadline`.
+    pub(crate) fn probe_until(&self, deadline: std::time::Instant) -> Vec<Option<Probe>> {
+        self.ask_each_blocking(|_, done| Command::Probe { done }, Some(deadline))
     }
 
     /// Asks every shard at once from a plain thread; answers in shard
@@ -539,9 +539,11 @@ impl Client {
             .collect()
     }
 
-    pub(crate) fn broadcast_blocking(&self, make: impl Fn() -> Command) {
+    /// Queues a command on every shard, waiting for room up to `deadline`
+    /// (a shard whose queue stays full past it is skipped).
+    pub(crate) fn broadcast_until(&self, make: impl Fn() -> Command, deadline: std::time::Instant) {
         for s in self.shards.iter() {
-            let _ = s.send(make());
+            let _ = s.send_deadline(make(), deadline);
         }
     }
 }

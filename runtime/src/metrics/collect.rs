@@ -390,6 +390,16 @@ pub(crate) fn collect(shared: &Shared) -> ShardMetrics {
         reactor.rescues.load(Ordering::Relaxed),
     ));
     samples.push(counter(
+        "quire_reactor_oversleeps_total",
+        "Times the shard's reactor slept over 5 ms past the timer it was armed with (a lost wake-up, or a host that held the thread).",
+        reactor.oversleeps.load(Ordering::Relaxed),
+    ));
+    samples.push(counter(
+        "quire_reactor_unlinked_wakeups_total",
+        "Times a signal ended a reactor sleep while its latency ring held completions the ring link never passed on.",
+        reactor.latency_completions_left.load(Ordering::Relaxed),
+    ));
+    samples.push(counter(
         "quire_host_pauses_total",
         "Times the whole process was held up past 25 ms (hypervisor steal, a stopped process), seen by the watchdog; not counted as stalls.",
         reactor.host_pauses.load(Ordering::Relaxed),

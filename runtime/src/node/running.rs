@@ -3,6 +3,11 @@
 
 use super::*;
 
+/// How long shutdown waits for a shard to take a command or answer a
+/// probe beyond the grace (a shard that never does has lost a wake-up or is
+/// held by an agent: it is named in the log).
+const SHUTDOWN_ANSWER: Duration = Duration::from_secs(5);
+
 /// A running node. Dropping it shuts it down (with the configured grace).
 pub struct Node {
     pub(super) recovery: Vec<RecoveryReport>,
@@ -115,10 +120,15 @@ impl Node {
         // only time out.
         self.metrics.take();
         let started = Instant::now();
-        self.client.broadcast_blocking(|| Command::Drain);
+        // A shard that takes no command within the grace is named in the
+        // log and left to its threads' join: shutdown itself never waits
+        // on an answer without a deadline.
+        let deadline = started + grace.max(SHUTDOWN_ANSWER);
+        self.client.broadcast_until(|| Command::Drain, deadline);
         let drained = self.wait_for_quiescence(started + grace);
         let drain_time = started.elapsed();
-        self.client.broadcast_blocking(|| Command::Stop);
+        self.client
+            .broadcast_until(|| Command::Stop, Instant::now() + SHUTDOWN_ANSWER);
         // Shards may still need a nudge while they stop; the watchdog ends
         // before any shard thread is joined (its thread ids stay valid).
         self.watchdog_until_stopped();
@@ -137,7 +147,20 @@ impl Node {
     /// Keeps the watchdog running until every shard thread has finished,
     /// then stops it.
     fn watchdog_until_stopped(&mut self) {
+        let told = Instant::now();
+        let mut warned = false;
         while !self.threads.iter().all(JoinHandle::is_finished) {
+            if !warned && told.elapsed() >= SHUTDOWN_ANSWER {
+                warned = true;
+                let running: Vec<usize> = (0..self.threads.len())
+                    .filter(|&i| !self.threads[i].is_finished())
+                    .collect();
+                tracing::warn!(
+                    ?running,
+                    "shards still running {} s after they were told to stop; waiting for them",
+                    SHUTDOWN_ANSWER.as_secs()
+                );
+            }
             std::thread::sleep(Duration::from_millis(1));
         }
         self.watchdog.stop();
@@ -149,9 +172,20 @@ impl Node {
     fn wait_for_quiescence(&self, deadline: Instant) -> bool {
         let mut previous = None;
         loop {
-            let Some(probes) = self.client.probe_blocking() else {
+            let answers = self
+                .client
+                .probe_until(deadline.max(Instant::now() + SHUTDOWN_ANSWER));
+            let missing: Vec<usize> = (0..answers.len())
+                .filter(|&i| answers[i].is_none())
+                .collect();
+            if !missing.is_empty() {
+                tracing::warn!(
+                    ?missing,
+                    "shards did not answer the shutdown's drain probe in time; the drain is cut short"
+                );
                 return false;
-            };
+            }
+            let probes: Vec<crate::shard_runtime::Probe> = answers.into_iter().flatten().collect();
             let out: u64 = probes.iter().map(|p| p.cross_out).sum();
             let inn: u64 = probes.iter().map(|p| p.cross_in).sum();
             let settled = probes.iter().all(|p| p.idle) && out == inn;

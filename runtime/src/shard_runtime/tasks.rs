@@ -282,6 +282,7 @@ pub(super) async fn timers(shared: Rc<Shared>) {
                 );
             }
         }
+        publish_sleeps(&shared);
         let now = Instant::now();
         shared.pulse.activity.set(Activity::Timers);
         if shared.core.borrow_mut().fire_timers(now) > 0 {
@@ -296,6 +297,17 @@ pub(super) async fn timers(shared: Rc<Shared>) {
         }
         shared.pulse.activity.set(Activity::Reactor);
     }
+}
+
+/// Copies what this thread's reactor saw of its own sleeps into the
+/// shard's counters (the watchdog and the scrape read them there).
+fn publish_sleeps(shared: &Shared) {
+    let seen = glommio::sleep_probe::counters();
+    let counters = &shared.pulse.counters;
+    counters.oversleeps.store(seen.overslept, Ordering::Relaxed);
+    counters
+        .latency_completions_left
+        .store(seen.latency_completions_left, Ordering::Relaxed);
 }
 
 /// What waits for the shard now, for the heartbeat's rescue count

@@ -289,6 +289,7 @@ mod free_list;
 mod iou;
 mod parking;
 mod reactor;
+pub mod sleep_probe;
 mod sys;
 pub mod task;
 

@@ -1872,8 +1872,16 @@ impl Reactor {
             let events = process_remote_channels() + self.flush_syscall_thread();
             if events == 0 {
                 if self.eventfd_src.is_installed().unwrap() {
+                    let slept_at = Instant::now();
                     self.link_rings_and_sleep(&mut main_ring)
                         .expect("some error");
+                    // Quire: what ended the sleep (see `sleep_probe`).
+                    crate::sleep_probe::record(
+                        slept_at.elapsed(),
+                        user_timer,
+                        main_ring.waiting_kernel_collection(),
+                        lat_ring.waiting_kernel_collection(),
+                    );
                     // May have new cancellations related to the link ring fd.
                     flush_cancellations!(into &mut 0; lat_ring, poll_ring, main_ring);
                     flush_rings!(lat_ring, poll_ring, main_ring)?;
