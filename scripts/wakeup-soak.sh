@@ -86,7 +86,7 @@ nudges=$(awk '{s += $2} END {print s + 0}' "$QUIRE_SAFETY_NET_LOG")
 rescues=$(awk '{s += $4} END {print s + 0}' "$QUIRE_SAFETY_NET_LOG")
 # Older lines (`nudges N rescues M pid P`) have no sleep figures.
 oversleeps=$(awk '$5 == "oversleeps" {s += $6} END {print s + 0}' "$QUIRE_SAFETY_NET_LOG")
-unlinked=$(awk '$7 == "unlinked" {s += $8} END {print s + 0}' "$QUIRE_SAFETY_NET_LOG")
+missed=$(awk '$7 == "missed" {s += $8} END {print s + 0}' "$QUIRE_SAFETY_NET_LOG")
 for name in "${!nudged[@]}"; do echo "  ${name}: ${nudged[$name]} nudges"; done
-echo "wakeup-soak: ${runs} runs of ${tests[*]} in $(( $(date +%s) - started )) s: hangs ${hangs}, failures ${failures}, node stops ${stops}, nudges ${nudges}, rescues ${rescues}, oversleeps ${oversleeps}, unlinked wake-ups ${unlinked}"
+echo "wakeup-soak: ${runs} runs of ${tests[*]} in $(( $(date +%s) - started )) s: hangs ${hangs}, failures ${failures}, node stops ${stops}, nudges ${nudges}, rescues ${rescues}, oversleeps ${oversleeps}, missed wake-ups ${missed}"
 [ "$hangs" -eq 0 ] && [ "$failures" -eq 0 ] && [ "$nudges" -eq 0 ] && [ "$rescues" -eq 0 ]

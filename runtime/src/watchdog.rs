@@ -1,17 +1,19 @@
 //! Nudges a shard whose reactor stopped its pulse.
 //!
 //! Each shard bumps a counter every heartbeat (2 ms) from a task of its
-//! own. glommio 0.9 can leave a reactor asleep in `io_uring_enter` past its
-//! own timers after a lost wake-up (seen: both shards asleep while a client
-//! waited on a durable acknowledgement; any signal to the thread, even a
-//! debugger attaching, got it going again). A watchdog thread checks the
+//! own. Upstream glommio 0.9 can leave a reactor asleep in `io_uring_enter`
+//! past its own timers after a lost wake-up (seen: both shards asleep while
+//! a client waited on a durable acknowledgement; any signal to the thread,
+//! even a debugger attaching, got it going again); our glommio sleeps in
+//! `ppoll` instead (third_party/README.md), and this stays as a safety net
+//! that counts what it does. A watchdog thread checks the
 //! counters every 10 ms; a shard whose counter has not moved for 30 ms gets
 //! SIGURG, whose handler does nothing: the signal only interrupts the
 //! sleeping syscall (glommio treats EINTR as "look again").
 //!
 //! The same pulses tell reactor stalls: a shard whose pulse stood still for
 //! `metrics.stall_threshold_ms` while its thread was busy (running, or in a
-//! system call other than the reactor's sleep in `io_uring_enter`, as
+//! system call other than the reactor's sleep in `ppoll`, as
 //! /proc/self/task/TID/syscall tells) is stalled: one task kept the
 //! reactor. When the pulse moves again the stall is counted with its length
 //! (to within a check, 10 ms) and the shard logs it, naming the agent whose
@@ -96,15 +98,15 @@ impl ShardPulse {
 }
 
 /// True when the thread `tid` of this process is busy: running, runnable,
-/// or blocked in any system call but the reactor's own sleep
-/// (`io_uring_enter`), e.g. a task that calls fsync or sleeps on the
-/// reactor.
+/// or blocked in any system call but the reactor's own sleep (`ppoll`;
+/// `io_uring_enter` too, where a reactor waits for its rings), e.g. a task
+/// that calls fsync or sleeps on the reactor.
 fn thread_is_busy(tid: i32) -> bool {
     // "running", or the number of the system call it is blocked in.
     if let Ok(syscall) = std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall")) {
         let first = syscall.split_whitespace().next().unwrap_or("");
         return match first.parse::<libc::c_long>() {
-            Ok(nr) => nr != libc::SYS_io_uring_enter,
+            Ok(nr) => nr != libc::SYS_ppoll && nr != libc::SYS_io_uring_enter,
             Err(_) => first == "running",
         };
     }
@@ -307,7 +309,7 @@ impl Watchdog {
         let nudges = sum(|p| &p.counters.nudges);
         let rescues = sum(|p| &p.counters.rescues);
         let oversleeps = sum(|p| &p.counters.oversleeps);
-        let unlinked = sum(|p| &p.counters.latency_completions_left);
+        let missed = sum(|p| &p.counters.missed_wakeups);
         if nudges > 0 || rescues > 0 {
             tracing::info!(
                 nudges,
@@ -317,7 +319,7 @@ impl Watchdog {
         }
         if let Some(path) = std::env::var_os(SAFETY_NET_LOG) {
             let line = format!(
-                "nudges {nudges} rescues {rescues} oversleeps {oversleeps} unlinked {unlinked} pid {}\n",
+                "nudges {nudges} rescues {rescues} oversleeps {oversleeps} missed {missed} pid {}\n",
                 std::process::id()
             );
             append_safety_net_line(Path::new(&path), &line);
@@ -326,7 +328,7 @@ impl Watchdog {
 }
 
 /// A file to which every node of this process tree appends one line when
-/// its watchdog stops: `nudges N rescues M oversleeps O unlinked U pid P`
+/// its watchdog stops: `nudges N rescues M oversleeps O missed W pid P`
 /// (see `ReactorCounters`). For soak runs
 /// (`scripts/wakeup-soak.sh`) that count the safety nets over hundreds of
 /// test runs; unset, nothing is written.

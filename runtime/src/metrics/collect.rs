@@ -391,13 +391,13 @@ pub(crate) fn collect(shared: &Shared) -> ShardMetrics {
     ));
     samples.push(counter(
         "quire_reactor_oversleeps_total",
-        "Times the shard's reactor slept over 5 ms past the timer it was armed with (a lost wake-up, or a host that held the thread).",
+        "Times the shard's reactor slept over 5 ms past the timer it was given (a lost wake-up, or a host that held the thread).",
         reactor.oversleeps.load(Ordering::Relaxed),
     ));
     samples.push(counter(
-        "quire_reactor_unlinked_wakeups_total",
-        "Times a signal ended a reactor sleep while its latency ring held completions the ring link never passed on.",
-        reactor.latency_completions_left.load(Ordering::Relaxed),
+        "quire_reactor_missed_wakeups_total",
+        "Times a signal ended a reactor sleep while its rings held completions whose wake-up never reached it (lost wake-ups).",
+        reactor.missed_wakeups.load(Ordering::Relaxed),
     ));
     samples.push(counter(
         "quire_host_pauses_total",

@@ -43,14 +43,12 @@ pub struct ReactorCounters {
     /// Times the whole process was held up (the watchdog overslept), e.g.
     /// hypervisor steal: not counted as stalls.
     pub host_pauses: AtomicU64,
-    /// Sleeps of the reactor in `io_uring_enter` that lasted over 5 ms past
-    /// the timer they were armed with (published by the shard from
-    /// `glommio::sleep_probe`).
+    /// Sleeps of the reactor that lasted over 5 ms past the timer they
+    /// were given (published by the shard from `glommio::sleep_probe`).
     pub oversleeps: AtomicU64,
-    /// Sleeps that a signal ended while the latency ring held completions
-    /// (its timer or its wake-up read had completed) that the ring link
-    /// never passed on to the sleeper.
-    pub latency_completions_left: AtomicU64,
+    /// Sleeps that a signal ended while the rings held completions whose
+    /// wake-up never reached the sleeper: lost wake-ups.
+    pub missed_wakeups: AtomicU64,
 }
 
 impl ReactorCounters {

@@ -306,8 +306,8 @@ fn publish_sleeps(shared: &Shared) {
     let counters = &shared.pulse.counters;
     counters.oversleeps.store(seen.overslept, Ordering::Relaxed);
     counters
-        .latency_completions_left
-        .store(seen.latency_completions_left, Ordering::Relaxed);
+        .missed_wakeups
+        .store(seen.missed_wakeups, Ordering::Relaxed);
 }
 
 /// What waits for the shard now, for the heartbeat's rescue count

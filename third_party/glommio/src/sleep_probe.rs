@@ -1,31 +1,30 @@
 //! Quire: what this thread's reactor saw each time it slept.
 //!
-//! A reactor sleeps in `io_uring_enter` on its main ring, waiting for the
-//! one completion that links the rings (a poll of the latency ring's file
-//! descriptor, which turns readable when the latency ring has a completion:
-//! its timer, or the read of the eventfd that other threads write to wake
-//! it). If that chain breaks, the thread sleeps on though its timer fired
-//! or it was told to wake, until a signal ends the sleep. These counters
-//! tell the two kinds of wake-up apart, so a lost wake-up can be traced to
-//! the ring that held it.
+//! A reactor sleeps in `ppoll` on the eventfd the kernel signals for every
+//! completion of its rings and on the eventfd other threads write to wake
+//! it, with its next timer as the timeout (see `sys::completion_signal`).
+//! These counters tell how its sleeps ended, so a lost wake-up (a sleep a
+//! signal had to end while completions waited) or a sleep the host
+//! stretched far past its timer shows in the runtime's metrics.
 
 use std::cell::Cell;
 use std::time::Duration;
 
+use crate::sys::completion_signal::Woken;
+
 /// This thread's sleeps since it started (all counters only grow).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct SleepCounters {
-    /// Sleeps in `io_uring_enter` waiting for the rings' link.
+    /// Sleeps in `ppoll`.
     pub sleeps: u64,
-    /// Sleeps that ended with no completion on the main ring: a signal
-    /// (or a spurious wake-up) ended them, not the link.
-    pub ended_without_link: u64,
-    /// Of those, sleeps that ended with completions waiting on the latency
-    /// ring: its timer or its eventfd read had completed (or was about to,
-    /// as task work the kernel ran on the way out), yet the poll that links
-    /// the rings never woke the sleeper.
-    pub latency_completions_left: u64,
-    /// Sleeps that lasted over 5 ms past the timer they were armed with.
+    /// Sleeps a signal ended (the runtime's watchdog nudge, a debugger).
+    pub ended_by_signal: u64,
+    /// Of those, sleeps that ended with completions waiting in the rings:
+    /// the kernel posted them, yet their eventfd signal never woke the
+    /// sleeper. A lost wake-up.
+    pub missed_wakeups: u64,
+    /// Sleeps that lasted over 5 ms past the timer they were given (the
+    /// host held the thread up, or a wake-up was lost).
     pub overslept: u64,
     /// The longest of those, past its timer.
     pub longest_overslept: Duration,
@@ -40,21 +39,16 @@ pub fn counters() -> SleepCounters {
     COUNTERS.with(Cell::get)
 }
 
-/// Records one sleep: how long it lasted, the timer it was armed with,
-/// and the completions each ring held when it ended.
-pub(crate) fn record(
-    slept: Duration,
-    timer: Option<Duration>,
-    main_ready: usize,
-    latency_ready: usize,
-) {
+/// Records one sleep: how long it lasted, the timer it was given, what
+/// ended it and how many completions the rings held then.
+pub(crate) fn record(slept: Duration, timer: Option<Duration>, woken: Woken, waiting: usize) {
     COUNTERS.with(|c| {
         let mut n = c.get();
         n.sleeps += 1;
-        if main_ready == 0 {
-            n.ended_without_link += 1;
-            if latency_ready > 0 {
-                n.latency_completions_left += 1;
+        if woken == Woken::Signal {
+            n.ended_by_signal += 1;
+            if waiting > 0 {
+                n.missed_wakeups += 1;
             }
         }
         if let Some(timer) = timer {

@@ -171,6 +171,7 @@ pub(crate) fn sendmsg_syscall(
     syscall!(sendmsg(fd, &hdr, flags)).map(|x| x as usize)
 }
 
+pub(crate) mod completion_signal;
 mod dma_buffer;
 
 pub(crate) mod source;

@@ -36,6 +36,7 @@ use crate::{
     sys::{
         self,
         blocking::{BlockingThreadOp, BlockingThreadPool},
+        completion_signal::{self, CompletionSignal, Woken},
         dma_buffer::{BufferStorage, DmaBuffer},
         DirectIo, EnqueuedSource, EnqueuedStatus, InnerSource, IoBuffer,
         PollableStatus, Source, SourceType, Statx, TimeSpec64,
@@ -917,10 +918,6 @@ impl SleepableRing {
         })
     }
 
-    fn ring_fd(&self) -> RawFd {
-        self.ring.raw().ring_fd
-    }
-
     /// This function prepares a timer that fires unconditionally after a
     /// certain duration. The timer is added at the front of the queue such
     /// that it will be the first SQE submitted the next time we enter the
@@ -1044,68 +1041,6 @@ impl SleepableRing {
             false
         }
     }
-
-    fn sleep(&mut self, link: &Source) -> io::Result<usize> {
-        assert_eq!(
-            self.waiting_kernel_submission(),
-            0,
-            "sleeping with pending SQEs"
-        );
-        if let Some(mut sqe) = self.ring.sq().prepare_sqe() {
-            let sqe_ptr = unsafe { sqe.raw_mut() as *mut _ };
-            let op = UringDescriptor {
-                fd: link.raw(),
-                flags: SubmissionFlags::empty(),
-                user_data: to_user_data(
-                    self.source_map
-                        .borrow_mut()
-                        .add_source(link, self.submission_queue.clone()),
-                ),
-                args: UringOpDescriptor::PollAdd(common_flags() | read_flags()),
-            };
-            fill_sqe(
-                &mut sqe,
-                &op,
-                DmaBuffer::new,
-                &mut self.source_map.borrow_mut(),
-            );
-
-            // We have now prepared the SQE that links the two rings. We now need to submit
-            // it successfully to be able to safely sleep.
-
-            if self
-                .submit_sqes()
-                .or_else(Reactor::busy_ok)
-                .or_else(Reactor::again_ok)
-                .or_else(Reactor::intr_ok)?
-                != 1
-            {
-                // We failed to submit the `SQE` that links the rings. Just can't sleep.
-                // Waiting here is unsafe because we could end up waiting much longer than
-                // needed.
-                // We make the SQE a no-op and return
-                unsafe { crate::uring_sys::io_uring_prep_nop(sqe_ptr) };
-                Err(io::Error::from_raw_os_error(libc::EBUSY))
-            } else {
-                // The rings are linked. Goodnight!
-                self.ring
-                    .cq()
-                    .wait(1)
-                    .map(|_| 1)
-                    .or_else(Reactor::busy_ok)
-                    .or_else(Reactor::again_ok)
-                    .or_else(Reactor::intr_ok)
-            }
-        } else {
-            // Can't link rings because we ran out of `CQE`s. Just can't sleep.
-            // Submit what we have, once we're out of here we'll consume them
-            // and at some point will be able to sleep again.
-            self.submit_sqes()
-                .or_else(Reactor::busy_ok)
-                .or_else(Reactor::again_ok)
-                .or_else(Reactor::intr_ok)
-        }
-    }
 }
 
 impl UringCommon for SleepableRing {
@@ -1167,10 +1102,7 @@ impl UringCommon for SleepableRing {
         let source_map = self.source_map.clone();
         process_one_event(
             self.ring.peek_for_cqe(),
-            |source| match source.source_type {
-                SourceType::LinkRings => Some(()),
-                _ => None,
-            },
+            |_| None,
             |mut src, res| {
                 record_stats(self, &mut src, &res);
                 if let SourceType::ForeignNotifier(_, installed) = &mut src.source_type {
@@ -1225,7 +1157,9 @@ pub(crate) struct Reactor {
     latency_preemption_timeout_src: Cell<Option<Source>>,
     throughput_preemption_timeout_src: Cell<Option<Source>>,
 
-    link_fd: RawFd,
+    // Quire: the eventfd the kernel signals on every completion of the main
+    // and latency rings; the reactor sleeps on it (see `completion_signal`).
+    completion_signal: CompletionSignal,
 
     // This keeps the `eventfd` alive. Drop will close it when we're done
     notifier: Arc<sys::SleepNotifier>,
@@ -1335,7 +1269,14 @@ impl Reactor {
             },
         }
 
-        let link_fd = latency_ring.ring_fd();
+        let completion_signal = CompletionSignal::new()?;
+        main_ring
+            .registrar()
+            .register_eventfd(completion_signal.raw())?;
+        latency_ring
+            .registrar()
+            .register_eventfd(completion_signal.raw())?;
+        completion_signal::precise_timers_for_this_thread();
 
         let eventfd_src = Source::new(
             IoRequirements::default(),
@@ -1356,7 +1297,7 @@ impl Reactor {
             latency_preemption_timeout_src: Cell::new(None),
             throughput_preemption_timeout_src: Cell::new(None),
             blocking_thread,
-            link_fd,
+            completion_signal,
             notifier,
             eventfd_src,
             source_map,
@@ -1719,22 +1660,23 @@ impl Reactor {
         }
     }
 
-    /// We want to go to sleep, but we can only go to sleep in one of the rings,
-    /// as we only have one thread. There are more than one sleepable rings, so
-    /// what we do is we take advantage of the fact that the ring's `ring_fd` is
-    /// pollable and register a `POLL_ADD` event into the ring we will wait on.
-    ///
-    /// We may not be able to register an `SQE` at this point, so we return an
-    /// Error and will just not sleep.
-    fn link_rings_and_sleep(&self, ring: &mut SleepableRing) -> io::Result<()> {
-        let link_rings = Source::new(
-            IoRequirements::default(),
-            self.link_fd,
-            SourceType::LinkRings,
-            None,
-            None,
-        );
-        ring.sleep(&link_rings).or_else(Self::busy_ok).map(|_| {})
+    /// Quire: sleeps until the kernel posts a completion to the main or
+    /// latency ring, another thread writes the notifier, `timeout` runs out
+    /// or a signal arrives (see `completion_signal`).
+    fn sleep_until_completion(
+        &self,
+        timeout: Option<Duration>,
+        main_ring: &SleepableRing,
+        lat_ring: &SleepableRing,
+    ) -> io::Result<Woken> {
+        debug_assert_eq!(main_ring.waiting_kernel_submission(), 0);
+        debug_assert_eq!(lat_ring.waiting_kernel_submission(), 0);
+        self.completion_signal.drain()?;
+        if main_ring.waiting_kernel_collection() + lat_ring.waiting_kernel_collection() > 0 {
+            return Ok(Woken::Ready);
+        }
+        self.completion_signal
+            .sleep(self.notifier.eventfd_fd(), timeout)
     }
 
     pub(crate) fn poll_io(&self, woke: &mut usize) -> io::Result<()> {
@@ -1849,13 +1791,9 @@ impl Reactor {
             && lat_ring.can_sleep();
 
         if should_sleep {
-            // We are about to go to sleep. It's ok to sleep, but if there
-            // is a timer set, we need to make sure we wake up to handle it.
-            if let Some(dur) = user_timer {
-                self.latency_preemption_timeout_src
-                    .set(Some(lat_ring.prepare_latency_preemption_timer(dur)));
-                assert!(flush_rings!(lat_ring)? > 0);
-            }
+            // We are about to go to sleep. Quire: a user timer is the sleep's
+            // own timeout (see `sleep_until_completion`), not a request in
+            // the latency ring.
             // From this moment on the remote executors are aware that we are sleeping
             // We have to sweep the remote channels function once more because since
             // last time until now it could be that something happened in a remote executor
@@ -1873,16 +1811,14 @@ impl Reactor {
             if events == 0 {
                 if self.eventfd_src.is_installed().unwrap() {
                     let slept_at = Instant::now();
-                    self.link_rings_and_sleep(&mut main_ring)
-                        .expect("some error");
+                    let woken = self.sleep_until_completion(user_timer, &main_ring, &lat_ring)?;
                     // Quire: what ended the sleep (see `sleep_probe`).
                     crate::sleep_probe::record(
                         slept_at.elapsed(),
                         user_timer,
-                        main_ring.waiting_kernel_collection(),
-                        lat_ring.waiting_kernel_collection(),
+                        woken,
+                        main_ring.waiting_kernel_collection() + lat_ring.waiting_kernel_collection(),
                     );
-                    // May have new cancellations related to the link ring fd.
                     flush_cancellations!(into &mut 0; lat_ring, poll_ring, main_ring);
                     flush_rings!(lat_ring, poll_ring, main_ring)?;
                     consume_rings!(into &mut 0; lat_ring, poll_ring, main_ring);
