@@ -84,9 +84,12 @@ done
 stops=$(wc -l <"$QUIRE_SAFETY_NET_LOG")
 nudges=$(awk '{s += $2} END {print s + 0}' "$QUIRE_SAFETY_NET_LOG")
 rescues=$(awk '{s += $4} END {print s + 0}' "$QUIRE_SAFETY_NET_LOG")
-# Older lines (`nudges N rescues M pid P`) have no sleep figures.
-oversleeps=$(awk '$5 == "oversleeps" {s += $6} END {print s + 0}' "$QUIRE_SAFETY_NET_LOG")
-missed=$(awk '$7 == "missed" {s += $8} END {print s + 0}' "$QUIRE_SAFETY_NET_LOG")
+# A figure of every line, by its name (lines are `name value` pairs).
+total() { awk -v name="$1" '{for (i = 1; i < NF; i += 2) if ($i == name) s += $(i + 1)} END {print s + 0}' "$QUIRE_SAFETY_NET_LOG"; }
+oversleeps=$(total oversleeps)
+missed=$(total missed)
+untimed=$(total untimed)
+past_timer=$(total past_timer)
 for name in "${!nudged[@]}"; do echo "  ${name}: ${nudged[$name]} nudges"; done
-echo "wakeup-soak: ${runs} runs of ${tests[*]} in $(( $(date +%s) - started )) s: hangs ${hangs}, failures ${failures}, node stops ${stops}, nudges ${nudges}, rescues ${rescues}, oversleeps ${oversleeps}, missed wake-ups ${missed}"
+echo "wakeup-soak: ${runs} runs of ${tests[*]} in $(( $(date +%s) - started )) s: hangs ${hangs}, failures ${failures}, node stops ${stops}, nudges ${nudges}, rescues ${rescues}, oversleeps ${oversleeps}, missed wake-ups ${missed}; sleeps a signal ended with no timer ${untimed}, past their timer ${past_timer}"
 [ "$hangs" -eq 0 ] && [ "$failures" -eq 0 ] && [ "$nudges" -eq 0 ] && [ "$rescues" -eq 0 ]

@@ -310,6 +310,8 @@ impl Watchdog {
         let rescues = sum(|p| &p.counters.rescues);
         let oversleeps = sum(|p| &p.counters.oversleeps);
         let missed = sum(|p| &p.counters.missed_wakeups);
+        let untimed = sum(|p| &p.counters.signalled_untimed);
+        let past_timer = sum(|p| &p.counters.signalled_past_timer);
         if nudges > 0 || rescues > 0 {
             tracing::info!(
                 nudges,
@@ -319,7 +321,7 @@ impl Watchdog {
         }
         if let Some(path) = std::env::var_os(SAFETY_NET_LOG) {
             let line = format!(
-                "nudges {nudges} rescues {rescues} oversleeps {oversleeps} missed {missed} pid {}\n",
+                "nudges {nudges} rescues {rescues} oversleeps {oversleeps} missed {missed} untimed {untimed} past_timer {past_timer} pid {}\n",
                 std::process::id()
             );
             append_safety_net_line(Path::new(&path), &line);
@@ -328,7 +330,7 @@ impl Watchdog {
 }
 
 /// A file to which every node of this process tree appends one line when
-/// its watchdog stops: `nudges N rescues M oversleeps O missed W pid P`
+/// its watchdog stops: `nudges N rescues M oversleeps O missed W untimed U past_timer T pid P`
 /// (see `ReactorCounters`). For soak runs
 /// (`scripts/wakeup-soak.sh`) that count the safety nets over hundreds of
 /// test runs; unset, nothing is written.

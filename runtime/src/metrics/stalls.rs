@@ -49,6 +49,11 @@ pub struct ReactorCounters {
     /// Sleeps that a signal ended while the rings held completions whose
     /// wake-up never reached the sleeper: lost wake-ups.
     pub missed_wakeups: AtomicU64,
+    /// Sleeps a signal ended that had no timer (the reactor had nothing
+    /// to wake for); for the watchdog's stop line, not a metric.
+    pub signalled_untimed: AtomicU64,
+    /// Sleeps a signal ended over 1 ms past their timer; likewise.
+    pub signalled_past_timer: AtomicU64,
 }
 
 impl ReactorCounters {

@@ -308,6 +308,12 @@ fn publish_sleeps(shared: &Shared) {
     counters
         .missed_wakeups
         .store(seen.missed_wakeups, Ordering::Relaxed);
+    counters
+        .signalled_untimed
+        .store(seen.signalled_untimed, Ordering::Relaxed);
+    counters
+        .signalled_past_timer
+        .store(seen.signalled_past_timer, Ordering::Relaxed);
 }
 
 /// What waits for the shard now, for the heartbeat's rescue count

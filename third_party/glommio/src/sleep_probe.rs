@@ -23,6 +23,14 @@ pub struct SleepCounters {
     /// the kernel posted them, yet their eventfd signal never woke the
     /// sleeper. A lost wake-up.
     pub missed_wakeups: u64,
+    /// Of the sleeps a signal ended, those with no timer: the reactor had
+    /// nothing to wake for (no task waited on a timer), so a signal that
+    /// found nothing waiting woke it for nothing.
+    pub signalled_untimed: u64,
+    /// Of the sleeps a signal ended, those that had outlasted their timer
+    /// by over 1 ms: the kernel had not ended the sleep at its timeout (or
+    /// the thread waited that long for a CPU after it).
+    pub signalled_past_timer: u64,
     /// Sleeps that lasted over 5 ms past the timer they were given (the
     /// host held the thread up, or a wake-up was lost).
     pub overslept: u64,
@@ -49,6 +57,13 @@ pub(crate) fn record(slept: Duration, timer: Option<Duration>, woken: Woken, wai
             n.ended_by_signal += 1;
             if waiting > 0 {
                 n.missed_wakeups += 1;
+            }
+            match timer {
+                None => n.signalled_untimed += 1,
+                Some(timer) if slept > timer + Duration::from_millis(1) => {
+                    n.signalled_past_timer += 1
+                }
+                Some(_) => {}
             }
         }
         if let Some(timer) = timer {
