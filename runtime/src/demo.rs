@@ -1,4 +1,4 @@
-//! The demo workload `quire node` runs: pinger agents on every shard call
+//! The demo workload `quire node --demo` runs: pinger agents on every shard call
 //! ponger agents spread over all shards at a steady rate, so a fresh node
 //! does real routing work (same-shard and cross-shard calls) and its latency
 //! summary means something. Some pongers are native agents, some are the

@@ -48,7 +48,7 @@ fn bad_cpuset_exits_non_zero_with_a_clear_message() {
 fn node_runs_the_demo_and_shuts_down_cleanly() {
     let listen = format!("127.0.0.1:{}", quire_runtime::net::free_port_block(2));
     let out = quire()
-        .args(["node", "--duration", "1.5", "--listen", &listen])
+        .args(["node", "--demo", "--duration", "1.5", "--listen", &listen])
         .args(["--metrics", "127.0.0.1:0"])
         .output()
         .unwrap();
@@ -64,6 +64,28 @@ fn node_runs_the_demo_and_shuts_down_cleanly() {
     );
     assert!(stdout.contains("calls/s"), "{stdout}");
     assert!(stdout.contains("shutdown drained"), "{stdout}");
+}
+
+#[test]
+fn the_demo_is_refused_in_a_cluster_with_the_reason() {
+    let out = quire()
+        .args([
+            "node",
+            "--demo",
+            "--secret",
+            "s",
+            "--no-listen",
+            "--duration",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--demo runs on a node outside a cluster"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -181,7 +203,6 @@ fn client_commands_against_a_running_node() {
     let mut node = quire()
         .args([
             "node",
-            "--no-demo",
             "--admin-token",
             "cli-token",
             "--listen",
@@ -199,6 +220,9 @@ fn client_commands_against_a_running_node() {
         assert!(std::time::Instant::now() < deadline, "node never answered");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    // Without --demo a node carries no agents and no load of its own.
+    let (ok, out, err) = client_cmd(&addr, &["agents"]);
+    assert!(ok && out.contains("0 agent(s)"), "{out}{err}");
     let dir = tempfile::tempdir().unwrap();
     let wasm = dir.path().join("echo.wasm");
     std::fs::write(&wasm, quire_shards::testing::wat_echo()).unwrap();

@@ -39,28 +39,21 @@ fn start(name: &str, port: u16, seeds: &[u16], dir: &Path, secret: &str) -> Proc
     let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
     let metrics_port = free_port_block(1);
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_quire"));
-    cmd.args([
-        "node",
-        "--shards",
-        "1",
-        "--no-demo",
-        "--durability",
-        "batched",
-    ])
-    .arg("--config")
-    .arg(&config)
-    .arg("--data-dir")
-    .arg(dir.join(name))
-    .args(["--listen", &format!("127.0.0.1:{port}")])
-    .args(["--metrics", &format!("127.0.0.1:{metrics_port}")])
-    .args([
-        "--node-name",
-        name,
-        "--secret",
-        secret,
-        "--admin-token",
-        TOKEN,
-    ]);
+    cmd.args(["node", "--shards", "1", "--durability", "batched"])
+        .arg("--config")
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.join(name))
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--metrics", &format!("127.0.0.1:{metrics_port}")])
+        .args([
+            "--node-name",
+            name,
+            "--secret",
+            secret,
+            "--admin-token",
+            TOKEN,
+        ]);
     if !seeds.is_empty() {
         let list: Vec<String> = seeds.iter().map(|p| format!("127.0.0.1:{p}")).collect();
         cmd.args(["--seeds", &list.join(",")]);

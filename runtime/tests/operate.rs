@@ -172,7 +172,6 @@ fn a_colliding_port_layout_is_refused_naming_both_uses() {
     // The node refuses it too, before binding anything.
     let (ok, text) = quire(&[
         "node",
-        "--no-demo",
         "--shards",
         "1",
         "--listen",

@@ -93,7 +93,7 @@ impl NodeProcess {
         let metrics = format!("127.0.0.1:{}", port + n + 1);
         let stderr = data_dir.with_extension(format!("{port}.stderr"));
         let child = Command::new(env!("CARGO_BIN_EXE_quire"))
-            .args(["node", "--no-demo", "--admin-token", TOKEN])
+            .args(["node", "--admin-token", TOKEN])
             .args(["--listen", &addr, "--metrics", &metrics])
             .args(["--shards", &shards().to_string()])
             .args(["--durability", durability])

@@ -82,9 +82,16 @@ pub struct NetArgs {
     /// This node's name in the cluster (default: its listen address).
     #[arg(long)]
     pub node_name: Option<String>,
-    /// Run no demo agents (the default in a cluster: demo agents are
+    /// Also run the demo agents (pingers calling pongers across shards,
+    /// durable counters on a durable node) and print a latency summary
+    /// every `demo.report_interval_ms`. Off unless asked: a node users run
+    /// carries no load of its own. Refused in a cluster (demo agents are
     /// placed per node, not by the cluster).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "no_demo")]
+    pub demo: bool,
+    /// No demo agents: the default since `--demo` exists; still accepted
+    /// so unit files written for older releases start.
+    #[arg(long, hide = true)]
     pub no_demo: bool,
     /// Admin HTTP endpoint for GET /metrics and /health; default:
     /// metrics.listen, else 127.0.0.1:9400 (with --no-listen: none).
@@ -97,7 +104,8 @@ pub struct NetArgs {
 
 #[derive(Subcommand)]
 pub enum Command {
-    /// Run a node with the demo agents, printing latency until Ctrl-C.
+    /// Run a node: its shards, client port and metrics until Ctrl-C (or
+    /// --duration); --demo adds the demo agents and a latency summary.
     Node {
         #[command(flatten)]
         placement: PlacementArgs,

@@ -66,18 +66,15 @@ pub fn run_node(
     if net.node_name.is_some() {
         config.cluster.node_name = net.node_name.clone();
     }
-    config.validate().map_err(|e| e.to_string())?;
     let clustered = config
         .cluster
         .secret
         .as_deref()
         .is_some_and(|s| !s.is_empty());
-    let demo_load = !(net.no_demo || clustered);
-    if !demo_load {
-        config.demo.pingers_per_shard = 0;
-        config.demo.pongers_per_shard = 0;
-        config.demo.wasm_pongers_per_shard = 0;
+    if net.demo && clustered {
+        return Err("--demo runs on a node outside a cluster only: demo agents are placed per node, not by the cluster (drop --demo or --secret)".into());
     }
+    config.validate().map_err(|e| e.to_string())?;
     let mut builder = Node::builder()
         .config(config.clone())
         .agent_kinds(builtin_kinds());
@@ -102,29 +99,8 @@ pub fn run_node(
         println!("metrics: curl http://{addr}/metrics (Prometheus text), /health");
     }
     print!("{}", node.placement());
-    let client = node.client();
     for report in node.recovery() {
         println!("{report}");
-    }
-    let pingers = demo::start(&client, &config.demo)?;
-    println!(
-        "demo: {pingers} pinger(s) each calling a ponger every {} µs, pongers on every shard; Ctrl-C to stop",
-        config.demo.call_interval_us
-    );
-    let durable = config.storage.durability.is_persistent();
-    // The durable demo traffic is demo load too: --no-demo runs none.
-    let counters = if durable && demo_load {
-        demo::deploy_counters(&client)?
-    } else {
-        Vec::new()
-    };
-    if durable && demo_load {
-        println!(
-            "storage: {} in {}; durable messages go to {} counter agent(s)",
-            config.storage.durability,
-            config.storage.data_dir.display(),
-            counters.len()
-        );
     }
 
     let (stop_tx, stop_rx) = flume::bounded::<()>(1);
@@ -133,6 +109,53 @@ pub fn run_node(
     })
     .map_err(|e| format!("cannot install the Ctrl-C handler: {e}"))?;
     let until = duration.map(|s| Instant::now() + Duration::from_secs_f64(s));
+    if net.demo {
+        run_demo(&node, &config, &stop_rx, until)?;
+    } else {
+        println!("no demo agents (--demo runs them); serving until Ctrl-C");
+        // A node of its own does nothing until clients come: no timer, no
+        // poll, this thread just waits for the signal or the duration.
+        match until {
+            Some(u) => {
+                let _ = stop_rx.recv_timeout(u.saturating_duration_since(Instant::now()));
+            }
+            None => {
+                let _ = stop_rx.recv();
+            }
+        }
+    }
+    println!("{}", node.shutdown());
+    Ok(())
+}
+
+/// `--demo`: deploys the demo agents, drives the durable counters from
+/// this thread on a durable node, and prints a summary every
+/// `demo.report_interval_ms` until Ctrl-C or `until`.
+fn run_demo(
+    node: &Node,
+    config: &NodeConfig,
+    stop_rx: &flume::Receiver<()>,
+    until: Option<Instant>,
+) -> Result<(), String> {
+    let client = node.client();
+    let pingers = demo::start(&client, &config.demo)?;
+    println!(
+        "demo: {pingers} pinger(s) each calling a ponger every {} µs, pongers on every shard; Ctrl-C to stop",
+        config.demo.call_interval_us
+    );
+    let durable = config.storage.durability.is_persistent();
+    let counters = if durable {
+        let counters = demo::deploy_counters(&client)?;
+        println!(
+            "storage: {} in {}; durable messages go to {} counter agent(s)",
+            config.storage.durability,
+            config.storage.data_dir.display(),
+            counters.len()
+        );
+        counters
+    } else {
+        Vec::new()
+    };
     let every = Duration::from_millis(config.demo.report_interval_ms);
     let mut previous = ShardStats::total(&client.stats_blocking());
     let mut last = Instant::now();
@@ -185,7 +208,6 @@ pub fn run_node(
         all.value_at_quantile(0.999) as f64 / 1e3,
         all.max() as f64 / 1e3
     );
-    println!("{}", node.shutdown());
     Ok(())
 }
 
