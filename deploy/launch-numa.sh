@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Starts one Quire node per NUMA node of this machine, each bound to its
 # node's CPUs and memory with numactl, on its own ports and data directory,
-# all joined as one cluster (every node seeds from node 0's).
+# all joined as one cluster (every node seeds from all the others').
 #
 #   deploy/launch-numa.sh [--dry-run] [--host 127.0.0.1] [--base-port 7400]
 #                         [--data-root /var/lib/quire] [--secret S]
@@ -62,8 +62,16 @@ if [ $dry_run -eq 0 ] && ! command -v numactl >/dev/null; then
   exit 1
 fi
 
-first=${nodes[0]}
-seed="$host:$((base_port + 100 * first))"
+# Every node seeds from all the others (the first one too), so a node
+# restarted on its own rejoins instead of running alone.
+seeds_except() {
+  local me=$1 list="" m
+  for m in "${nodes[@]}"; do
+    [ "$m" = "$me" ] && continue
+    list+="${list:+,}$host:$((base_port + 100 * m))"
+  done
+  printf '%s' "$list"
+}
 pids=()
 for n in "${nodes[@]}"; do
   port=$((base_port + 100 * n))
@@ -71,7 +79,8 @@ for n in "${nodes[@]}"; do
        --listen "$host:$port" --metrics "$host:$((port + 99))"
        --node-name "numa-$n" --data-dir "$data_root/node-$n"
        --secret "$secret")
-  [ "$n" != "$first" ] && cmd+=(--seeds "$seed")
+  others=$(seeds_except "$n")
+  [ -n "$others" ] && cmd+=(--seeds "$others")
   cmd+=("${extra[@]}")
   if [ $dry_run -eq 1 ]; then
     printf '%q ' "${cmd[@]}"; echo

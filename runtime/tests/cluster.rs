@@ -251,3 +251,32 @@ fn a_node_with_the_wrong_secret_never_joins() {
     let members = client(pb).cluster().unwrap();
     assert_eq!(members.len(), 1, "{members:?}");
 }
+
+#[test]
+fn a_restarted_first_node_rejoins_through_the_others_seeds() {
+    // README's recipe: every node lists the others as seeds, the first one
+    // too, so whichever node restarts alone finds the cluster again
+    // instead of claiming every agent by itself.
+    let dir = tempfile::tempdir().unwrap();
+    let ports: Vec<u16> = (0..3).map(|_| free_port_block(1)).collect();
+    let names = ["first", "second", "third"];
+    let others = |i: usize| -> Vec<u16> { (0..3).filter(|j| *j != i).map(|j| ports[j]).collect() };
+    let mut first = start(names[0], ports[0], &others(0), dir.path(), SECRET);
+    let _second = start(names[1], ports[1], &others(1), dir.path(), SECRET);
+    let _third = start(names[2], ports[2], &others(2), dir.path(), SECRET);
+    for port in &ports {
+        wait_for(*port, &names, "alive", Duration::from_secs(15));
+    }
+    first.child.kill().unwrap();
+    let _ = first.child.wait();
+    wait_for(ports[1], &[names[0]], "down", DOWN_WITHIN);
+    let restarted = Instant::now();
+    first = start(names[0], ports[0], &others(0), dir.path(), SECRET);
+    wait_for(ports[0], &names[1..], "alive", Duration::from_secs(15));
+    wait_for(ports[1], &[names[0]], "alive", Duration::from_secs(15));
+    eprintln!(
+        "the restarted first node and the others saw each other alive {:?} after its start",
+        restarted.elapsed()
+    );
+    drop(first);
+}

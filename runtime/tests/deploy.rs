@@ -181,13 +181,14 @@ fn launcher_dry_run_on_two_numa_nodes() {
         "{text}"
     );
     assert!(lines[0].contains("--listen 127.0.0.1:9000") && lines[0].contains("/srv/q/node-0"));
-    assert!(!lines[0].contains("--seeds"), "node 0 is the seed: {text}");
+    // Each node seeds from the others, node 0 too (a restart rejoins).
+    assert!(lines[0].contains("--seeds 127.0.0.1:9100 "), "{text}");
     assert!(
         lines[1].starts_with("numactl --cpunodebind=1 --membind=1 "),
         "{text}"
     );
     assert!(lines[1].contains("--listen 127.0.0.1:9100") && lines[1].contains("/srv/q/node-1"));
-    assert!(lines[1].contains("--seeds 127.0.0.1:9000"), "{text}");
+    assert!(lines[1].contains("--seeds 127.0.0.1:9000 "), "{text}");
     assert!(lines[0].contains("--metrics 127.0.0.1:9099"), "{text}");
     assert!(lines[1].contains("--metrics 127.0.0.1:9199"), "{text}");
     assert!(lines
