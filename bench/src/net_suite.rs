@@ -310,11 +310,10 @@ fn convergence_run(n: usize, cfg: &ClusterSection) -> Result<(u64, u64), String>
             let started = Instant::now();
             for (i, addr) in addrs.iter().enumerate() {
                 let socket = glommio::net::UdpSocket::bind(addr).expect("udp");
-                let stopped = Rc::new(std::cell::Cell::new(false));
-                stops.push(stopped.clone());
                 let me = NodeIdentity::new(&format!("m{i}"), *addr, 1);
                 let seeds = if i == 0 { vec![] } else { vec![addrs[0]] };
-                let membership = Membership::new(me, &cfg, seeds, SECRET, stopped).without_leave();
+                let membership = Membership::new(me, &cfg, seeds, SECRET).without_leave();
+                stops.push(membership.stopper());
                 let views = views.clone();
                 glommio::spawn_local(async move {
                     membership
@@ -342,7 +341,7 @@ fn convergence_run(n: usize, cfg: &ClusterSection) -> Result<(u64, u64), String>
             // Let the join settle, then stop the last member silently.
             glommio::timer::sleep(Duration::from_millis(500)).await;
             let victim = format!("m{}", n - 1);
-            stops[n - 1].set(true);
+            stops[n - 1].stop();
             let killed = Instant::now();
             let deadline = killed + Duration::from_secs(30);
             loop {
@@ -360,7 +359,7 @@ fn convergence_run(n: usize, cfg: &ClusterSection) -> Result<(u64, u64), String>
             }
             let death = killed.elapsed();
             for s in &stops {
-                s.set(true);
+                s.stop();
             }
             Ok((join.as_millis() as u64, death.as_millis() as u64))
         })

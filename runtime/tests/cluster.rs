@@ -263,7 +263,7 @@ fn a_restarted_first_node_rejoins_through_the_others_seeds() {
     let others = |i: usize| -> Vec<u16> { (0..3).filter(|j| *j != i).map(|j| ports[j]).collect() };
     let mut first = start(names[0], ports[0], &others(0), dir.path(), SECRET);
     let _second = start(names[1], ports[1], &others(1), dir.path(), SECRET);
-    let _third = start(names[2], ports[2], &others(2), dir.path(), SECRET);
+    let mut third = start(names[2], ports[2], &others(2), dir.path(), SECRET);
     for port in &ports {
         wait_for(*port, &names, "alive", Duration::from_secs(15));
     }
@@ -277,6 +277,17 @@ fn a_restarted_first_node_rejoins_through_the_others_seeds() {
     eprintln!(
         "the restarted first node and the others saw each other alive {:?} after its start",
         restarted.elapsed()
+    );
+    // SIGTERM: the node tells the others it leaves (foca's leave) before
+    // it exits, and they mark it down without waiting for suspicion.
+    let terminated = Instant::now();
+    unsafe { libc::kill(third.child.id() as i32, libc::SIGTERM) };
+    assert!(third.child.wait().unwrap().success());
+    let exited = terminated.elapsed();
+    wait_for(ports[0], &[names[2]], "down", DOWN_WITHIN);
+    eprintln!(
+        "a SIGTERM'd node exited {exited:?} and was down on the first {:?} after the signal",
+        terminated.elapsed()
     );
     drop(first);
 }

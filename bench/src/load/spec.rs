@@ -21,13 +21,14 @@ pub enum Pattern {
 /// Targets one fan-out message reaches (fewer if there are fewer agents).
 pub const FAN_OUT: usize = 8;
 
-/// How long before a due instant an in-process generator stops waiting on
-/// its system's timer and looks at the clock between its system's turns
-/// instead (every system's the same: [`super::quire`]'s generator agents
-/// and [`super::tokio_peer`]'s and [`super::tokio_tpc`]'s generator tasks):
-/// tokio's timer has a 1 ms resolution and a shard's timer ends a reactor
-/// sleep tens to hundreds of µs late on a VM, so a generator that slept to
-/// each due instant measured its own timer.
+/// How long before a due instant the tokio generators ([`super::tokio_peer`],
+/// [`super::tokio_tpc`]) stop waiting on tokio's timer and look at the clock
+/// between their runtime's other tasks (`yield_now`) instead: tokio's timer
+/// has a 1 ms resolution, so a generator that slept to each due instant
+/// measured its own timer. Quire's generator agents wait on a shard timer
+/// set to the instant itself, which the dispatcher checks between its work
+/// and while it spins ([`super::quire`] says why not a self-sent message
+/// per turn). Every report shows each generator's lateness.
 pub const SPIN_BEFORE_DUE: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// One open-loop run.

@@ -141,7 +141,7 @@ pub struct Membership {
     config: Config,
     seeds: Vec<SocketAddr>,
     tag: PacketTag,
-    stopped: Rc<Cell<bool>>,
+    stop: Rc<MembershipStop>,
     leave_on_stop: bool,
     /// How long after a member started (its identity's `bump`, wall clock)
     /// this node saw it up, ns: gossip convergence for joins.
@@ -151,27 +151,54 @@ pub struct Membership {
 /// Snapshot of the members, this node excluded.
 pub type Members = Vec<MemberInfo>;
 
+/// Stops a running [`Membership`] at once: its `run` tells the cluster it
+/// leaves (unless [`Membership::without_leave`]) and returns, without
+/// waiting for its next timer.
+#[derive(Default)]
+pub struct MembershipStop {
+    stopped: Cell<bool>,
+    signal: Signal,
+}
+
+impl MembershipStop {
+    /// Asks the membership to stop.
+    pub fn stop(&self) {
+        self.stopped.set(true);
+        self.signal.notify();
+    }
+
+    /// True once [`Self::stop`] was called.
+    pub fn is_stopped(&self) -> bool {
+        self.stopped.get()
+    }
+}
+
 impl Membership {
     /// Membership for `me`, joining through `seeds` (addresses of other
-    /// nodes' `network.listen`) with the cluster `secret`.
+    /// nodes' `network.listen`) with the cluster `secret`; it runs until
+    /// its [`Self::stopper`] is told to stop.
     pub fn new(
         me: NodeIdentity,
         cfg: &ClusterSection,
         seeds: Vec<SocketAddr>,
         secret: &str,
-        stopped: Rc<Cell<bool>>,
     ) -> Self {
         Self {
             me,
             config: foca_config(cfg),
             seeds,
             tag: PacketTag::new(secret),
-            stopped,
+            stop: Rc::default(),
             leave_on_stop: true,
             joins: Rc::new(std::cell::RefCell::new(
                 quire_shards::new_latency_histogram(),
             )),
         }
+    }
+
+    /// What stops [`Self::run`].
+    pub fn stopper(&self) -> Rc<MembershipStop> {
+        self.stop.clone()
     }
 
     /// Join convergence times recorded while it runs (ns from a member's
@@ -202,15 +229,15 @@ impl Membership {
         let inbox: Rc<RefCell<VecDeque<Vec<u8>>>> = Rc::default();
         let arrived = Rc::new(Signal::default());
         let receiver = {
-            let (socket, inbox, arrived, stopped) = (
+            let (socket, inbox, arrived, stop) = (
                 socket.clone(),
                 inbox.clone(),
                 arrived.clone(),
-                self.stopped.clone(),
+                self.stop.clone(),
             );
             glommio::spawn_local(async move {
                 let mut buf = vec![0u8; 65_536];
-                while !stopped.get() {
+                while !stop.is_stopped() {
                     if let Ok((n, _)) = socket.recv_from(&mut buf).await {
                         inbox.borrow_mut().push_back(buf[..n].to_vec());
                         arrived.notify();
@@ -285,10 +312,10 @@ impl Membership {
             if membership_changed {
                 changed(members_of(&foca));
             }
-            if self.stopped.get() && !self.leave_on_stop {
+            if self.stop.is_stopped() && !self.leave_on_stop {
                 break;
             }
-            if self.stopped.get() {
+            if self.stop.is_stopped() {
                 let _ = foca.leave_cluster(&mut rt);
                 while let Some((to, data)) = rt.to_send() {
                     let _ = socket.send_to(&self.tag.seal(&data), to.addr).await;
@@ -302,7 +329,11 @@ impl Membership {
                 .min(Instant::now() + Duration::from_millis(100));
             let wait = next.saturating_duration_since(Instant::now());
             if !wait.is_zero() && inbox.borrow().is_empty() {
-                future::or(glommio::timer::sleep(wait), arrived.wait()).await;
+                future::or(
+                    glommio::timer::sleep(wait),
+                    future::or(arrived.wait(), self.stop.signal.wait()),
+                )
+                .await;
             }
         }
         drop(receiver);

@@ -6,5 +6,5 @@ pub mod membership;
 pub mod rendezvous;
 mod view;
 
-pub use membership::{Membership, NodeIdentity, PacketTag};
+pub use membership::{Membership, MembershipStop, NodeIdentity, PacketTag};
 pub use view::{ClusterView, LinkTarget, MemberInfo, MemberState};

@@ -21,7 +21,7 @@ use std::time::Duration;
 use quire_shards::{RemoteRoute, RemoteRoutes};
 
 use crate::client::Client;
-use crate::cluster::{ClusterView, MemberInfo, Membership, NodeIdentity};
+use crate::cluster::{ClusterView, MemberInfo, Membership, MembershipStop, NodeIdentity};
 use crate::config::{ClusterSection, ConfigError, NetworkSection};
 use crate::shard_runtime::{Command, Shared};
 
@@ -159,7 +159,14 @@ pub(crate) struct NetShard {
     /// Gossip convergence for joins, when this shard runs the membership:
     /// how long after a member started this node saw it up (ns).
     pub gossip_joins: RefCell<Option<Rc<RefCell<hdrhistogram::Histogram<u64>>>>>,
+    /// The membership this shard runs (shard 0 of a clustered node): what
+    /// stops it and its task, awaited on stop so the leave goes out.
+    gossip: RefCell<Option<(Rc<MembershipStop>, glommio::Task<()>)>>,
 }
+
+/// How long a stopping node waits for its leave to be sent: a datagram to
+/// a few members, normally well under a millisecond.
+const LEAVE_WITHIN: Duration = Duration::from_millis(500);
 
 struct ViewRoutes(Rc<RefCell<ClusterView>>);
 
@@ -180,6 +187,7 @@ impl NetShard {
             client,
             stopped: Rc::new(Cell::new(false)),
             gossip_joins: RefCell::new(None),
+            gossip: RefCell::new(None),
         })
     }
 
@@ -238,8 +246,34 @@ impl NetShard {
     /// Stops accepting and linking; open connections end with the shard.
     pub fn stop(&self) {
         self.stopped.set(true);
+        if let Some((stop, _)) = self.gossip.borrow().as_ref() {
+            stop.stop();
+        }
         for link in self.links.borrow().iter() {
             link.wake();
+        }
+    }
+
+    /// After [`Self::stop`]: waits (at most [`LEAVE_WITHIN`]) until the
+    /// membership has told the cluster this node leaves, so the members
+    /// mark it down at once instead of after their probes and suspicion.
+    pub async fn leave_cluster(&self) {
+        let Some((_, task)) = self.gossip.borrow_mut().take() else {
+            return;
+        };
+        let left = futures_lite::future::or(
+            async {
+                task.await;
+                true
+            },
+            async {
+                glommio::timer::sleep(LEAVE_WITHIN).await;
+                false
+            },
+        )
+        .await;
+        if !left {
+            tracing::warn!("the cluster was not told this node leaves within {LEAVE_WITHIN:?}");
         }
     }
 }
@@ -330,11 +364,11 @@ pub(crate) fn start(shared: &Rc<Shared>, net: &Rc<NetShard>, wiring: NetWiring) 
             &net.settings.cluster,
             net.settings.seeds.clone(),
             &secret,
-            net.stopped.clone(),
         );
         *net.gossip_joins.borrow_mut() = Some(membership.join_latency());
+        let stop = membership.stopper();
         let (shared, net2) = (shared.clone(), net.clone());
-        glommio::spawn_local(async move {
+        let task = glommio::spawn_local(async move {
             let net = net2;
             membership
                 .run(socket, |members| {
@@ -352,8 +386,8 @@ pub(crate) fn start(shared: &Rc<Shared>, net: &Rc<NetShard>, wiring: NetWiring) 
                     }
                 })
                 .await;
-        })
-        .detach();
+        });
+        *net.gossip.borrow_mut() = Some((stop, task));
     }
 }
 

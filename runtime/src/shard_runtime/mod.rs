@@ -193,6 +193,10 @@ pub(crate) async fn run_shard(
     // once in a test: both shards asleep with no timer due until a signal
     // woke them).
     let stopping = heartbeat_while_set();
+    // A clustered node tells the members it leaves before its links close.
+    if let Some(net) = &shared.net {
+        net.leave_cluster().await;
+    }
     for t in tasks {
         t.await;
     }
