@@ -90,6 +90,7 @@ oversleeps=$(total oversleeps)
 missed=$(total missed)
 untimed=$(total untimed)
 past_timer=$(total past_timer)
+ready_parks=$(total ready_parks)
 for name in "${!nudged[@]}"; do echo "  ${name}: ${nudged[$name]} nudges"; done
-echo "wakeup-soak: ${runs} runs of ${tests[*]} in $(( $(date +%s) - started )) s: hangs ${hangs}, failures ${failures}, node stops ${stops}, nudges ${nudges}, rescues ${rescues}, oversleeps ${oversleeps}, missed wake-ups ${missed}; sleeps a signal ended with no timer ${untimed}, past their timer ${past_timer}"
+echo "wakeup-soak: ${runs} runs of ${tests[*]} in $(( $(date +%s) - started )) s: hangs ${hangs}, failures ${failures}, node stops ${stops}, nudges ${nudges}, rescues ${rescues}, oversleeps ${oversleeps}, missed wake-ups ${missed}; sleeps a signal ended with no timer ${untimed}, past their timer ${past_timer}; parks skipped with tasks ready ${ready_parks}"
 [ "$hangs" -eq 0 ] && [ "$failures" -eq 0 ] && [ "$nudges" -eq 0 ] && [ "$rescues" -eq 0 ]

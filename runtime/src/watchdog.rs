@@ -280,6 +280,15 @@ impl Watchdog {
                                 continue;
                             }
                         }
+                        // Nor is it asleep past its timers: before its
+                        // first beat its thread may not run a reactor yet
+                        // (recovery, waiting for the other shards). The
+                        // start-up hangs once seen when this was first
+                        // tried were glommio parking with tasks ready
+                        // (third_party/README.md, the third change).
+                        if !started {
+                            continue;
+                        }
                         w.silent_checks += 1;
                         if w.silent_checks >= SILENT_CHECKS {
                             w.silent_checks = 0;
@@ -312,6 +321,7 @@ impl Watchdog {
         let missed = sum(|p| &p.counters.missed_wakeups);
         let untimed = sum(|p| &p.counters.signalled_untimed);
         let past_timer = sum(|p| &p.counters.signalled_past_timer);
+        let ready_parks = sum(|p| &p.counters.parks_with_tasks_ready);
         if nudges > 0 || rescues > 0 {
             tracing::info!(
                 nudges,
@@ -321,7 +331,7 @@ impl Watchdog {
         }
         if let Some(path) = std::env::var_os(SAFETY_NET_LOG) {
             let line = format!(
-                "nudges {nudges} rescues {rescues} oversleeps {oversleeps} missed {missed} untimed {untimed} past_timer {past_timer} pid {}\n",
+                "nudges {nudges} rescues {rescues} oversleeps {oversleeps} missed {missed} untimed {untimed} past_timer {past_timer} ready_parks {ready_parks} pid {}\n",
                 std::process::id()
             );
             append_safety_net_line(Path::new(&path), &line);
@@ -330,7 +340,7 @@ impl Watchdog {
 }
 
 /// A file to which every node of this process tree appends one line when
-/// its watchdog stops: `nudges N rescues M oversleeps O missed W untimed U past_timer T pid P`
+/// its watchdog stops: `nudges N rescues M oversleeps O missed W untimed U past_timer T ready_parks R pid P`
 /// (see `ReactorCounters`). For soak runs
 /// (`scripts/wakeup-soak.sh`) that count the safety nets over hundreds of
 /// test runs; unset, nothing is written.

@@ -102,3 +102,62 @@ fn a_reactor_alone_wakes_for_each_of_its_timers() {
     assert_eq!(seen.ended_by_signal, 0, "{seen:?}");
     assert_eq!(seen.missed_wakeups, 0, "{seen:?}");
 }
+
+/// The shape of a shard: a task on a periodic timer (the heartbeat) beside
+/// the work that another executor keeps waking through the shared
+/// channels. Each cross-thread wake lands in the latency ring, which
+/// glommio reads as "preempt"; upstream then reported "no work" before any
+/// task queue ran and parked with the timer-woken task still queued (with
+/// no other timer: asleep until a signal, the untimed sleeps the watchdog
+/// used to nudge). The executors count every park they skipped because
+/// tasks were ready: none must be needed.
+#[test]
+fn a_reactor_never_parks_with_tasks_ready() {
+    fn with_heartbeat() -> std::rc::Rc<std::cell::Cell<u64>> {
+        let beats = std::rc::Rc::new(std::cell::Cell::new(0u64));
+        let counted = beats.clone();
+        glommio::spawn_local(async move {
+            loop {
+                glommio::timer::sleep(Duration::from_micros(20)).await;
+                counted.set(counted.get() + 1);
+            }
+        })
+        .detach();
+        beats
+    }
+    let (ping_tx, ping_rx) = shared_channel::new_bounded::<u32>(1);
+    let (pong_tx, pong_rx) = shared_channel::new_bounded::<u32>(1);
+    let pinger = counters_after("pinger-beating", move || async move {
+        let beats = with_heartbeat();
+        let ping = ping_tx.connect().await;
+        let pong = pong_rx.connect().await;
+        for i in 0..ROUNDS * 5 {
+            ping.send(i).await.unwrap();
+            assert_eq!(pong.recv().await, Some(i));
+        }
+        assert!(beats.get() > 0, "the heartbeat ran");
+    });
+    let ponger = counters_after("ponger-beating", move || async move {
+        let _beats = with_heartbeat();
+        let ping = ping_rx.connect().await;
+        let pong = pong_tx.connect().await;
+        while let Some(i) = ping.recv().await {
+            pong.send(i).await.unwrap();
+        }
+    });
+    let (done_tx, done_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let pinged = pinger.join().unwrap();
+        let ponged = ponger.join().unwrap();
+        let _ = done_tx.send((pinged, ponged));
+    });
+    let (pinged, ponged) = done_rx
+        .recv_timeout(LIVENESS)
+        .unwrap_or_else(|_| panic!("rounds not done in {LIVENESS:?}: a reactor slept with work"));
+    for (who, seen) in [("pinger", pinged), ("ponger", ponged)] {
+        eprintln!("{who}: {seen:?}");
+        assert!(seen.sleeps > 0, "{who} never slept: {seen:?}");
+        assert_eq!(seen.parks_with_tasks_ready, 0, "{who}: {seen:?}");
+        assert_eq!(seen.ended_by_signal, 0, "{who}: {seen:?}");
+    }
+}

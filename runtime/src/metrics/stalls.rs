@@ -54,6 +54,9 @@ pub struct ReactorCounters {
     pub signalled_untimed: AtomicU64,
     /// Sleeps a signal ended over 1 ms past their timer; likewise.
     pub signalled_past_timer: AtomicU64,
+    /// Parks the executor skipped because tasks were ready (the glommio
+    /// fix in `run_task_queues` should leave none); likewise.
+    pub parks_with_tasks_ready: AtomicU64,
 }
 
 impl ReactorCounters {

@@ -317,6 +317,9 @@ fn publish_sleeps(shared: &Shared) {
     counters
         .signalled_past_timer
         .store(seen.signalled_past_timer, Ordering::Relaxed);
+    counters
+        .parks_with_tasks_ready
+        .store(seen.parks_with_tasks_ready, Ordering::Relaxed);
 }
 
 /// What waits for the shard now, for the heartbeat's rescue count

@@ -36,6 +36,12 @@ pub struct SleepCounters {
     pub overslept: u64,
     /// The longest of those, past its timer.
     pub longest_overslept: Duration,
+    /// Times the executor was about to park while its task queues held
+    /// tasks ready to run, and ran them instead. Upstream parked then (a
+    /// completion in the latency ring made `run_task_queues` report no
+    /// work before any queue ran; fixed there): the tasks waited for the
+    /// next timer, or for a signal when their own timers had just fired.
+    pub parks_with_tasks_ready: u64,
 }
 
 thread_local! {
@@ -73,6 +79,16 @@ pub(crate) fn record(slept: Duration, timer: Option<Duration>, woken: Woken, wai
                 n.longest_overslept = n.longest_overslept.max(past);
             }
         }
+        c.set(n);
+    });
+}
+
+/// Counts one park skipped because tasks were ready (see
+/// [`SleepCounters::parks_with_tasks_ready`]).
+pub(crate) fn record_park_with_tasks_ready() {
+    COUNTERS.with(|c| {
+        let mut n = c.get();
+        n.parks_with_tasks_ready += 1;
         c.set(n);
     });
 }

@@ -1325,15 +1325,21 @@ impl LocalExecutor {
         loop {
             self.reactor.sys.install_eventfd();
             if self.need_preempt() {
-                break;
+                // Quire: preempted before a queue ran is not "nothing to
+                // run". Any completion waiting in the latency ring counts as
+                // a preemption (a remote executor's eventfd write, an old
+                // preempt timer), and upstream returned `false` here with
+                // tasks ready; `run` then parked with them queued, asleep
+                // until the next timer, or for good when the only timers had
+                // just fired and woken those very tasks (a shard whose
+                // heartbeat task waited, untimed, for a signal).
+                return ran || !self.queues.borrow().active_executors.is_empty();
             }
             if !self.run_one_task_queue() {
                 return false;
-            } else {
-                ran = true;
             }
+            ran = true;
         }
-        ran
     }
 
     fn run_one_task_queue(&self) -> bool {
@@ -1496,9 +1502,16 @@ impl LocalExecutor {
                     } else {
                         while !this.reactor.spin_poll_io().unwrap() {
                             if pre_time.elapsed() > spin_before_park {
-                                this.parker
-                                    .park()
-                                    .expect("Failed to park! This is actually pretty bad!");
+                                // Quire: never park with tasks ready; count
+                                // it (see `run_task_queues`, which should
+                                // leave none).
+                                if this.queues.borrow().active_executors.is_empty() {
+                                    this.parker
+                                        .park()
+                                        .expect("Failed to park! This is actually pretty bad!");
+                                } else {
+                                    crate::sleep_probe::record_park_with_tasks_ready();
+                                }
                                 break;
                             }
                         }
