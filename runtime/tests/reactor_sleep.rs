@@ -37,6 +37,23 @@ where
         .expect("an executor starts (ulimit -l: 512 KiB each)")
 }
 
+/// The counters of both executors once they are done; a failure, not a
+/// hang, when they are not within [`LIVENESS`].
+fn both_within_liveness(
+    a: glommio::ExecutorJoinHandle<SleepCounters>,
+    b: glommio::ExecutorJoinHandle<SleepCounters>,
+) -> (SleepCounters, SleepCounters) {
+    let (done_tx, done_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let a = a.join().unwrap();
+        let b = b.join().unwrap();
+        let _ = done_tx.send((a, b));
+    });
+    done_rx.recv_timeout(LIVENESS).unwrap_or_else(|_| {
+        panic!("not done in {LIVENESS:?}: a reactor slept through its wake-up or with work")
+    })
+}
+
 #[test]
 fn two_bare_reactors_never_lose_a_wake_up() {
     let (ping_tx, ping_rx) = shared_channel::new_bounded::<u32>(1);
@@ -63,15 +80,7 @@ fn two_bare_reactors_never_lose_a_wake_up() {
             pong.send(i).await.unwrap();
         }
     });
-    let (done_tx, done_rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let pinged = pinger.join().unwrap();
-        let ponged = ponger.join().unwrap();
-        let _ = done_tx.send((pinged, ponged));
-    });
-    let (pinged, ponged) = done_rx.recv_timeout(LIVENESS).unwrap_or_else(|_| {
-        panic!("{ROUNDS} rounds not done in {LIVENESS:?}: a reactor slept through its wake-up")
-    });
+    let (pinged, ponged) = both_within_liveness(pinger, ponger);
     for (who, seen) in [("pinger", pinged), ("ponger", ponged)] {
         eprintln!("{who}: {seen:?}");
         assert!(
@@ -145,15 +154,7 @@ fn a_reactor_never_parks_with_tasks_ready() {
             pong.send(i).await.unwrap();
         }
     });
-    let (done_tx, done_rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let pinged = pinger.join().unwrap();
-        let ponged = ponger.join().unwrap();
-        let _ = done_tx.send((pinged, ponged));
-    });
-    let (pinged, ponged) = done_rx
-        .recv_timeout(LIVENESS)
-        .unwrap_or_else(|_| panic!("rounds not done in {LIVENESS:?}: a reactor slept with work"));
+    let (pinged, ponged) = both_within_liveness(pinger, ponger);
     for (who, seen) in [("pinger", pinged), ("ponger", ponged)] {
         eprintln!("{who}: {seen:?}");
         assert!(seen.sleeps > 0, "{who} never slept: {seen:?}");
