@@ -286,6 +286,9 @@ impl Watchdog {
                         // start-up hangs once seen when this was first
                         // tried were glommio parking with tasks ready
                         // (third_party/README.md, the third change).
+                        if !started {
+                            continue;
+                        }
                         w.silent_checks += 1;
                         if w.silent_checks >= SILENT_CHECKS {
                             w.silent_checks = 0;
