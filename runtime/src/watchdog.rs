@@ -280,12 +280,9 @@ impl Watchdog {
                                 continue;
                             }
                         }
-                        // Nor is it asleep past its timers: before its
-                        // first beat its thread may not run a reactor yet
-                        // (recovery, waiting for the other shards). The
-                        // start-up hangs once seen when this was first
-                        // tried were glommio parking with tasks ready
-                        // (third_party/README.md, the third change).
+                        // Nor asleep past its timers: before its first beat
+                        // its thread may not run a reactor yet (recovery,
+                        // waiting for the other shards).
                         if !started {
                             continue;
                         }

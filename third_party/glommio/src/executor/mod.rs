@@ -1320,6 +1320,11 @@ impl LocalExecutor {
         self.reactor.need_preempt()
     }
 
+    /// Quire: whether a task queue holds tasks ready to run.
+    fn has_ready_tasks(&self) -> bool {
+        !self.queues.borrow().active_executors.is_empty()
+    }
+
     fn run_task_queues(&self) -> bool {
         let mut ran = false;
         loop {
@@ -1333,7 +1338,7 @@ impl LocalExecutor {
                 // until the next timer, or for good when the only timers had
                 // just fired and woken those very tasks (a shard whose
                 // heartbeat task waited, untimed, for a signal).
-                return ran || !self.queues.borrow().active_executors.is_empty();
+                return ran || self.has_ready_tasks();
             }
             if !self.run_one_task_queue() {
                 return false;
@@ -1505,7 +1510,7 @@ impl LocalExecutor {
                                 // Quire: never park with tasks ready; count
                                 // it (see `run_task_queues`, which should
                                 // leave none).
-                                if this.queues.borrow().active_executors.is_empty() {
+                                if !this.has_ready_tasks() {
                                     this.parker
                                         .park()
                                         .expect("Failed to park! This is actually pretty bad!");
