@@ -7,8 +7,8 @@
 
 use std::time::{Duration, Instant};
 
+use quire_client::RemoteClient;
 use quire_runtime::config::NodeConfig;
-use quire_runtime::net::RemoteClient;
 use quire_runtime::{Node, WasmOptions};
 
 use crate::report::{allocated_bytes, resident_bytes};

@@ -25,10 +25,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use clap::Args;
+use quire_client::RemoteClient;
 use quire_runtime::cluster::rendezvous;
 use quire_runtime::cluster::{MemberState, Membership, NodeIdentity};
 use quire_runtime::config::{ClusterSection, NodeConfig};
-use quire_runtime::net::{free_port_block, RemoteClient};
+use quire_runtime::net::free_port_block;
 use quire_runtime::Node;
 use quire_shards::fnv1a64;
 use serde::Serialize;

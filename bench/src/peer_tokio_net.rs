@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hdrhistogram::Histogram;
-use quire_runtime::protocol::{self, Frame, DEFAULT_MAX_FRAME_BYTES};
+use quire_runtime::protocol::{self, LinkFrame, DEFAULT_MAX_FRAME_BYTES};
 use quire_shards::{new_latency_histogram, Address, Envelope, Kind, MessageId, Priority};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -38,11 +38,11 @@ async fn read_frames(
     stream: &mut (impl AsyncReadExt + Unpin),
     buf: &mut Vec<u8>,
     filled: &mut usize,
-    mut f: impl FnMut(Frame),
+    mut f: impl FnMut(LinkFrame),
 ) -> bool {
     let mut at = 0;
     while let Ok(Some((frame, used))) =
-        protocol::decode(&buf[at..*filled], DEFAULT_MAX_FRAME_BYTES, Instant::now())
+        protocol::decode_link(&buf[at..*filled], DEFAULT_MAX_FRAME_BYTES, Instant::now())
     {
         f(frame);
         at += used;
@@ -74,7 +74,7 @@ async fn serve(mut stream: TcpStream, actor: mpsc::Sender<Request>) {
     loop {
         let mut requests = Vec::new();
         let open = read_frames(&mut rd, &mut buf, &mut filled, |frame| {
-            if let Frame::Envelope(env) = frame {
+            if let LinkFrame::Envelope(env) = frame {
                 requests.push(env);
             }
         })

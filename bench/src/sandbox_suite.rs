@@ -19,8 +19,9 @@ use clap::Args;
 use hdrhistogram::Histogram;
 
 use crate::load::{remote, LoadSpec, Pattern};
+use quire_client::RemoteClient;
 use quire_runtime::config::NodeConfig;
-use quire_runtime::net::{free_port_block, RemoteClient};
+use quire_runtime::net::free_port_block;
 use quire_runtime::Node;
 use quire_shards::hostile_agents as hostile;
 

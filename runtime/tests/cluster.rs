@@ -8,7 +8,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use quire_runtime::net::{free_port_block, ClientError, RemoteClient};
+use quire_client::{ClientError, RemoteClient};
+use quire_runtime::net::free_port_block;
 use quire_runtime::protocol::ErrorCode;
 
 const SECRET: &str = "cluster-test-secret";

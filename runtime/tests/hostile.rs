@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::NodeProcess;
-use quire_runtime::net::{ClientError, RemoteClient};
+use quire_client::{ClientError, RemoteClient};
 use quire_shards::hostile_agents::*;
 
 fn reason(r: Result<bytes::Bytes, ClientError>) -> String {

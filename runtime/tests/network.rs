@@ -12,11 +12,12 @@ use std::time::{Duration, Instant};
 
 mod common;
 
+use quire_client::protocol::{self, ErrorCode, Frame, Role, DEFAULT_MAX_FRAME_BYTES};
+use quire_client::Priority;
+use quire_client::{ClientError, RemoteClient};
 use quire_runtime::config::NodeConfig;
-use quire_runtime::net::{free_port_block, ClientError, RemoteClient};
-use quire_runtime::protocol::{self, ErrorCode, Frame, Role, DEFAULT_MAX_FRAME_BYTES};
+use quire_runtime::net::free_port_block;
 use quire_runtime::Node;
-use quire_shards::Priority;
 
 const TOKEN: &str = "test-admin-token";
 
@@ -65,7 +66,7 @@ fn greeted(addr: &str) -> TcpStream {
     let mut body = vec![0u8; u32::from_be_bytes(prefix) as usize];
     s.read_exact(&mut body).unwrap();
     assert!(matches!(
-        protocol::decode_body(&body, Instant::now()).unwrap(),
+        protocol::decode_body(&body).unwrap(),
         Frame::Welcome { .. }
     ));
     s

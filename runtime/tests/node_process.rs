@@ -11,7 +11,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use common::{counter_wasm, decode_count, NodeProcess};
-use quire_runtime::net::ClientError;
+use quire_client::ClientError;
 
 fn stop_drains_and_commits(signal: i32, name: &str) {
     let dir = tempfile::tempdir().unwrap();

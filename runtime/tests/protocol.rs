@@ -1,13 +1,14 @@
-//! The wire codec on its own: every frame round-trips, bad bytes are errors
-//! (never panics, never large allocations), and a property-based fuzz run
-//! drives the decoder with arbitrary and mutated input.
+//! The node links' codec: `ENVELOPE` frames round-trip with their time left,
+//! sit back to back with client-protocol frames on one link, and bad or cut
+//! envelopes are errors, never panics. (Every other frame:
+//! clients/rust/tests/protocol.rs.)
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use proptest::prelude::*;
 use quire_runtime::protocol::{
-    decode, decode_body, encode, AgentRow, DecodeError, ErrorCode, Frame, MemberRow, Role,
+    decode, decode_link, encode, encode_envelope, DecodeError, Frame, LinkFrame,
     DEFAULT_MAX_FRAME_BYTES,
 };
 use quire_shards::{Address, ClientTicket, Envelope, Kind, MessageId, Priority, Rejection};
@@ -26,7 +27,7 @@ fn envelope() -> Envelope {
     }
 }
 
-fn every_frame() -> Vec<Frame> {
+fn every_envelope() -> Vec<Envelope> {
     let mut bounce = envelope();
     bounce.kind = Kind::CallRejected(Rejection::NodeDown);
     bounce.from = Address::Agent("a".into());
@@ -35,141 +36,43 @@ fn every_frame() -> Vec<Frame> {
     let mut handler_failed = bounce.clone();
     handler_failed.kind = Kind::HandlerFailed(Rejection::AgentTrapped);
     handler_failed.payload = Bytes::from_static(b"RuntimeError: unreachable");
-    vec![
-        Frame::Hello {
-            version: 1,
-            role: Role::Client,
-            credential: Some("token".into()),
-            node: None,
-        },
-        Frame::Hello {
-            version: 1,
-            role: Role::Peer,
-            credential: None,
-            node: Some("n1".into()),
-        },
-        Frame::Welcome {
-            version: 1,
-            node: "n1".into(),
-            shard: 1,
-            shards: 2,
-        },
-        Frame::Send {
-            req: 0,
-            to: "echo".into(),
-            payload: Bytes::from_static(b"hi"),
-            priority: Priority::Low,
-            ttl_ms: Some(5),
-            durable_key: None,
-        },
-        Frame::Send {
-            req: 9,
-            to: "counter".into(),
-            payload: Bytes::from_static(b"+1"),
-            priority: Priority::Normal,
-            ttl_ms: None,
-            durable_key: Some("order-17".into()),
-        },
-        Frame::Call {
-            req: u64::MAX,
-            to: "echo".into(),
-            payload: Bytes::from(vec![7; 70_000]),
-            priority: Priority::Critical,
-            timeout_ms: 1000,
-        },
-        Frame::Reply {
-            req: 5,
-            payload: Bytes::new(),
-        },
-        Frame::Ok {
-            req: 6,
-            value: Some("1:2".into()),
-        },
-        Frame::Deploy {
-            req: 7,
-            name: "sensor-*".into(),
-            module: Bytes::from_static(b"\0asm\x01\0\0\0"),
-        },
-        Frame::Undeploy {
-            req: 8,
-            name: "x".into(),
-        },
-        Frame::DeployMany {
-            req: 8,
-            names: vec!["a".into(), "b".into()],
-            module: Bytes::from_static(b"\0asm\x01\0\0\0"),
-        },
-        Frame::Deployed {
-            req: 8,
-            hash: "abc".into(),
-            failed: vec![("b".into(), "taken".into())],
-        },
-        Frame::ListAgents { req: 9 },
-        Frame::Agents {
-            req: 9,
-            agents: vec![AgentRow {
-                name: "echo".into(),
-                shard: 1,
-                state: "running".into(),
-                version: Some("abc".into()),
-                queued: 2,
-                failures: 3,
-                restarts: 4,
-                activations: 5,
-                memory_bytes: 65536,
-                busy_ns: 7,
-                state_bytes: 8,
-                calls_waiting: 9,
-            }],
-        },
-        Frame::Stats { req: 10 },
-        Frame::StatsReply {
-            req: 10,
-            shards: vec![vec![("shard".into(), 0), ("handled".into(), 12)]],
-        },
-        Frame::Cluster { req: 11 },
-        Frame::Members {
-            req: 11,
-            members: vec![MemberRow {
-                name: "n2".into(),
-                addr: "127.0.0.1:7400".into(),
-                state: "down".into(),
-                shards: 2,
-            }],
-        },
-        Frame::Ping { req: 12 },
-        Frame::Pong { req: 12 },
-        Frame::Error {
-            req: 13,
-            code: ErrorCode::Rejected,
-            message: "no such agent".into(),
-            detail: Some("no_such_agent".into()),
-        },
-        Frame::Envelope(envelope()),
-        Frame::Envelope(bounce),
-        Frame::Envelope(handler_failed),
-    ]
+    let mut reply = envelope();
+    reply.kind = Kind::Reply;
+    reply.in_reply_to = MessageId::new(1, 2);
+    reply.priority = Priority::Low;
+    vec![envelope(), bounce, handler_failed, reply]
+}
+
+/// Every field but the deadline, an instant that travels as time left.
+fn assert_same(a: &Envelope, b: &Envelope) {
+    assert_eq!(
+        (a.id, &a.from, &a.to, a.kind, a.conversation, a.in_reply_to),
+        (b.id, &b.from, &b.to, b.kind, b.conversation, b.in_reply_to)
+    );
+    assert_eq!((a.priority, &a.payload), (b.priority, &b.payload));
+    assert_eq!(a.deadline.is_some(), b.deadline.is_some());
 }
 
 #[test]
-fn every_frame_round_trips_alone_and_back_to_back() {
+fn envelopes_and_client_frames_round_trip_back_to_back_on_a_link() {
     let now = Instant::now();
     let mut stream = Vec::new();
-    for frame in every_frame() {
-        let mut buf = Vec::new();
-        encode(&frame, &mut buf);
-        let (back, used) = decode(&buf, DEFAULT_MAX_FRAME_BYTES, now).unwrap().unwrap();
-        assert_eq!(used, buf.len());
-        assert_eq!(back, frame, "{frame:?}");
-        stream.extend_from_slice(&buf);
+    for env in every_envelope() {
+        encode_envelope(&env, now, &mut stream);
+        encode(&Frame::Ping { req: 1 }, &mut stream);
     }
     let mut at = 0;
-    let mut count = 0;
-    while let Some((_, used)) = decode(&stream[at..], DEFAULT_MAX_FRAME_BYTES, now).unwrap() {
+    let mut sent = every_envelope().into_iter();
+    while let Some((frame, used)) =
+        decode_link(&stream[at..], DEFAULT_MAX_FRAME_BYTES, now).unwrap()
+    {
         at += used;
-        count += 1;
+        match frame {
+            LinkFrame::Envelope(back) => assert_same(&back, &sent.next().unwrap()),
+            LinkFrame::Frame(f) => assert_eq!(f, Frame::Ping { req: 1 }),
+        }
     }
-    assert_eq!((count, at), (every_frame().len(), stream.len()));
+    assert_eq!((sent.next().map(|e| e.id), at), (None, stream.len()));
 }
 
 #[test]
@@ -177,9 +80,11 @@ fn envelope_time_left_survives_the_trip() {
     let env = envelope();
     let now = Instant::now();
     let mut buf = Vec::new();
-    quire_runtime::protocol::encode_envelope(&env, now, &mut buf);
-    let (frame, _) = decode(&buf, DEFAULT_MAX_FRAME_BYTES, now).unwrap().unwrap();
-    let Frame::Envelope(back) = frame else {
+    encode_envelope(&env, now, &mut buf);
+    let (frame, _) = decode_link(&buf, DEFAULT_MAX_FRAME_BYTES, now)
+        .unwrap()
+        .unwrap();
+    let LinkFrame::Envelope(back) = frame else {
         panic!("not an envelope")
     };
     let left = back.deadline.unwrap() - now;
@@ -187,146 +92,59 @@ fn envelope_time_left_survives_the_trip() {
 }
 
 #[test]
-fn a_partial_frame_asks_for_more_bytes() {
+fn a_client_connection_does_not_take_envelopes() {
     let mut buf = Vec::new();
-    encode(&every_frame()[4], &mut buf);
-    for cut in 0..buf.len() {
-        assert_eq!(
-            decode(&buf[..cut], DEFAULT_MAX_FRAME_BYTES, Instant::now()),
-            Ok(None),
-            "cut at {cut}"
-        );
-    }
-}
-
-#[test]
-fn an_oversized_frame_is_refused_from_its_prefix_alone() {
-    // Only the 4-byte prefix is there: the refusal needs nothing more.
-    let prefix = (DEFAULT_MAX_FRAME_BYTES as u32 + 1).to_be_bytes();
+    encode_envelope(&envelope(), Instant::now(), &mut buf);
     assert_eq!(
-        decode(&prefix, DEFAULT_MAX_FRAME_BYTES, Instant::now()),
-        Err(DecodeError::TooLarge {
-            len: DEFAULT_MAX_FRAME_BYTES + 1,
-            max: DEFAULT_MAX_FRAME_BYTES
-        })
+        decode(&buf, DEFAULT_MAX_FRAME_BYTES),
+        Err(DecodeError::UnknownType(32))
     );
 }
 
 #[test]
-fn truncated_bodies_garbage_and_unknown_types_are_errors() {
+fn cut_envelopes_are_errors_or_need_more() {
     let now = Instant::now();
-    for frame in every_frame() {
+    for env in every_envelope() {
         let mut buf = Vec::new();
-        encode(&frame, &mut buf);
-        let body = &buf[4..];
-        for cut in 0..body.len() {
+        encode_envelope(&env, now, &mut buf);
+        for cut in 0..buf.len() {
+            assert_eq!(
+                decode_link(&buf[..cut], DEFAULT_MAX_FRAME_BYTES, now).map(|f| f.is_some()),
+                Ok(false),
+                "cut at {cut}"
+            );
+        }
+        // The prefix says the whole length, the body is cut short inside.
+        for cut in 5..buf.len() {
+            let mut short = buf[..cut].to_vec();
+            let len = (cut - 4) as u32;
+            short[..4].copy_from_slice(&len.to_be_bytes());
             assert!(
-                decode_body(&body[..cut], now).is_err(),
-                "{frame:?} cut {cut}"
+                decode_link(&short, DEFAULT_MAX_FRAME_BYTES, now).is_err(),
+                "body cut at {cut}"
             );
         }
     }
-    assert!(matches!(
-        decode_body(b"\xc1\xc1\xc1", now),
-        Err(DecodeError::Malformed(_))
-    ));
-    // [99, 1]: a frame type nobody knows.
-    assert_eq!(
-        decode_body(&[0x92, 99, 1], now),
-        Err(DecodeError::UnknownType(99))
-    );
-    assert_eq!(
-        decode_body(&[0x92, 99, 1], now).unwrap_err().code(),
-        ErrorCode::UnknownFrame
-    );
-    // A HELLO with the wrong magic.
-    let mut buf = Vec::new();
-    encode(
-        &Frame::Hello {
-            version: 1,
-            role: Role::Client,
-            credential: None,
-            node: None,
-        },
-        &mut buf,
-    );
-    let pos = buf.windows(5).position(|w| w == b"QUIRE").unwrap();
-    buf[pos] = b'X';
-    assert!(decode(&buf, DEFAULT_MAX_FRAME_BYTES, now).is_err());
 }
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
 
-    /// The fuzz target: any bytes at all decode to a frame, an error or
-    /// "need more", and never panic.
+    /// Envelopes with bytes flipped or cut: an error, "need more" or a
+    /// frame, never a panic.
     #[test]
-    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
-        let _ = decode(&bytes, DEFAULT_MAX_FRAME_BYTES, Instant::now());
-        let _ = decode_body(&bytes, Instant::now());
-    }
-
-    /// Valid frames with bytes flipped, cut or appended: still no panic,
-    /// and an untouched frame still decodes to itself.
-    #[test]
-    fn mutated_frames_never_panic(
-        which in 0usize..20,
+    fn mutated_envelopes_never_panic(
+        which in 0usize..4,
         flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..6),
         cut in any::<usize>(),
     ) {
-        let frames = every_frame();
-        let frame = &frames[which % frames.len()];
         let mut buf = Vec::new();
-        encode(frame, &mut buf);
-        if flips.is_empty() {
-            let (back, _) = decode(&buf, DEFAULT_MAX_FRAME_BYTES, Instant::now()).unwrap().unwrap();
-            prop_assert_eq!(&back, frame);
-        }
+        encode_envelope(&every_envelope()[which], Instant::now(), &mut buf);
         for (at, byte) in flips {
             let n = buf.len();
             buf[at % n] = byte;
         }
         buf.truncate(cut % (buf.len() + 1));
-        let _ = decode(&buf, DEFAULT_MAX_FRAME_BYTES, Instant::now());
-        if buf.len() > 4 {
-            let _ = decode_body(&buf[4..], Instant::now());
-        }
+        let _ = decode_link(&buf, DEFAULT_MAX_FRAME_BYTES, Instant::now());
     }
-
-    /// Sends of any name, payload and priority round-trip.
-    #[test]
-    fn sends_round_trip(
-        to in "[a-z0-9/_-]{1,40}",
-        payload in proptest::collection::vec(any::<u8>(), 0..300),
-        prio in 0usize..4,
-        req in any::<u64>(),
-        ttl in proptest::option::of(any::<u64>()),
-    ) {
-        let frame = Frame::Send { req, to, payload: payload.into(), priority: Priority::ALL[prio], ttl_ms: ttl, durable_key: None };
-        let mut buf = Vec::new();
-        encode(&frame, &mut buf);
-        let (back, used) = decode(&buf, DEFAULT_MAX_FRAME_BYTES, Instant::now()).unwrap().unwrap();
-        prop_assert_eq!(used, buf.len());
-        prop_assert_eq!(back, frame);
-    }
-}
-
-#[test]
-fn the_example_in_docs_protocol_md_is_exact() {
-    let mut buf = Vec::new();
-    encode(
-        &Frame::Call {
-            req: 1,
-            to: "echo".into(),
-            payload: Bytes::from_static(b"\xa2hi"),
-            priority: Priority::Normal,
-            timeout_ms: 1000,
-        },
-        &mut buf,
-    );
-    let expected: &[u8] = &[
-        0x00, 0x00, 0x00, 0x11, 0x96, 0x04, 0x01, 0xa4, b'e', b'c', b'h', b'o', 0xc4, 0x03, 0xa2,
-        b'h', b'i', 0x02, 0xcd, 0x03, 0xe8,
-    ];
-    assert_eq!(buf, expected);
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{counter_wasm, decode_count, NodeProcess};
-use quire_runtime::net::RemoteClient;
+use quire_client::RemoteClient;
 
 const COUNTERS: usize = 6;
 const CLIENTS: usize = 3;

@@ -10,11 +10,13 @@ use std::time::Duration;
 
 mod common;
 
+use quire_client::protocol::{self, ErrorCode, Frame, Role};
+use quire_client::Priority;
+use quire_client::{ClientError, RemoteClient};
 use quire_runtime::config::NodeConfig;
-use quire_runtime::net::{free_port_block, ClientError, RemoteClient};
-use quire_runtime::protocol::{self, ErrorCode, Frame, Role};
+use quire_runtime::net::free_port_block;
 use quire_runtime::Node;
-use quire_shards::{owning_shard, Priority};
+use quire_shards::owning_shard;
 
 const TOKEN: &str = "wire-token";
 

@@ -9,9 +9,8 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use quire_runtime::net::{ClientError, RemoteClient};
-use quire_runtime::protocol::{self, Frame};
-use quire_shards::Priority;
+use quire_client::protocol::{self, Frame};
+use quire_client::{ClientError, Priority, RemoteClient};
 
 use super::spec::{payload, LoadResult, LoadSpec, Pattern};
 

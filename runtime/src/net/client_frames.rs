@@ -14,7 +14,7 @@ use super::io::Outgoing;
 use super::NetShard;
 use crate::client::DurableError;
 use crate::cluster::MemberState;
-use crate::protocol::{AgentRow, ErrorCode, Frame, MemberRow, StatsRow};
+use crate::protocol::{core_priority, AgentRow, ErrorCode, Frame, MemberRow, StatsRow};
 use crate::shard_runtime::Shared;
 use crate::wasm_agents::WasmOptions;
 
@@ -96,7 +96,7 @@ pub(super) fn handle(
         } => {
             let id = AgentId::new(&to).map_err(|e| (ErrorCode::BadFrame, e.to_string()))?;
             let opts = SendOptions {
-                priority,
+                priority: core_priority(priority),
                 ttl: ttl_ms.map(Duration::from_millis),
                 conversation: None,
             };
@@ -155,7 +155,7 @@ pub(super) fn handle(
                 Duration::from_millis(timeout_ms)
             };
             let opts = SendOptions {
-                priority,
+                priority: core_priority(priority),
                 ttl: None,
                 conversation: None,
             };

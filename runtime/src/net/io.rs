@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 
-use crate::protocol::{self, ErrorCode, Frame};
+use crate::protocol::{self, ErrorCode, Frame, LinkFrame};
 use crate::signal::Signal;
 
 /// Two handles on one socket: one to read, one to write.
@@ -192,15 +192,24 @@ impl FrameReader {
         self.start == self.end
     }
 
-    /// The next frame; reads from the socket only when the buffer holds no
-    /// whole frame.
+    /// The next frame of the client protocol; reads from the socket only
+    /// when the buffer holds no whole frame.
     pub async fn next(&mut self) -> Result<Frame, ReadEnd> {
+        self.next_decoded(protocol::decode).await
+    }
+
+    /// The next frame on a node link (envelopes included).
+    pub async fn next_link(&mut self) -> Result<LinkFrame, ReadEnd> {
+        self.next_decoded(|buf, max| protocol::decode_link(buf, max, Instant::now()))
+            .await
+    }
+
+    async fn next_decoded<T>(
+        &mut self,
+        decode: impl Fn(&[u8], usize) -> Result<Option<(T, usize)>, protocol::DecodeError>,
+    ) -> Result<T, ReadEnd> {
         loop {
-            match protocol::decode(
-                &self.buf[self.start..self.end],
-                self.max_frame,
-                Instant::now(),
-            ) {
+            match decode(&self.buf[self.start..self.end], self.max_frame) {
                 Ok(Some((frame, used))) => {
                     self.start += used;
                     return Ok(frame);

@@ -6,7 +6,6 @@
 //! use fails the start with a clear error) and handed to each shard, which
 //! serves them with glommio (io_uring) from then on.
 
-pub mod client;
 mod client_conn;
 mod client_frames;
 mod io;
@@ -24,8 +23,6 @@ use crate::client::Client;
 use crate::cluster::{ClusterView, MemberInfo, Membership, MembershipStop, NodeIdentity};
 use crate::config::{ClusterSection, ConfigError, NetworkSection};
 use crate::shard_runtime::{Command, Shared};
-
-pub use client::{ClientError, RemoteClient};
 
 /// Network settings every shard of a node shares.
 #[derive(Clone)]

@@ -21,7 +21,7 @@ use quire_shards::{
 
 use super::io::{closing_error, split, FrameReader, Outgoing, ReadEnd};
 use super::{Accepted, NetShard};
-use crate::protocol::{self, ErrorCode, Frame, Role, VERSION};
+use crate::protocol::{self, ErrorCode, Frame, LinkFrame, Role, VERSION};
 use crate::shard_runtime::Shared;
 use crate::signal::Signal;
 
@@ -172,8 +172,8 @@ async fn serve_link(
         let (shared, link, broken) = (shared.clone(), link.clone(), broken.clone());
         glommio::spawn_local(async move {
             loop {
-                match frames.next().await {
-                    Ok(Frame::Envelope(env)) => {
+                match frames.next_link().await {
+                    Ok(LinkFrame::Envelope(env)) => {
                         if let (Kind::Reply | Kind::CallRejected(_), Some(call)) =
                             (env.kind, env.in_reply_to)
                         {
@@ -185,8 +185,8 @@ async fn serve_link(
                         }
                         shared.make_room().await;
                     }
-                    Ok(Frame::Pong { .. }) => {}
-                    Ok(other) => {
+                    Ok(LinkFrame::Frame(Frame::Pong { .. })) => {}
+                    Ok(LinkFrame::Frame(other)) => {
                         tracing::warn!("link closed: peer sent {}", other.name());
                         break;
                     }
@@ -305,7 +305,7 @@ async fn read_inbound(
 ) {
     let timeout = Duration::from_millis(net.settings.network.remote_call_timeout_ms);
     loop {
-        let frame = match frames.next().await {
+        let frame = match frames.next_link().await {
             Ok(f) => f,
             Err(ReadEnd::Refused(code, message)) => {
                 tracing::debug!("inbound link refused: {message}");
@@ -319,11 +319,11 @@ async fn read_inbound(
             }
         };
         match frame {
-            Frame::Envelope(env) => admit_inbound(shared, out, env, timeout),
-            Frame::Ping { req } => {
+            LinkFrame::Envelope(env) => admit_inbound(shared, out, env, timeout),
+            LinkFrame::Frame(Frame::Ping { req }) => {
                 out.push(&Frame::Pong { req });
             }
-            other => {
+            LinkFrame::Frame(other) => {
                 out.close_with(Some(&closing_error(
                     ErrorCode::UnknownFrame,
                     format!("frame type {} is not valid on a node link", other.name()),

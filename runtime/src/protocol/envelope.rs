@@ -1,14 +1,17 @@
 //! The `ENVELOPE` frame both ways: one message between two nodes (addresses,
-//! kind and reason codes, time to live as time left), and the priority code
-//! the client frames share.
+//! kind and reason codes, time to live as time left).
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use quire_shards::{Address, ClientTicket, Envelope, Kind, MessageId, Priority, Rejection};
+use quire_client::protocol::msgpack::{ReadError, Reader, Writer};
+use quire_client::protocol::{agent_name, begin, code, finish, DecodeError};
+use quire_shards::{Address, ClientTicket, Envelope, Kind, MessageId, Rejection};
 
-use super::frame::{begin, code, finish, DecodeError};
-use super::msgpack::{ReadError, Reader, Writer};
+use super::link::{core_priority, wire_priority};
+
+/// Elements of an `ENVELOPE` body, its type code included.
+pub(super) const FIELDS: usize = 11;
 
 fn read_address(r: &mut Reader<'_>, field: &'static str) -> Result<Address, DecodeError> {
     if r.nil() {
@@ -36,6 +39,8 @@ fn write_address(w: &mut Writer<'_>, a: &Address) {
     }
 }
 
+/// Reads the fields of an `ENVELOPE` after its type; `now` turns its time
+/// to live into a deadline.
 pub(super) fn read_envelope(r: &mut Reader<'_>, now: Instant) -> Result<Envelope, DecodeError> {
     let bad = |field, problem| DecodeError::Malformed(ReadError { field, problem });
     let id = MessageId::from_raw(r.uint("id")?).ok_or(bad("id", "zero"))?;
@@ -58,7 +63,7 @@ pub(super) fn read_envelope(r: &mut Reader<'_>, now: Instant) -> Result<Envelope
     };
     let conversation = r.opt_uint("conversation")?.and_then(MessageId::from_raw);
     let in_reply_to = r.opt_uint("in_reply_to")?.and_then(MessageId::from_raw);
-    let priority = priority(r)?;
+    let priority = core_priority(quire_client::protocol::priority(r)?);
     let deadline = r
         .opt_uint("ttl_us")?
         .map(|us| now + Duration::from_micros(us.min(u64::from(u32::MAX) * 1000)));
@@ -81,7 +86,7 @@ pub(super) fn read_envelope(r: &mut Reader<'_>, now: Instant) -> Result<Envelope
 pub fn encode_envelope(env: &Envelope, now: Instant, out: &mut Vec<u8>) {
     let start = begin(out);
     let mut w = Writer(out);
-    w.array(11);
+    w.array(FIELDS);
     w.uint(code::ENVELOPE);
     w.uint(env.id.get());
     write_address(&mut w, &env.from);
@@ -99,7 +104,7 @@ pub fn encode_envelope(env: &Envelope, now: Instant, out: &mut Vec<u8>) {
     w.opt_uint(reason.map(Rejection::wire_code));
     w.opt_uint(env.conversation.map(MessageId::get));
     w.opt_uint(env.in_reply_to.map(MessageId::get));
-    w.uint(priority_code(env.priority));
+    w.uint(wire_priority(env.priority).code());
     w.opt_uint(env.deadline.map(|d| {
         d.saturating_duration_since(now)
             .as_micros()
@@ -107,24 +112,4 @@ pub fn encode_envelope(env: &Envelope, now: Instant, out: &mut Vec<u8>) {
     }));
     w.bin(&env.payload);
     finish(out, start);
-}
-
-pub(super) fn priority_code(p: Priority) -> u64 {
-    p.index() as u64
-}
-
-pub(super) fn agent_name(r: &mut Reader<'_>, field: &'static str) -> Result<String, DecodeError> {
-    let name = r.str(field)?;
-    if name.is_empty() || name.len() > quire_shards::AgentId::MAX_LEN {
-        return Err(ReadError {
-            field,
-            problem: "agent names are 1 to 255 bytes",
-        }
-        .into());
-    }
-    Ok(name.to_owned())
-}
-
-pub(super) fn priority(r: &mut Reader<'_>) -> Result<Priority, DecodeError> {
-    Ok(Priority::ALL[r.uint_max("priority", 3)? as usize])
 }

@@ -1,16 +1,11 @@
-//! The Quire wire protocol (docs/protocol.md): frames and their codec, with
-//! no I/O, so that it is tested and fuzzed on its own.
+//! The Quire wire protocol as a node speaks it: every frame of the client
+//! protocol (the `quire-client` crate, re-exported here) and the node links'
+//! `ENVELOPE` frame, which carries the shard's own [`quire_shards::Envelope`]
+//! and so is read and written here. No I/O.
 
-mod decode;
-mod encode;
 mod envelope;
-mod frame;
-pub mod msgpack;
+mod link;
 
-pub use decode::{decode, decode_body};
-pub use encode::encode;
 pub use envelope::encode_envelope;
-pub use frame::{
-    body_len, code, AgentRow, DecodeError, ErrorCode, Frame, MemberRow, Role, StatsRow,
-    DEFAULT_MAX_FRAME_BYTES, MAGIC, PREFIX_BYTES, VERSION,
-};
+pub use link::{core_priority, decode_link, wire_priority, LinkFrame};
+pub use quire_client::protocol::*;

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use quire_runtime::net::{free_port_block, RemoteClient};
+use quire_client::RemoteClient;
+use quire_runtime::net::free_port_block;
 
 pub const TOKEN: &str = "process-token";
 
@@ -217,10 +218,9 @@ pub fn frames_until_closed(s: &mut TcpStream) -> Vec<quire_runtime::protocol::Fr
     }
     let mut frames = Vec::new();
     let mut at = 0;
-    while let Ok(Some((frame, used))) = quire_runtime::protocol::decode(
+    while let Ok(Some((frame, used))) = quire_client::protocol::decode(
         &bytes[at..],
-        quire_runtime::protocol::DEFAULT_MAX_FRAME_BYTES,
-        Instant::now(),
+        quire_client::protocol::DEFAULT_MAX_FRAME_BYTES,
     ) {
         frames.push(frame);
         at += used;

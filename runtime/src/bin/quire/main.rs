@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use quire_client::{ClientError, RemoteClient};
 use quire_runtime::config::DEFAULT_CONFIG_TOML;
-use quire_runtime::net::{ClientError, RemoteClient};
 use quire_shards::owning_shard;
 
 use args::{Cli, Command, ConfigCommand, StorageCommand};

@@ -1,7 +1,7 @@
 //! The client commands (`send`, `call`, `deploy`, ...): one connection
 //! to a running node, errors in plain words.
 
-use quire_runtime::net::{ClientError, RemoteClient};
+use quire_client::{ClientError, RemoteClient};
 use quire_runtime::protocol::ErrorCode;
 
 use crate::args::Target;

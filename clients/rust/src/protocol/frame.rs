@@ -1,15 +1,17 @@
 //! Frames of the Quire wire protocol: the frame types, their error codes
 //! and the length prefix (docs/protocol.md is the normative description;
 //! keep the two in step). `decode` and `encode` turn them into bytes and
-//! back, `envelope` does both for node-to-node envelopes.
+//! back. Node-to-node `ENVELOPE` frames carry a node's own message type and
+//! are the node's to read and write (quire-runtime's `protocol`); their
+//! type code and the prefix helpers are here so both sides agree.
 //!
 //! On the wire a frame is a 4-byte big-endian body length followed by the
 //! body, a MessagePack array whose first element is the frame type.
 
 use bytes::Bytes;
-use quire_shards::{Envelope, Priority};
 
 use super::msgpack::ReadError;
+use super::priority::Priority;
 
 /// First element of every `HELLO`.
 pub const MAGIC: &str = "QUIRE";
@@ -22,6 +24,7 @@ pub const PREFIX_BYTES: usize = 4;
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 1 << 20;
 
 /// Frame type codes (the first element of a body).
+#[allow(missing_docs)] // each is the frame of the same name
 pub mod code {
     pub const HELLO: u64 = 1;
     pub const WELCOME: u64 = 2;
@@ -133,16 +136,23 @@ impl ErrorCode {
 /// One agent in an `AGENTS` frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentRow {
+    /// Its name (or a `prefix-*` pattern).
     pub name: String,
+    /// The shard that owns it.
     pub shard: u64,
     /// running | idle | quarantined | stopped
     pub state: String,
     /// A WebAssembly module's content hash.
     pub version: Option<String>,
+    /// Messages in its mailbox.
     pub queued: u64,
+    /// Handlers that failed.
     pub failures: u64,
+    /// Times its supervisor restarted it.
     pub restarts: u64,
+    /// Times it was activated.
     pub activations: u64,
+    /// Bytes of its memory (a WebAssembly agent's linear memory and tables).
     pub memory_bytes: u64,
     /// Time its handlers ran, ns (absent from older nodes: 0).
     pub busy_ns: u64,
@@ -155,23 +165,32 @@ pub struct AgentRow {
 /// One cluster member in a `MEMBERS` frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberRow {
+    /// Its node name.
     pub name: String,
     /// Its client address (`host:port`).
     pub addr: String,
     /// alive | suspect | down
     pub state: String,
+    /// Its shard count.
     pub shards: u64,
 }
 
 /// Named counters of one shard in a `STATS_REPLY` frame.
 pub type StatsRow = Vec<(String, u64)>;
 
-/// Every frame of protocol version 1.
-#[derive(Debug, Clone)]
+/// Every frame of protocol version 1 a client and a node exchange (and the
+/// handshake and liveness frames of node links).
+///
+/// A request carries `req`, the sender's number for it (non-zero, unique
+/// among its requests in flight); its answer carries the same `req`, so
+/// requests may be pipelined and answers matched as they come.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
     /// Opens every connection.
     Hello {
+        /// The protocol version the sender speaks.
         version: u64,
+        /// Client or node link.
         role: Role,
         /// The admin token (clients) or the cluster secret (peers).
         credential: Option<String>,
@@ -180,17 +199,26 @@ pub enum Frame {
     },
     /// The node's answer to a good `HELLO`.
     Welcome {
+        /// The protocol version the node speaks on this connection.
         version: u64,
+        /// The node's name.
         node: String,
+        /// The shard that serves this connection.
         shard: u64,
+        /// The node's shard count.
         shards: u64,
     },
     /// A one-way message; `req` 0 asks for no acknowledgement.
     Send {
+        /// The request number (0: no `OK` wanted).
         req: u64,
+        /// The agent's name.
         to: String,
+        /// The message (MessagePack by convention; opaque to the node).
         payload: Bytes,
+        /// Its priority class.
         priority: Priority,
+        /// Dropped (and counted expired) if not handled within this.
         ttl_ms: Option<u64>,
         /// Makes the send durable: acknowledged (`OK`) only once it is
         /// committed on the agent's shard, and handled once however often
@@ -200,64 +228,125 @@ pub enum Frame {
     },
     /// A request; answered by `REPLY` or `ERROR` with the same `req`.
     Call {
+        /// The request number.
         req: u64,
+        /// The agent's name.
         to: String,
+        /// The request (opaque to the node).
         payload: Bytes,
+        /// Its priority class.
         priority: Priority,
+        /// The node answers `ERROR` `timeout` past this.
         timeout_ms: u64,
     },
     /// The answer to a `CALL`.
-    Reply { req: u64, payload: Bytes },
+    Reply {
+        /// The call's request number.
+        req: u64,
+        /// The agent's answer.
+        payload: Bytes,
+    },
     /// Success of a `SEND` (value: the message id), `DEPLOY` (the module
     /// hash), `UNDEPLOY`.
-    Ok { req: u64, value: Option<String> },
+    Ok {
+        /// The request's number.
+        req: u64,
+        /// What the request produced, if anything.
+        value: Option<String>,
+    },
     /// Deploys a WebAssembly module under a name (or a `prefix-*` pattern).
     Deploy {
+        /// The request number.
         req: u64,
+        /// The agent's name or pattern.
         name: String,
+        /// The module's bytes.
         module: Bytes,
     },
     /// Deploys one WebAssembly module under many names (compiled once,
     /// one commit per shard).
     DeployMany {
+        /// The request number.
         req: u64,
+        /// The agents' names.
         names: Vec<String>,
+        /// The module's bytes.
         module: Bytes,
     },
     /// The answer to a `DEPLOY_MANY`: the module hash and the names that
     /// failed, each with its reason (every other name is deployed).
     Deployed {
+        /// The request's number.
         req: u64,
+        /// The module's content hash.
         hash: String,
+        /// (name, reason) of each name not deployed.
         failed: Vec<(String, String)>,
     },
     /// Removes an agent or a pattern.
-    Undeploy { req: u64, name: String },
+    Undeploy {
+        /// The request number.
+        req: u64,
+        /// The agent's name or pattern.
+        name: String,
+    },
     /// Asks for the agents of the node.
-    ListAgents { req: u64 },
+    ListAgents {
+        /// The request number.
+        req: u64,
+    },
     /// The agents of the node.
-    Agents { req: u64, agents: Vec<AgentRow> },
+    Agents {
+        /// The request's number.
+        req: u64,
+        /// One row per agent.
+        agents: Vec<AgentRow>,
+    },
     /// Asks for per-shard counters.
-    Stats { req: u64 },
+    Stats {
+        /// The request number.
+        req: u64,
+    },
     /// Per-shard counters.
-    StatsReply { req: u64, shards: Vec<StatsRow> },
+    StatsReply {
+        /// The request's number.
+        req: u64,
+        /// One row per shard, in shard order.
+        shards: Vec<StatsRow>,
+    },
     /// Asks for the cluster's members as this node sees them.
-    Cluster { req: u64 },
+    Cluster {
+        /// The request number.
+        req: u64,
+    },
     /// The members.
-    Members { req: u64, members: Vec<MemberRow> },
+    Members {
+        /// The request's number.
+        req: u64,
+        /// This node first, then the others.
+        members: Vec<MemberRow>,
+    },
     /// Liveness check.
-    Ping { req: u64 },
+    Ping {
+        /// The request number.
+        req: u64,
+    },
     /// Its answer.
-    Pong { req: u64 },
+    Pong {
+        /// The ping's number.
+        req: u64,
+    },
     /// A request failed (or the connection is about to close, `req` 0).
     Error {
+        /// The request's number; 0 when the connection closes.
         req: u64,
+        /// What kind of failure.
         code: ErrorCode,
+        /// What happened, for people.
         message: String,
+        /// The rejection reason (`queue_full`, ...) or the owner's address.
         detail: Option<String>,
     },
-    /// Node to node: one envelope (peer connections only).
-    Envelope(Envelope),
 }
 
 impl Frame {
@@ -283,7 +372,6 @@ impl Frame {
             Frame::Ping { .. } => "PING",
             Frame::Pong { .. } => "PONG",
             Frame::Error { .. } => "ERROR",
-            Frame::Envelope(_) => "ENVELOPE",
         }
     }
 }
@@ -294,7 +382,12 @@ pub enum DecodeError {
     /// The length prefix announces more than the allowed maximum; nothing
     /// of the body was read.
     #[error("frame of {len} bytes is over the maximum of {max}")]
-    TooLarge { len: usize, max: usize },
+    TooLarge {
+        /// The announced body length.
+        len: usize,
+        /// The largest body taken.
+        max: usize,
+    },
     /// The body is not a valid frame.
     #[error("malformed frame: {0}")]
     Malformed(#[from] ReadError),
@@ -335,15 +428,16 @@ pub fn body_len(buf: &[u8], max: usize) -> Result<Option<usize>, DecodeError> {
     Ok(Some(len))
 }
 
-/// Reserves the length prefix of a frame about to be written.
-pub(super) fn begin(out: &mut Vec<u8>) -> usize {
+/// Reserves the length prefix of a frame about to be written; returns
+/// where it starts, for [`finish`].
+pub fn begin(out: &mut Vec<u8>) -> usize {
     let start = out.len();
     out.extend_from_slice(&[0; PREFIX_BYTES]);
     start
 }
 
-/// Fills in the length prefix reserved at `start`.
-pub(super) fn finish(out: &mut [u8], start: usize) {
+/// Fills in the length prefix reserved at `start` by [`begin`].
+pub fn finish(out: &mut [u8], start: usize) {
     let len = (out.len() - start - PREFIX_BYTES) as u32;
     out[start..start + PREFIX_BYTES].copy_from_slice(&len.to_be_bytes());
 }

@@ -1,39 +1,79 @@
 //! Bytes to frames: a pure function, total over any input (errors, never
 //! panics or large allocations; fuzzed in runtime/tests/protocol.rs).
 
-use std::time::Instant;
-
 use bytes::Bytes;
 
-use super::envelope::{agent_name, priority, read_envelope};
 use super::frame::*;
 use super::msgpack::{ReadError, Reader};
+use super::priority::Priority;
+
+/// Longest agent name, in bytes (a node refuses longer ones).
+pub const MAX_AGENT_NAME_BYTES: usize = 255;
 
 /// Decodes the first frame of `buf`: `Ok(None)` while it is incomplete,
-/// else the frame and how many bytes it took. `now` turns an envelope's
-/// time to live into a deadline.
+/// else the frame and how many bytes it took.
 ///
 /// ```
-/// use quire_runtime::protocol::{decode, encode, Frame, DEFAULT_MAX_FRAME_BYTES};
+/// use quire_client::protocol::{decode, encode, Frame, DEFAULT_MAX_FRAME_BYTES};
 /// let mut buf = Vec::new();
 /// encode(&Frame::Ping { req: 7 }, &mut buf);
-/// let now = std::time::Instant::now();
-/// assert_eq!(decode(&buf[..3], DEFAULT_MAX_FRAME_BYTES, now), Ok(None));
-/// let (frame, used) = decode(&buf, DEFAULT_MAX_FRAME_BYTES, now).unwrap().unwrap();
+/// assert_eq!(decode(&buf[..3], DEFAULT_MAX_FRAME_BYTES), Ok(None));
+/// let (frame, used) = decode(&buf, DEFAULT_MAX_FRAME_BYTES).unwrap().unwrap();
 /// assert_eq!((frame, used), (Frame::Ping { req: 7 }, buf.len()));
 /// ```
-pub fn decode(buf: &[u8], max: usize, now: Instant) -> Result<Option<(Frame, usize)>, DecodeError> {
+pub fn decode(buf: &[u8], max: usize) -> Result<Option<(Frame, usize)>, DecodeError> {
+    let Some((body, used)) = split_frame(buf, max)? else {
+        return Ok(None);
+    };
+    Ok(Some((decode_body(body)?, used)))
+}
+
+/// The body of the first frame of `buf` and the bytes the whole frame takes;
+/// `Ok(None)` while it is incomplete.
+pub fn split_frame(buf: &[u8], max: usize) -> Result<Option<(&[u8], usize)>, DecodeError> {
     let Some(len) = body_len(buf, max)? else {
         return Ok(None);
     };
-    let Some(body) = buf.get(PREFIX_BYTES..PREFIX_BYTES + len) else {
-        return Ok(None);
-    };
-    Ok(Some((decode_body(body, now)?, PREFIX_BYTES + len)))
+    Ok(buf
+        .get(PREFIX_BYTES..PREFIX_BYTES + len)
+        .map(|body| (body, PREFIX_BYTES + len)))
 }
 
-/// Decodes one frame body (without its prefix).
-pub fn decode_body(body: &[u8], now: Instant) -> Result<Frame, DecodeError> {
+/// The frame type of a body, without reading the rest of it.
+pub fn frame_type(body: &[u8]) -> Result<u64, DecodeError> {
+    let mut r = Reader::new(body);
+    if r.array("frame")? == 0 {
+        return Err(ReadError {
+            field: "frame",
+            problem: "empty array",
+        }
+        .into());
+    }
+    Ok(r.uint("frame type")?)
+}
+
+/// Reads an agent name (1 to [`MAX_AGENT_NAME_BYTES`] bytes).
+pub fn agent_name(r: &mut Reader<'_>, field: &'static str) -> Result<String, DecodeError> {
+    let name = r.str(field)?;
+    if name.is_empty() || name.len() > MAX_AGENT_NAME_BYTES {
+        return Err(ReadError {
+            field,
+            problem: "agent names are 1 to 255 bytes",
+        }
+        .into());
+    }
+    Ok(name.to_owned())
+}
+
+/// Reads a priority code (0 to 3).
+pub fn priority(r: &mut Reader<'_>) -> Result<Priority, DecodeError> {
+    Ok(Priority::ALL[r.uint_max("priority", 3)? as usize])
+}
+
+/// Decodes one frame body (without its prefix). An `ENVELOPE` is
+/// [`DecodeError::UnknownType`] here: node links read it with the node's
+/// own decoder.
+pub fn decode_body(body: &[u8]) -> Result<Frame, DecodeError> {
     let mut r = Reader::new(body);
     let fields = r.array("frame")?;
     if fields == 0 {
@@ -166,7 +206,7 @@ pub fn decode_body(body: &[u8], now: Instant) -> Result<Frame, DecodeError> {
                 if r.array("failure")? < 2 {
                     return Err(ReadError {
                         field: "failure",
-                        problem: "not 9 to 12 fields",
+                        problem: "not a [name, reason] pair",
                     }
                     .into());
                 }
@@ -201,7 +241,7 @@ pub fn decode_body(body: &[u8], now: Instant) -> Result<Frame, DecodeError> {
                 if !(9..=12).contains(&fields) {
                     return Err(ReadError {
                         field: "agent",
-                        problem: "too few fields",
+                        problem: "not 9 to 12 fields",
                     }
                     .into());
                 }
@@ -310,10 +350,6 @@ pub fn decode_body(body: &[u8], now: Instant) -> Result<Frame, DecodeError> {
                 message: r.str("message")?.to_owned(),
                 detail: r.opt_str("detail")?.map(str::to_owned),
             }
-        }
-        code::ENVELOPE => {
-            want(11)?;
-            Frame::Envelope(read_envelope(&mut r, now)?)
         }
         other => return Err(DecodeError::UnknownType(other)),
     };

@@ -1,12 +1,12 @@
-//! The Rust client of the wire protocol: a blocking connection to one node
-//! (what the `quire` CLI, the benchmarks and the tests use).
+//! A blocking connection to one node (what the `quire` CLI, the benchmarks,
+//! the tests and outside programs use).
 //!
 //! Requests may be pipelined: [`RemoteClient::send_frame`] writes without
 //! waiting and [`RemoteClient::read_frame`] takes answers in order of
 //! arrival; the one-request helpers ([`RemoteClient::call`], ...) do both.
 //!
 //! ```no_run
-//! use quire_runtime::net::RemoteClient;
+//! use quire_client::RemoteClient;
 //! use std::time::Duration;
 //! let mut client = RemoteClient::connect("127.0.0.1:7400", None).unwrap();
 //! let reply = client.call("echo", b"hi", Duration::from_secs(1)).unwrap();
@@ -18,9 +18,10 @@ use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use quire_shards::Priority;
 
-use crate::protocol::{self, AgentRow, ErrorCode, Frame, MemberRow, Role, StatsRow, VERSION};
+use crate::protocol::{
+    self, AgentRow, ErrorCode, Frame, MemberRow, Priority, Role, StatsRow, VERSION,
+};
 
 /// What went wrong talking to a node.
 #[derive(Debug, thiserror::Error)]
@@ -235,11 +236,7 @@ impl RemoteClient {
     /// Reads the next frame from the node.
     pub fn read_frame(&mut self) -> Result<Frame, ClientError> {
         loop {
-            match protocol::decode(
-                &self.buf[self.start..self.end],
-                self.max_frame,
-                Instant::now(),
-            ) {
+            match protocol::decode(&self.buf[self.start..self.end], self.max_frame) {
                 Ok(Some((frame, used))) => {
                     self.start += used;
                     return Ok(frame);

@@ -1,17 +1,18 @@
 //! Frames to bytes, length prefix included.
 
-use std::time::Instant;
-
-use super::envelope::{encode_envelope, priority_code};
 use super::frame::*;
 use super::msgpack::Writer;
 
 /// Appends `frame`, length prefix included, to `out`.
+///
+/// ```
+/// use quire_client::protocol::{encode, Frame};
+/// let mut out = Vec::new();
+/// encode(&Frame::Ping { req: 1 }, &mut out);
+/// // 4-byte length, then [15, 1] as MessagePack.
+/// assert_eq!(out, [0, 0, 0, 3, 0x92, 15, 1]);
+/// ```
 pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
-    if let Frame::Envelope(env) = frame {
-        encode_envelope(env, Instant::now(), out);
-        return;
-    }
     let start = begin(out);
     let mut w = Writer(out);
     match frame {
@@ -58,7 +59,7 @@ pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
             w.uint(*req);
             w.str(to);
             w.bin(payload);
-            w.uint(priority_code(*priority));
+            w.uint(priority.code());
             w.opt_uint(*ttl_ms);
             if let Some(key) = durable_key {
                 w.str(key);
@@ -76,7 +77,7 @@ pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
             w.uint(*req);
             w.str(to);
             w.bin(payload);
-            w.uint(priority_code(*priority));
+            w.uint(priority.code());
             w.uint(*timeout_ms);
         }
         Frame::Reply { req, payload } => {
@@ -191,7 +192,6 @@ pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
             w.str(message);
             w.opt_str(detail.as_deref());
         }
-        Frame::Envelope(_) => unreachable!("handled above"),
     }
     finish(out, start);
 }
@@ -200,31 +200,4 @@ fn request(w: &mut Writer<'_>, code: u64, req: u64) {
     w.array(2);
     w.uint(code);
     w.uint(req);
-}
-
-impl PartialEq for Frame {
-    /// Envelopes compare every field but the deadline (an instant that
-    /// travels as time left); other frames compare by their encoding.
-    fn eq(&self, other: &Self) -> bool {
-        match (self, other) {
-            (Frame::Envelope(a), Frame::Envelope(b)) => {
-                a.id == b.id
-                    && a.from == b.from
-                    && a.to == b.to
-                    && a.kind == b.kind
-                    && a.conversation == b.conversation
-                    && a.in_reply_to == b.in_reply_to
-                    && a.priority == b.priority
-                    && a.deadline.is_some() == b.deadline.is_some()
-                    && a.payload == b.payload
-            }
-            (Frame::Envelope(_), _) | (_, Frame::Envelope(_)) => false,
-            (a, b) => {
-                let (mut x, mut y) = (Vec::new(), Vec::new());
-                encode(a, &mut x);
-                encode(b, &mut y);
-                x == y
-            }
-        }
-    }
 }

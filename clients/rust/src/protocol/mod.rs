@@ -1,0 +1,18 @@
+//! The Quire wire protocol (docs/protocol.md): frames and their codec, with
+//! no I/O, so that it is tested and fuzzed on its own and any transport can
+//! carry it.
+
+mod decode;
+mod encode;
+mod frame;
+pub mod msgpack;
+mod priority;
+
+pub use decode::MAX_AGENT_NAME_BYTES;
+pub use decode::{agent_name, decode, decode_body, frame_type, priority, split_frame};
+pub use encode::encode;
+pub use frame::{
+    begin, body_len, code, finish, AgentRow, DecodeError, ErrorCode, Frame, MemberRow, Role,
+    StatsRow, DEFAULT_MAX_FRAME_BYTES, MAGIC, PREFIX_BYTES, VERSION,
+};
+pub use priority::Priority;
