@@ -1,8 +1,10 @@
 //! What a node owes a client over the wire, checked where clients meet it:
 //! every SEND with `req` > 0 is answered the same way wherever its agent
 //! lives, a slow reader is told `SLOW_CLIENT` the moment it falls behind
-//! (never silently short of answers), HELLO errors are as documented, and
-//! concurrent deploys of one new module all succeed.
+//! (never silently short of answers), HELLO errors are as documented, a
+//! `quire node` closes a connection that never says HELLO and tells the
+//! ones that do their limits, and concurrent deploys of one new module all
+//! succeed.
 
 use std::io::Write;
 use std::net::TcpStream;
@@ -17,6 +19,8 @@ use quire_runtime::config::NodeConfig;
 use quire_runtime::net::free_port_block;
 use quire_runtime::Node;
 use quire_shards::owning_shard;
+
+use common::NodeProcess;
 
 const TOKEN: &str = "wire-token";
 
@@ -236,4 +240,59 @@ fn module_cache_writes_cut_short_by_a_crash_are_removed_at_start() {
         "the leftover temporary file is still there"
     );
     node.shutdown();
+}
+
+/// The last frame before a close, which must be an `ERROR`: (code, message).
+fn closing_error(frames: &[Frame]) -> (ErrorCode, String) {
+    match frames.last() {
+        Some(Frame::Error { code, message, .. }) => (*code, message.clone()),
+        other => panic!("expected an ERROR before the close, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_quire_node_closes_connections_that_never_say_hello_and_states_its_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start_with_env(
+        &dir.path().join("data"),
+        "none",
+        &[
+            ("QUIRE_NETWORK_HELLO_TIMEOUT_MS", "300"),
+            ("QUIRE_NETWORK_MAX_UNSENT_BYTES", "1000000"),
+        ],
+    );
+    // WELCOME says what this connection may send and leave unread; the
+    // admin connection may send deploys, larger than the plain limit.
+    let plain = RemoteClient::connect(&node.addr, None).unwrap();
+    let limits = plain.limits().expect("WELCOME carries the limits");
+    assert_eq!(
+        limits.max_frame_bytes,
+        protocol::DEFAULT_MAX_FRAME_BYTES as u64
+    );
+    assert_eq!(limits.max_unsent_bytes, 1_000_000);
+    let admin = node.client().limits().unwrap();
+    assert!(admin.max_frame_bytes > limits.max_frame_bytes, "{admin:?}");
+    // Connected, then silent: on the client port and on a node-link port
+    // (shard 0's, port + 1), each told why and closed.
+    let port: u16 = node.addr.rsplit(':').next().unwrap().parse().unwrap();
+    let mut idle = Vec::new();
+    for addr in [node.addr.clone(), format!("127.0.0.1:{}", port + 1)] {
+        for _ in 0..20 {
+            idle.push(TcpStream::connect(&addr).unwrap());
+        }
+    }
+    // Half a HELLO and then nothing is a stalled handshake too.
+    let mut half = TcpStream::connect(&node.addr).unwrap();
+    half.write_all(&[0, 0, 0, 40, 0x96]).unwrap();
+    idle.push(half);
+    for mut s in idle {
+        let (code, message) = closing_error(&common::frames_until_closed(&mut s));
+        assert_eq!(code, ErrorCode::SlowClient);
+        assert!(message.contains("no HELLO within 300 ms"), "{message}");
+    }
+    // A client that says HELLO in time is served as before, idle or not.
+    let mut c = node.client();
+    std::thread::sleep(Duration::from_millis(600));
+    c.ping().unwrap();
+    drop(plain);
 }

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::protocol::{
-    self, AgentRow, ErrorCode, Frame, MemberRow, Priority, Role, StatsRow, VERSION,
+    self, AgentRow, ErrorCode, Frame, Limits, MemberRow, Priority, Role, StatsRow, VERSION,
 };
 
 /// What went wrong talking to a node.
@@ -75,6 +75,7 @@ pub struct RemoteClient {
     next_req: u64,
     node: String,
     shard: u64,
+    limits: Option<Limits>,
     max_frame: usize,
 }
 
@@ -106,6 +107,7 @@ impl RemoteClient {
             next_req: 0,
             node: String::new(),
             shard: 0,
+            limits: None,
             max_frame: 64 << 20,
             end: 0,
         };
@@ -116,9 +118,15 @@ impl RemoteClient {
             node: None,
         })?;
         match client.read_frame()? {
-            Frame::Welcome { node, shard, .. } => {
+            Frame::Welcome {
+                node,
+                shard,
+                limits,
+                ..
+            } => {
                 client.node = node;
                 client.shard = shard;
+                client.limits = limits;
                 Ok(client)
             }
             Frame::Error {
@@ -145,6 +153,13 @@ impl RemoteClient {
     /// The shard that accepted this connection.
     pub fn shard(&self) -> u64 {
         self.shard
+    }
+
+    /// The limits the node holds this connection to (the largest frame it
+    /// takes, the answer bytes it may leave unread), from its `WELCOME`;
+    /// `None` from a node older than protocol 1.2.
+    pub fn limits(&self) -> Option<Limits> {
+        self.limits
     }
 
     /// A fresh request number.

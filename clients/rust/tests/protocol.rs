@@ -6,7 +6,7 @@
 use bytes::Bytes;
 use proptest::prelude::*;
 use quire_client::protocol::{
-    decode, decode_body, encode, AgentRow, DecodeError, ErrorCode, Frame, MemberRow, Role,
+    decode, decode_body, encode, AgentRow, DecodeError, ErrorCode, Frame, Limits, MemberRow, Role,
     DEFAULT_MAX_FRAME_BYTES,
 };
 use quire_client::Priority;
@@ -31,6 +31,17 @@ fn every_frame() -> Vec<Frame> {
             node: "n1".into(),
             shard: 1,
             shards: 2,
+            limits: None,
+        },
+        Frame::Welcome {
+            version: 1,
+            node: "n1".into(),
+            shard: 1,
+            shards: 2,
+            limits: Some(Limits {
+                max_frame_bytes: 1 << 20,
+                max_unsent_bytes: 16 << 20,
+            }),
         },
         Frame::Send {
             req: 0,

@@ -85,6 +85,10 @@ pub struct NetworkSection {
     /// A connection that sent part of a frame and then nothing for this
     /// long is closed with an error frame (ms).
     pub frame_timeout_ms: u64,
+    /// A connection that has not finished its `HELLO` this long after it
+    /// was accepted is closed with an error frame (ms): an idle socket
+    /// holds no buffer of the node's for good.
+    pub hello_timeout_ms: u64,
     /// Reply bytes a connection may leave unread before it is closed as a
     /// slow client.
     pub max_unsent_bytes: usize,
@@ -103,6 +107,7 @@ impl Default for NetworkSection {
             max_frame_bytes: crate::protocol::DEFAULT_MAX_FRAME_BYTES,
             coalesce_delay_us: 0,
             frame_timeout_ms: 10_000,
+            hello_timeout_ms: 5_000,
             max_unsent_bytes: 16 << 20,
             admin_token: None,
             remote_call_timeout_ms: 30_000,

@@ -109,6 +109,7 @@ impl NodeConfig {
                 self.network.max_frame_bytes as u64,
             ),
             ("network.frame_timeout_ms", self.network.frame_timeout_ms),
+            ("network.hello_timeout_ms", self.network.hello_timeout_ms),
             (
                 "network.max_unsent_bytes",
                 self.network.max_unsent_bytes as u64,

@@ -14,8 +14,19 @@ use std::time::Duration;
 use super::client_frames::*;
 use super::io::{closing_error, ReadEnd};
 use super::{Accepted, NetShard};
-use crate::protocol::{ErrorCode, Frame, Role, VERSION};
+use crate::protocol::{ErrorCode, Frame, Limits, Role, VERSION};
 use crate::shard_runtime::Shared;
+
+/// The largest frame body a connection may send: admin connections may
+/// send deploys up to the module limit.
+fn max_frame(net: &NetShard, admin: bool) -> usize {
+    let plain = net.settings.network.max_frame_bytes;
+    if admin {
+        net.settings.max_admin_frame.max(plain)
+    } else {
+        plain
+    }
+}
 
 /// Serves one client connection: the handshake, then its frames.
 pub(crate) async fn serve_client(shared: Rc<Shared>, net: Rc<NetShard>, conn: Accepted) {
@@ -24,7 +35,7 @@ pub(crate) async fn serve_client(shared: Rc<Shared>, net: Rc<NetShard>, conn: Ac
         out,
         writer,
     } = conn;
-    let admin = match frames.next().await {
+    let admin = match frames.first(net.settings.hello_timeout()).await {
         Ok(Frame::Hello {
             version,
             role: Role::Client,
@@ -50,6 +61,10 @@ pub(crate) async fn serve_client(shared: Rc<Shared>, net: Rc<NetShard>, conn: Ac
                 node: net.settings.node_name.clone(),
                 shard: u64::from(net.shard),
                 shards: u64::from(net.settings.shards),
+                limits: Some(Limits {
+                    max_frame_bytes: max_frame(&net, admin) as u64,
+                    max_unsent_bytes: net.settings.network.max_unsent_bytes as u64,
+                }),
             });
             admin
         }
@@ -92,13 +107,7 @@ pub(crate) async fn serve_client(shared: Rc<Shared>, net: Rc<NetShard>, conn: Ac
             return;
         }
     };
-    if admin {
-        frames.set_max_frame(
-            net.settings
-                .max_admin_frame
-                .max(net.settings.network.max_frame_bytes),
-        );
-    }
+    frames.set_max_frame(max_frame(&net, admin));
     let pending = Rc::new(Cell::new(0usize));
     loop {
         match frames.next().await {

@@ -198,6 +198,19 @@ impl FrameReader {
         self.next_decoded(protocol::decode).await
     }
 
+    /// The first frame of a connection (its `HELLO`), refused as
+    /// `SLOW_CLIENT` unless it is whole within `within` of the call.
+    pub async fn first(&mut self, within: Duration) -> Result<Frame, ReadEnd> {
+        let late = async {
+            glommio::timer::sleep(within).await;
+            Err(ReadEnd::Refused(
+                ErrorCode::SlowClient,
+                format!("no HELLO within {} ms of connecting", within.as_millis()),
+            ))
+        };
+        futures_lite::future::or(self.next(), late).await
+    }
+
     /// The next frame on a node link (envelopes included).
     pub async fn next_link(&mut self) -> Result<LinkFrame, ReadEnd> {
         self.next_decoded(|buf, max| protocol::decode_link(buf, max, Instant::now()))

@@ -54,6 +54,10 @@ impl NetSettings {
     fn frame_timeout(&self) -> Duration {
         Duration::from_millis(self.network.frame_timeout_ms)
     }
+
+    fn hello_timeout(&self) -> Duration {
+        Duration::from_millis(self.network.hello_timeout_ms)
+    }
 }
 
 /// What one shard's thread receives: its sockets, bound by the node.

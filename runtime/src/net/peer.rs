@@ -21,7 +21,7 @@ use quire_shards::{
 
 use super::io::{closing_error, split, FrameReader, Outgoing, ReadEnd};
 use super::{Accepted, NetShard};
-use crate::protocol::{self, ErrorCode, Frame, LinkFrame, Role, VERSION};
+use crate::protocol::{self, ErrorCode, Frame, Limits, LinkFrame, Role, VERSION};
 use crate::shard_runtime::Shared;
 use crate::signal::Signal;
 
@@ -253,7 +253,7 @@ pub(crate) async fn serve_inbound(shared: Rc<Shared>, net: Rc<NetShard>, conn: A
         out,
         writer,
     } = conn;
-    match frames.next().await {
+    match frames.first(net.settings.hello_timeout()).await {
         Ok(Frame::Hello {
             version,
             role: Role::Peer,
@@ -279,6 +279,10 @@ pub(crate) async fn serve_inbound(shared: Rc<Shared>, net: Rc<NetShard>, conn: A
                     node: net.settings.node_name.clone(),
                     shard: u64::from(net.shard),
                     shards: u64::from(net.settings.shards),
+                    limits: Some(Limits {
+                        max_frame_bytes: net.settings.network.max_frame_bytes as u64,
+                        max_unsent_bytes: net.settings.network.max_unsent_bytes as u64,
+                    }),
                 });
                 read_inbound(&shared, &net, &out, &mut frames).await;
             }

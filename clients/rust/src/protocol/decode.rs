@@ -130,6 +130,15 @@ pub fn decode_body(body: &[u8]) -> Result<Frame, DecodeError> {
                 node: r.str("node")?.to_owned(),
                 shard: r.uint("shard")?,
                 shards: r.uint("shards")?,
+                // Appended in protocol 1.2: older nodes send five fields.
+                limits: if fields > 6 {
+                    Some(Limits {
+                        max_frame_bytes: r.uint("max_frame_bytes")?,
+                        max_unsent_bytes: r.uint("max_unsent_bytes")?,
+                    })
+                } else {
+                    None
+                },
             }
         }
         code::SEND => {

@@ -38,13 +38,18 @@ pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
             node,
             shard,
             shards,
+            limits,
         } => {
-            w.array(5);
+            w.array(if limits.is_some() { 7 } else { 5 });
             w.uint(code::WELCOME);
             w.uint(*version);
             w.str(node);
             w.uint(*shard);
             w.uint(*shards);
+            if let Some(limits) = limits {
+                w.uint(limits.max_frame_bytes);
+                w.uint(limits.max_unsent_bytes);
+            }
         }
         Frame::Send {
             req,

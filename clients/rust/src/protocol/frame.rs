@@ -175,6 +175,18 @@ pub struct MemberRow {
     pub shards: u64,
 }
 
+/// The limits a node holds one connection to, as its `WELCOME` says them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The largest frame body the node takes on this connection (larger:
+    /// `ERROR FRAME_TOO_LARGE` and a close). Admin connections may be
+    /// allowed larger frames than others, for deploys.
+    pub max_frame_bytes: u64,
+    /// Answer bytes the connection may leave unread before the node closes
+    /// it with `ERROR SLOW_CLIENT`.
+    pub max_unsent_bytes: u64,
+}
+
 /// Named counters of one shard in a `STATS_REPLY` frame.
 pub type StatsRow = Vec<(String, u64)>;
 
@@ -207,6 +219,9 @@ pub enum Frame {
         shard: u64,
         /// The node's shard count.
         shards: u64,
+        /// What this connection may send and leave unread (protocol 1.2;
+        /// `None` from older nodes).
+        limits: Option<Limits>,
     },
     /// A one-way message; `req` 0 asks for no acknowledgement.
     Send {
