@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs and checks what Quire needs on a Debian host: hwloc and udev
 # headers with pkg-config (for hwlocality), util-linux (taskset, for tests),
-# io_uring and enough locked memory (for glommio). Safe to run again.
+# io_uring and enough locked memory (for glommio), and python3's msgpack
+# module (for the Python client's tests). Safe to run again.
 set -euo pipefail
 
 need=()
@@ -17,6 +18,18 @@ if ((${#need[@]})); then
   fi
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+# The Python client's tests (clients/python) need msgpack from PyPI.
+if command -v python3 >/dev/null; then
+  python3 -c 'import msgpack' 2>/dev/null || {
+    echo "setup-host: installing the msgpack Python module (clients/python)"
+    python3 -m pip install --quiet --disable-pip-version-check 'msgpack>=1.0' 2>&1 | grep -v "Running pip as the 'root' user" >&2 || true
+    python3 -c 'import msgpack' || { echo "setup-host: could not install msgpack for python3" >&2; exit 1; }
+  }
+else
+  echo "setup-host: python3 not found; the Python client's tests need it" >&2
+  exit 1
 fi
 
 command -v cargo >/dev/null || { echo "setup-host: cargo not found; install the Rust toolchain (rustup) first" >&2; exit 1; }

@@ -2,7 +2,7 @@
 //! them by rendezvous hashing and reached from any node; one node killed
 //! is declared down within the configured time and its agents fail fast
 //! with `node_down`; restarted, it rejoins and its agents (durable) answer
-//! again. Also: a node with the wrong cluster secret never joins.
+//! again. `WHERE` names each agent's owner from every node. Also: a node with the wrong cluster secret never joins.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -154,6 +154,28 @@ fn three_nodes_route_detect_a_death_and_take_the_node_back() {
     for (i, name) in names.iter().enumerate() {
         assert!(owner.values().any(|&o| o == i), "no agent placed on {name}");
     }
+    // WHERE agrees with where the agents are, asked of any node: the owner
+    // says whether the agent is there, the others name the owner.
+    for name in agents.iter().chain([&"never-deployed".to_string()]) {
+        for (i, port) in ports.iter().enumerate() {
+            let at = client(*port).locate(name).unwrap();
+            let asked_owner = at.node == names[i];
+            if let Some(&o) = owner.get(name) {
+                assert_eq!(at.node, names[o], "{name} asked of {}", names[i]);
+            }
+            assert_eq!(
+                at.addr,
+                format!(
+                    "127.0.0.1:{}",
+                    ports[names.iter().position(|n| *n == at.node).unwrap()]
+                )
+            );
+            assert_eq!(at.state, "alive");
+            assert_eq!(at.shard, 0, "one shard per node");
+            let expect = asked_owner.then_some(owner.contains_key(name));
+            assert_eq!(at.deployed, expect, "{name} asked of {}", names[i]);
+        }
+    }
     for name in &agents {
         let reply = via_a
             .call(name, name.as_bytes(), Duration::from_secs(5))
@@ -196,6 +218,11 @@ fn three_nodes_route_detect_a_death_and_take_the_node_back() {
     wait_for(ports[0], &[names[2]], "down", DOWN_WITHIN);
     let detected = killed.elapsed();
     eprintln!("node-c declared down on node-a {detected:?} after the kill");
+    let at = via_a.locate(on_c[0]).unwrap();
+    assert_eq!(
+        (at.node.as_str(), at.state.as_str(), at.deployed),
+        (names[2], "down", None)
+    );
     let started = Instant::now();
     let err = via_a
         .call(on_c[0], b"x", Duration::from_secs(5))

@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::protocol::{
-    self, AgentRow, ErrorCode, Frame, Limits, MemberRow, Priority, Role, StatsRow, VERSION,
+    self, AgentLocation, AgentRow, ErrorCode, Frame, Limits, MemberRow, Priority, Role, StatsRow,
+    VERSION,
 };
 
 /// What went wrong talking to a node.
@@ -290,32 +291,25 @@ impl RemoteClient {
     fn answer(&mut self, req: u64) -> Result<Frame, ClientError> {
         loop {
             let frame = self.read_frame()?;
-            match &frame {
+            match frame.answer_to() {
+                Some(r) if r == req || r == 0 => {}
+                _ => continue,
+            }
+            return match frame {
                 Frame::Error {
-                    req: r,
                     code,
                     message,
                     detail,
-                } if *r == req || *r == 0 => {
-                    return Err(ClientError::Node {
-                        code: *code,
-                        message: message.clone(),
-                        detail: detail.clone(),
-                    })
-                }
-                Frame::Reply { req: r, .. }
-                | Frame::Ok { req: r, .. }
-                | Frame::Agents { req: r, .. }
-                | Frame::StatsReply { req: r, .. }
-                | Frame::Members { req: r, .. }
-                | Frame::Deployed { req: r, .. }
-                | Frame::Pong { req: r }
-                    if *r == req =>
-                {
-                    return Ok(frame)
-                }
-                _ => {}
-            }
+                    ..
+                } => Err(ClientError::Node {
+                    code,
+                    message,
+                    detail,
+                }),
+                // Only an ERROR may answer for the whole connection.
+                other if other.answer_to() == Some(0) && req != 0 => continue,
+                other => Ok(other),
+            };
         }
     }
 
@@ -451,6 +445,20 @@ impl RemoteClient {
         self.send_frame(&Frame::ListAgents { req })?;
         match self.answer(req)? {
             Frame::Agents { agents, .. } => Ok(agents),
+            other => Err(ClientError::Protocol(format!("unexpected {other:?}"))),
+        }
+    }
+
+    /// Where `name` lives as this node sees the cluster: the owning node
+    /// and shard and, when this node owns it, whether it is deployed.
+    pub fn locate(&mut self, name: &str) -> Result<AgentLocation, ClientError> {
+        let req = self.next_req();
+        self.send_frame(&Frame::Where {
+            req,
+            name: name.to_string(),
+        })?;
+        match self.answer(req)? {
+            Frame::Location { location, .. } => Ok(location),
             other => Err(ClientError::Protocol(format!("unexpected {other:?}"))),
         }
     }

@@ -6,8 +6,8 @@
 use bytes::Bytes;
 use proptest::prelude::*;
 use quire_client::protocol::{
-    decode, decode_body, encode, AgentRow, DecodeError, ErrorCode, Frame, Limits, MemberRow, Role,
-    DEFAULT_MAX_FRAME_BYTES,
+    decode, decode_body, encode, AgentLocation, AgentRow, DecodeError, ErrorCode, Frame, Limits,
+    MemberRow, Role, DEFAULT_MAX_FRAME_BYTES,
 };
 use quire_client::Priority;
 
@@ -126,6 +126,30 @@ fn every_frame() -> Vec<Frame> {
                 shards: 2,
             }],
         },
+        Frame::Where {
+            req: 14,
+            name: "counter-7".into(),
+        },
+        Frame::Location {
+            req: 14,
+            location: AgentLocation {
+                node: "n2".into(),
+                addr: "127.0.0.1:7410".into(),
+                state: "alive".into(),
+                shard: 1,
+                deployed: None,
+            },
+        },
+        Frame::Location {
+            req: 15,
+            location: AgentLocation {
+                node: "n1".into(),
+                addr: "127.0.0.1:7400".into(),
+                state: "alive".into(),
+                shard: 0,
+                deployed: Some(false),
+            },
+        },
         Frame::Ping { req: 12 },
         Frame::Pong { req: 12 },
         Frame::Error {
@@ -155,6 +179,31 @@ fn every_frame_round_trips_alone_and_back_to_back() {
         count += 1;
     }
     assert_eq!((count, at), (every_frame().len(), stream.len()));
+}
+
+/// Node answers carry the request they answer; requests and the
+/// handshake carry none (a client waiting on `answer_to` sees every
+/// answer frame, the reason it is matched without a wildcard).
+#[test]
+fn every_answer_names_its_request_and_nothing_else_does() {
+    let answers = [
+        "REPLY",
+        "OK",
+        "DEPLOYED",
+        "AGENTS",
+        "STATS_REPLY",
+        "MEMBERS",
+        "LOCATION",
+        "PONG",
+        "ERROR",
+    ];
+    for frame in every_frame() {
+        assert_eq!(
+            frame.answer_to().is_some(),
+            answers.contains(&frame.name()),
+            "{frame:?}"
+        );
+    }
 }
 
 #[test]

@@ -7,14 +7,16 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use quire_shards::{
-    AgentId, AgentState, CallError, CallFailure, Envelope, SendOptions, ShardStats,
+    owning_shard, AgentId, AgentState, CallError, CallFailure, Envelope, SendOptions, ShardStats,
 };
 
 use super::io::Outgoing;
 use super::NetShard;
 use crate::client::DurableError;
 use crate::cluster::MemberState;
-use crate::protocol::{core_priority, AgentRow, ErrorCode, Frame, MemberRow, StatsRow};
+use crate::protocol::{
+    core_priority, AgentLocation, AgentRow, ErrorCode, Frame, MemberRow, StatsRow,
+};
 use crate::shard_runtime::Shared;
 use crate::wasm_agents::WasmOptions;
 
@@ -330,6 +332,7 @@ pub(super) fn handle(
                 }
             });
         }
+        Frame::Where { req, name } => locate(net, out, pending, req, name),
         Frame::Cluster { req } => {
             let view = net.view.borrow();
             let mut members = vec![MemberRow {
@@ -463,6 +466,45 @@ pub(super) fn spawn_admin(
         out.push(&answer);
     })
     .detach();
+}
+
+/// Answers `WHERE`: the owner by placement over the members this shard
+/// sees; on this node, whether the agent is there (asked of the shards, so
+/// in a task of its own).
+fn locate(net: &NetShard, out: &Rc<Outgoing>, pending: &Rc<Cell<usize>>, req: u64, name: String) {
+    if let Some(owner) = net.view.borrow().owner_of(&name) {
+        out.push(&Frame::Location {
+            req,
+            location: AgentLocation {
+                node: owner.name.clone(),
+                addr: owner.addr.to_string(),
+                state: owner.state.as_str().to_string(),
+                shard: u64::from(owning_shard(&name, usize::from(owner.shards))),
+                deployed: None,
+            },
+        });
+        return;
+    }
+    let location = AgentLocation {
+        node: net.settings.node_name.clone(),
+        addr: net.settings.listen.to_string(),
+        state: MemberState::Alive.as_str().to_string(),
+        shard: u64::from(owning_shard(&name, usize::from(net.settings.shards))),
+        deployed: Some(false),
+    };
+    spawn_admin(out, pending, {
+        let client = net.client.clone();
+        async move {
+            let here = client.agents().await.iter().any(|a| a.name == name);
+            Frame::Location {
+                req,
+                location: AgentLocation {
+                    deployed: Some(here),
+                    ..location
+                },
+            }
+        }
+    });
 }
 
 /// A shard's counters by name, as `STATS_REPLY` carries them.

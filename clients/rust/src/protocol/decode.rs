@@ -336,6 +336,30 @@ pub fn decode_body(body: &[u8]) -> Result<Frame, DecodeError> {
             }
             Frame::Members { req, members }
         }
+        code::WHERE => {
+            want(3)?;
+            Frame::Where {
+                req: r.uint("req")?,
+                name: agent_name(&mut r, "name")?,
+            }
+        }
+        code::LOCATION => {
+            want(7)?;
+            Frame::Location {
+                req: r.uint("req")?,
+                location: AgentLocation {
+                    node: r.str("node")?.to_owned(),
+                    addr: r.str("addr")?.to_owned(),
+                    state: r.str("state")?.to_owned(),
+                    shard: r.uint("shard")?,
+                    deployed: if r.nil() {
+                        None
+                    } else {
+                        Some(r.bool("deployed")?)
+                    },
+                },
+            }
+        }
         code::PING => {
             want(2)?;
             Frame::Ping {

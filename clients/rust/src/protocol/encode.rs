@@ -182,6 +182,25 @@ pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
                 w.uint(m.shards);
             }
         }
+        Frame::Where { req, name } => {
+            w.array(3);
+            w.uint(code::WHERE);
+            w.uint(*req);
+            w.str(name);
+        }
+        Frame::Location { req, location } => {
+            w.array(7);
+            w.uint(code::LOCATION);
+            w.uint(*req);
+            w.str(&location.node);
+            w.str(&location.addr);
+            w.str(&location.state);
+            w.uint(location.shard);
+            match location.deployed {
+                Some(here) => w.bool(here),
+                None => w.nil(),
+            }
+        }
         Frame::Ping { req } => request(&mut w, code::PING, *req),
         Frame::Pong { req } => request(&mut w, code::PONG, *req),
         Frame::Error {

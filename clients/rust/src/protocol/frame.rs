@@ -45,6 +45,8 @@ pub mod code {
     pub const ERROR: u64 = 17;
     pub const DEPLOY_MANY: u64 = 18;
     pub const DEPLOYED: u64 = 19;
+    pub const WHERE: u64 = 20;
+    pub const LOCATION: u64 = 21;
     pub const ENVELOPE: u64 = 32;
 }
 
@@ -185,6 +187,26 @@ pub struct Limits {
     /// Answer bytes the connection may leave unread before the node closes
     /// it with `ERROR SLOW_CLIENT`.
     pub max_unsent_bytes: u64,
+}
+
+/// Where an agent lives, in a `LOCATION` frame: the member that owns its
+/// name by placement (rendezvous hashing over the members the answering
+/// node sees) and the shard of that member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentLocation {
+    /// The owning node's name.
+    pub node: String,
+    /// Its client address (`host:port`).
+    pub addr: String,
+    /// Its liveness as the answering node sees it: alive | suspect | down.
+    pub state: String,
+    /// The owning shard on that node.
+    pub shard: u64,
+    /// Whether the agent is there: deployed by its name, or instantiated
+    /// from a pattern (a pattern that covers the name but has not yet
+    /// made it counts as not deployed); `None` when another node owns
+    /// it: ask that node.
+    pub deployed: Option<bool>,
 }
 
 /// Named counters of one shard in a `STATS_REPLY` frame.
@@ -341,6 +363,20 @@ pub enum Frame {
         /// This node first, then the others.
         members: Vec<MemberRow>,
     },
+    /// Asks where an agent name lives.
+    Where {
+        /// The request number.
+        req: u64,
+        /// The agent's name.
+        name: String,
+    },
+    /// The answer to a `WHERE`.
+    Location {
+        /// The request's number.
+        req: u64,
+        /// The owner and whether the agent is there.
+        location: AgentLocation,
+    },
     /// Liveness check.
     Ping {
         /// The request number.
@@ -384,9 +420,41 @@ impl Frame {
             Frame::StatsReply { .. } => "STATS_REPLY",
             Frame::Cluster { .. } => "CLUSTER",
             Frame::Members { .. } => "MEMBERS",
+            Frame::Where { .. } => "WHERE",
+            Frame::Location { .. } => "LOCATION",
             Frame::Ping { .. } => "PING",
             Frame::Pong { .. } => "PONG",
             Frame::Error { .. } => "ERROR",
+        }
+    }
+
+    /// The request a node's answer answers (`Some(0)`: an `ERROR` about
+    /// the connection); `None` for a frame that is no answer. Matched
+    /// without a wildcard, so a new answer frame cannot be forgotten by a
+    /// client waiting for it.
+    pub fn answer_to(&self) -> Option<u64> {
+        match self {
+            Frame::Reply { req, .. }
+            | Frame::Ok { req, .. }
+            | Frame::Deployed { req, .. }
+            | Frame::Agents { req, .. }
+            | Frame::StatsReply { req, .. }
+            | Frame::Members { req, .. }
+            | Frame::Location { req, .. }
+            | Frame::Pong { req }
+            | Frame::Error { req, .. } => Some(*req),
+            Frame::Hello { .. }
+            | Frame::Welcome { .. }
+            | Frame::Send { .. }
+            | Frame::Call { .. }
+            | Frame::Deploy { .. }
+            | Frame::DeployMany { .. }
+            | Frame::Undeploy { .. }
+            | Frame::ListAgents { .. }
+            | Frame::Stats { .. }
+            | Frame::Cluster { .. }
+            | Frame::Where { .. }
+            | Frame::Ping { .. } => None,
         }
     }
 }

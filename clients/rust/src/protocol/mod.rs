@@ -12,7 +12,7 @@ pub use decode::MAX_AGENT_NAME_BYTES;
 pub use decode::{agent_name, decode, decode_body, frame_type, priority, split_frame};
 pub use encode::encode;
 pub use frame::{
-    begin, body_len, code, finish, AgentRow, DecodeError, ErrorCode, Frame, Limits, MemberRow,
-    Role, StatsRow, DEFAULT_MAX_FRAME_BYTES, MAGIC, PREFIX_BYTES, VERSION,
+    begin, body_len, code, finish, AgentLocation, AgentRow, DecodeError, ErrorCode, Frame, Limits,
+    MemberRow, Role, StatsRow, DEFAULT_MAX_FRAME_BYTES, MAGIC, PREFIX_BYTES, VERSION,
 };
 pub use priority::Priority;

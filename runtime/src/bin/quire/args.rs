@@ -176,6 +176,14 @@ pub enum Command {
         #[command(flatten)]
         to: Target,
     },
+    /// Where an agent lives: its owning node and shard, and whether it is
+    /// deployed there (asked of the owner when another node owns it).
+    Where {
+        /// The agent's name.
+        name: String,
+        #[command(flatten)]
+        to: Target,
+    },
     /// The cluster's members as a node sees them.
     Cluster {
         #[command(flatten)]

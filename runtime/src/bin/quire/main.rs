@@ -162,6 +162,10 @@ fn main() -> ExitCode {
             }
             Ok(())
         }),
+        Command::Where { name, to } => remote(to, |c| {
+            println!("{}", remote_cmd::where_is(c, name, to.token.as_deref())?);
+            Ok(())
+        }),
         Command::Cluster { to } => remote(to, |c| {
             println!("{:<24} {:<24} {:<8} shards", "node", "address", "state");
             for m in c.cluster()? {

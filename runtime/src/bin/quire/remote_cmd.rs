@@ -21,6 +21,31 @@ pub fn remote(
     })
 }
 
+/// Where `name` lives, in one line: asked of the node `c` talks to and,
+/// when another node owns the name and is up, of that owner too.
+pub fn where_is(
+    c: &mut RemoteClient,
+    name: &str,
+    token: Option<&str>,
+) -> Result<String, ClientError> {
+    let mut at = c.locate(name)?;
+    if at.deployed.is_none() && at.state != "down" {
+        at = RemoteClient::connect(at.addr.as_str(), token)?.locate(name)?;
+    }
+    let deployed = match at.deployed {
+        Some(true) => "deployed",
+        Some(false) => "not deployed",
+        None if at.state == "down" => "deployed or not: unknown (its node is down)",
+        // The owner's members differ from the first node's (a join or a
+        // leave not yet seen by both).
+        None => "deployed or not: unknown (the nodes disagree on its owner; retry)",
+    };
+    Ok(format!(
+        "{name}: node {} at {} ({}), shard {}, {deployed}",
+        at.node, at.addr, at.state, at.shard
+    ))
+}
+
 /// JSON becomes MessagePack of the same value; anything else a string.
 pub fn encode_payload(text: &str) -> Vec<u8> {
     match serde_json::from_str::<serde_json::Value>(text) {
