@@ -341,18 +341,16 @@ impl RemoteClient {
         payload: &[u8],
         key: Option<&str>,
     ) -> Result<String, ClientError> {
-        let req = self.next_req();
-        self.send_frame(&Frame::Send {
+        match self.request(|req| Frame::Send {
             req,
             to: to.into(),
             payload: Bytes::copy_from_slice(payload),
             priority: Priority::Normal,
             ttl_ms: None,
             durable_key: key.map(str::to_owned),
-        })?;
-        match self.answer(req)? {
+        })? {
             Frame::Ok { value, .. } => Ok(value.unwrap_or_default()),
-            other => Err(ClientError::Protocol(format!("unexpected {other:?}"))),
+            other => Err(unexpected(other)),
         }
     }
 
@@ -363,17 +361,15 @@ impl RemoteClient {
         payload: &[u8],
         timeout: Duration,
     ) -> Result<Bytes, ClientError> {
-        let req = self.next_req();
-        self.send_frame(&Frame::Call {
+        match self.request(|req| Frame::Call {
             req,
             to: to.into(),
             payload: Bytes::copy_from_slice(payload),
             priority: Priority::Normal,
             timeout_ms: timeout.as_millis().max(1) as u64,
-        })?;
-        match self.answer(req)? {
+        })? {
             Frame::Reply { payload, .. } => Ok(payload),
-            other => Err(ClientError::Protocol(format!("unexpected {other:?}"))),
+            other => Err(unexpected(other)),
         }
     }
 
@@ -388,7 +384,7 @@ impl RemoteClient {
         };
         match self.admin(frame)? {
             Frame::Ok { value, .. } => Ok(value.unwrap_or_default()),
-            other => Err(ClientError::Protocol(format!("unexpected {other:?}"))),
+            other => Err(unexpected(other)),
         }
     }
 
@@ -408,7 +404,7 @@ impl RemoteClient {
         };
         match self.admin(frame)? {
             Frame::Deployed { hash, failed, .. } => Ok((hash, failed)),
-            other => Err(ClientError::Protocol(format!("unexpected {other:?}"))),
+            other => Err(unexpected(other)),
         }
     }
 
@@ -421,74 +417,64 @@ impl RemoteClient {
         .map(|_| ())
     }
 
-    fn admin(&mut self, make: impl Fn(u64) -> Frame) -> Result<Frame, ClientError> {
+    /// One request and its answer.
+    fn request(&mut self, make: impl FnOnce(u64) -> Frame) -> Result<Frame, ClientError> {
         let req = self.next_req();
         self.send_frame(&make(req))?;
-        match self.answer(req) {
+        self.answer(req)
+    }
+
+    fn admin(&mut self, make: impl Fn(u64) -> Frame) -> Result<Frame, ClientError> {
+        match self.request(&make) {
             Err(ClientError::Node {
                 code: ErrorCode::NotOwner,
                 detail: Some(owner),
                 ..
-            }) => {
-                let mut there = RemoteClient::connect(owner.as_str(), self.token.as_deref())?;
-                let req = there.next_req();
-                there.send_frame(&make(req))?;
-                there.answer(req)
-            }
+            }) => RemoteClient::connect(owner.as_str(), self.token.as_deref())?.request(make),
             other => other,
         }
     }
 
     /// The node's agents.
     pub fn agents(&mut self) -> Result<Vec<AgentRow>, ClientError> {
-        let req = self.next_req();
-        self.send_frame(&Frame::ListAgents { req })?;
-        match self.answer(req)? {
+        match self.request(|req| Frame::ListAgents { req })? {
             Frame::Agents { agents, .. } => Ok(agents),
-            other => Err(ClientError::Protocol(format!("unexpected {other:?}"))),
+            other => Err(unexpected(other)),
         }
     }
 
     /// Where `name` lives as this node sees the cluster: the owning node
     /// and shard and, when this node owns it, whether it is deployed.
     pub fn locate(&mut self, name: &str) -> Result<AgentLocation, ClientError> {
-        let req = self.next_req();
-        self.send_frame(&Frame::Where {
+        match self.request(|req| Frame::Where {
             req,
             name: name.to_string(),
-        })?;
-        match self.answer(req)? {
+        })? {
             Frame::Location { location, .. } => Ok(location),
-            other => Err(ClientError::Protocol(format!("unexpected {other:?}"))),
+            other => Err(unexpected(other)),
         }
     }
 
     /// Per-shard counters of the node.
     pub fn stats(&mut self) -> Result<Vec<StatsRow>, ClientError> {
-        let req = self.next_req();
-        self.send_frame(&Frame::Stats { req })?;
-        match self.answer(req)? {
+        match self.request(|req| Frame::Stats { req })? {
             Frame::StatsReply { shards, .. } => Ok(shards),
-            other => Err(ClientError::Protocol(format!("unexpected {other:?}"))),
+            other => Err(unexpected(other)),
         }
     }
 
     /// The cluster's members as the node sees them (itself first).
     pub fn cluster(&mut self) -> Result<Vec<MemberRow>, ClientError> {
-        let req = self.next_req();
-        self.send_frame(&Frame::Cluster { req })?;
-        match self.answer(req)? {
+        match self.request(|req| Frame::Cluster { req })? {
             Frame::Members { members, .. } => Ok(members),
-            other => Err(ClientError::Protocol(format!("unexpected {other:?}"))),
+            other => Err(unexpected(other)),
         }
     }
 
     /// Round trip to the node.
     pub fn ping(&mut self) -> Result<Duration, ClientError> {
         let started = Instant::now();
-        let req = self.next_req();
-        self.send_frame(&Frame::Ping { req })?;
-        self.answer(req)?;
+        self.request(|req| Frame::Ping { req })?;
         Ok(started.elapsed())
     }
 
@@ -498,4 +484,9 @@ impl RemoteClient {
             .shutdown(std::net::Shutdown::Write)
             .map_err(|e| self.io(e))
     }
+}
+
+/// An answer of the wrong kind for its request.
+fn unexpected(frame: Frame) -> ClientError {
+    ClientError::Protocol(format!("unexpected {}: {frame:?}", frame.name()))
 }
