@@ -260,7 +260,11 @@ fn client_commands_against_a_running_node() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("admin token"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("DEPLOY needs the admin scope") && err.contains("--token"),
+        "{err}"
+    );
     let (ok, _, err) = client_cmd("127.0.0.1:1", &["agents"]);
     assert!(!ok && err.contains("cannot talk to 127.0.0.1:1"), "{err}");
     let (ok, out, _) = client_cmd(&addr, &["undeploy", "echo"]);

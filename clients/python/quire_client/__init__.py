@@ -25,13 +25,14 @@ from .errors import (
     Unauthorized,
     UnknownFrame,
     UnsupportedVersion,
+    WindowFull,
 )
-from .protocol import AgentInfo, Deployed, Limits, Location, Member, Priority
+from .protocol import Access, AgentInfo, Deployed, Limits, Location, Member, Priority
 
 __all__ = [
-    "AgentInfo", "AnswerTimeout", "BadFrame", "Client", "ConnectionLost", "Deployed",
+    "Access", "AgentInfo", "AnswerTimeout", "BadFrame", "Client", "ConnectionLost", "Deployed",
     "DeployFailed", "ErrorCode", "FrameTooLarge", "HandshakeRequired", "Internal",
     "Limits", "Location", "Member", "NodeError", "NotFound", "NotOwner", "Pending",
     "Priority", "ProtocolError", "QuireError", "Rejected", "SlowClient", "Timeout",
-    "Unauthorized", "UnknownFrame", "UnsupportedVersion",
+    "Unauthorized", "UnknownFrame", "UnsupportedVersion", "WindowFull",
 ]

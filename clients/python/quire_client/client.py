@@ -184,6 +184,12 @@ class Client:
         return self.welcome.limits if self.welcome else None
 
     @property
+    def access(self) -> Optional[p.Access]:
+        """The credential the node took and the scopes it grants, when the
+        node states them (protocol 1.3)."""
+        return self.welcome.access if self.welcome else None
+
+    @property
     def owed(self) -> int:
         """Requests sent whose answers have not come."""
         return len(self._owed)
@@ -191,6 +197,7 @@ class Client:
     # ---- requests and answers ---------------------------------------------
 
     def _start(self, build: Callable[[int], bytes], expect: Code, convert: Callable[[Any], Any] = lambda c: c) -> Pending:
+        self._make_room()
         self._ensure_connected()
         self._next_req += 1
         req = self._next_req
@@ -210,6 +217,16 @@ class Client:
         if len(self._out) >= FLUSH_BYTES:
             self.flush()
         return pending
+
+    def _make_room(self) -> None:
+        """Keeps within the node's window of requests in flight: at the
+        window, waits for the oldest owed answer (it may raise for that
+        request's caller later, not here: its outcome stays on its
+        Pending)."""
+        limits = self.limits
+        window = limits.max_requests_in_flight if limits else None
+        while window is not None and self._sock is not None and len(self._owed) >= window:
+            self._wait_for(self._owed[min(self._owed)], None)
 
     def flush(self) -> None:
         """Writes the frames buffered so far."""
@@ -327,7 +344,28 @@ class Client:
         """Removes an agent or pattern (``NotFound`` when there is none)."""
         self._start(lambda r: p.undeploy(r, name), Code.OK, lambda _: None).result()
 
+    def reload(self, name: str, module: bytes) -> str:
+        """Replaces a deployed agent's module in place (its state and queue
+        are kept); returns the new module's hash. Needs the admin scope."""
+        return self._start(lambda r: p.reload(r, name, module), Code.OK).result()
+
+    def stop(self, name: str) -> None:
+        """Stops an agent: it keeps state and queue; messages to it are
+        refused ``agent_stopped`` until ``start``. Needs the admin scope."""
+        self._start(lambda r: p.stop(r, name), Code.OK, lambda _: None).result()
+
+    def start(self, name: str) -> None:
+        """Starts a stopped (or quarantined) agent again."""
+        self._start(lambda r: p.start(r, name), Code.OK, lambda _: None).result()
+
     # ---- reading the node -------------------------------------------------
+
+    def info(self, name: str) -> p.AgentInfo:
+        """One agent's figures (``NotFound`` when there is none)."""
+        rows = self._read_only(lambda: self._start(lambda r: p.agent_info(r, name), Code.AGENTS))
+        if len(rows) != 1:
+            raise ProtocolError(f"AGENT_INFO {name}: {len(rows)} rows")
+        return rows[0]
 
     def agents(self) -> List[p.AgentInfo]:
         """Every agent of the node, with its figures."""

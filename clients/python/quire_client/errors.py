@@ -28,6 +28,7 @@ class ErrorCode(IntEnum):
     SLOW_CLIENT = 11
     INTERNAL = 12
     HANDSHAKE_REQUIRED = 13
+    WINDOW_FULL = 14
 
 
 class QuireError(Exception):
@@ -87,8 +88,13 @@ class UnsupportedVersion(NodeError):
 
 
 class Unauthorized(NodeError):
-    """A wrong token at HELLO, or a deploy/undeploy without the admin
-    token."""
+    """A token the node does not know (at HELLO: the connection closes), or
+    a request outside the scopes the connection's credential grants (the
+    connection stays); ``scope`` names the scope it needed."""
+
+    @property
+    def scope(self) -> Optional[str]:
+        return self.detail
 
 
 class UnknownFrame(NodeError):
@@ -137,6 +143,13 @@ class HandshakeRequired(NodeError):
     """The first frame was not HELLO."""
 
 
+class WindowFull(NodeError):
+    """The connection had its window of requests unanswered (WELCOME's
+    ``max_requests_in_flight``): this one was not acted on and may be sent
+    again. ``Client`` keeps within the window by itself, so only a window
+    the node shrank or another writer on the socket can cause it."""
+
+
 _BY_CODE = {
     ErrorCode.BAD_FRAME: BadFrame,
     ErrorCode.FRAME_TOO_LARGE: FrameTooLarge,
@@ -151,6 +164,7 @@ _BY_CODE = {
     ErrorCode.SLOW_CLIENT: SlowClient,
     ErrorCode.INTERNAL: Internal,
     ErrorCode.HANDSHAKE_REQUIRED: HandshakeRequired,
+    ErrorCode.WINDOW_FULL: WindowFull,
 }
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, FrozenSet, List, Optional, Tuple, Union
 
 import msgpack
 
@@ -50,6 +50,10 @@ class Code(IntEnum):
     DEPLOYED = 19
     WHERE = 20
     LOCATION = 21
+    RELOAD = 22
+    STOP = 23
+    START = 24
+    AGENT_INFO = 25
 
 
 class Priority(IntEnum):
@@ -105,6 +109,22 @@ def undeploy(req: int, name: str) -> bytes:
     return frame([Code.UNDEPLOY, req, name])
 
 
+def reload(req: int, name: str, module: bytes) -> bytes:
+    return frame([Code.RELOAD, req, name, module])
+
+
+def stop(req: int, name: str) -> bytes:
+    return frame([Code.STOP, req, name])
+
+
+def start(req: int, name: str) -> bytes:
+    return frame([Code.START, req, name])
+
+
+def agent_info(req: int, name: str) -> bytes:
+    return frame([Code.AGENT_INFO, req, name])
+
+
 def list_agents(req: int) -> bytes:
     return frame([Code.LIST_AGENTS, req])
 
@@ -131,10 +151,23 @@ def ping(req: int) -> bytes:
 @dataclass
 class Limits:
     """What a connection may send and leave unread (WELCOME's 6th and 7th
-    fields; older nodes do not state them)."""
+    fields; older nodes do not state them), and how many requests it may
+    have unanswered (the 10th field, protocol 1.3; ``None`` when the node
+    states no window)."""
 
     max_frame_bytes: int
     max_unsent_bytes: int
+    max_requests_in_flight: Optional[int] = None
+
+
+@dataclass
+class Access:
+    """The credential a node took for the connection (a token's name,
+    ``admin`` or ``anonymous``) and the scopes it grants (``message``,
+    ``read``, ``admin``): WELCOME's 8th and 9th fields, protocol 1.3."""
+
+    credential: str
+    scopes: FrozenSet[str]
 
 
 @dataclass
@@ -144,6 +177,7 @@ class Welcome:
     shard: int
     shards: int
     limits: Optional[Limits] = None
+    access: Optional[Access] = None
 
 
 @dataclass
@@ -246,7 +280,14 @@ def _uint(v: Any) -> int:
 def _decode(code: Code, f: List[Any]) -> Union[Welcome, Answer]:
     if code == Code.WELCOME:
         limits = Limits(_uint(f[5]), _uint(f[6])) if len(f) >= 7 else None
-        return Welcome(_uint(f[1]), _text(f[2]), _uint(f[3]), _uint(f[4]), limits)
+        access = None
+        if limits is not None and len(f) >= 10:
+            if not isinstance(f[8], list):
+                raise TypeError(f"expected a list of scopes, got {f[8]!r}")
+            access = Access(_text(f[7]), frozenset(_text(s) for s in f[8]))
+            window = _uint(f[9])
+            limits.max_requests_in_flight = window or None
+        return Welcome(_uint(f[1]), _text(f[2]), _uint(f[3]), _uint(f[4]), limits, access)
     req = _uint(f[1])
     if code == Code.REPLY:
         payload = f[2]

@@ -58,7 +58,7 @@ class NodeProcess:
     """A running node; ``stop()`` sends SIGTERM, ``kill()`` SIGKILL,
     ``restart()`` starts it again on the same ports and storage."""
 
-    def __init__(self, durability: str = "batched", env: dict | None = None):
+    def __init__(self, durability: str = "batched", env: dict | None = None, config: str | None = None):
         binary = os.environ.get("QUIRE_BIN")
         if not binary:
             raise RuntimeError("QUIRE_BIN must name the quire binary (cargo build -p quire-runtime --bin quire)")
@@ -69,6 +69,10 @@ class NodeProcess:
         self.dir = tempfile.TemporaryDirectory(prefix="quire-py-")
         self.data = pathlib.Path(self.dir.name) / "data"
         self.stderr_path = pathlib.Path(self.dir.name) / "stderr.log"
+        self.config = None
+        if config is not None:
+            self.config = pathlib.Path(self.dir.name) / "quire.toml"
+            self.config.write_text(config)
         self.proc = None
         for _ in range(5):
             port = _free_port_block(self.shards + 2)
@@ -81,8 +85,9 @@ class NodeProcess:
     def _start(self) -> bool:
         env = {**os.environ, "QUIRE_LOG": "warn", **self.env}
         with open(self.stderr_path, "ab") as err:
+            config = ["--config", str(self.config)] if self.config else []
             self.proc = subprocess.Popen(
-                [self.binary, "node", "--admin-token", TOKEN, "--listen", self.addr,
+                [self.binary, "node", *config, "--admin-token", TOKEN, "--listen", self.addr,
                  "--metrics", self.metrics, "--shards", str(self.shards),
                  "--durability", self.durability, "--data-dir", str(self.data)],
                 stdout=subprocess.DEVNULL, stderr=err, env=env,

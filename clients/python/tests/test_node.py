@@ -115,6 +115,28 @@ class EveryFrame(unittest.TestCase):
             self.client.call("batch-1", b"x")
         self.assertEqual(e.exception.reason, "no_such_agent")
 
+    def test_reload_keeps_state_stop_refuses_until_start_and_info_follows(self):
+        c = self.client
+        c.deploy("py-tally", module("counter"))
+        self.assertEqual([count(c.call("py-tally", b"")) for _ in range(2)], [1, 2])
+        first = c.info("py-tally").version
+        new_hash = c.reload("py-tally", module("echo"))
+        self.assertEqual(c.call("py-tally", b"swapped"), b"swapped")
+        self.assertTrue(new_hash.startswith(c.info("py-tally").version))
+        self.assertNotEqual(c.info("py-tally").version, first)
+        c.reload("py-tally", module("counter"))
+        self.assertEqual(count(c.call("py-tally", b"")), 3)  # its state was kept
+        c.stop("py-tally")
+        self.assertEqual(c.info("py-tally").state, "stopped")
+        with self.assertRaises(Rejected) as e:
+            c.call("py-tally", b"")
+        self.assertEqual(e.exception.reason, "agent_stopped")
+        c.start("py-tally")
+        self.assertEqual(count(c.call("py-tally", b"")), 4)
+        for attempt in (lambda: c.stop("nobody"), lambda: c.info("nobody"), lambda: c.reload("nobody", module("echo"))):
+            with self.assertRaises(NotFound):
+                attempt()
+
     def test_refusals_are_typed_errors_and_the_connection_goes_on(self):
         with self.assertRaises(Rejected) as e:
             self.client.call("nobody", b"x")
@@ -137,6 +159,70 @@ class EveryFrame(unittest.TestCase):
     def test_a_wrong_token_is_refused_at_the_handshake(self):
         with self.assertRaises(Unauthorized):
             Client(self.node.addr, "wrong")
+
+    def test_welcome_states_the_credential_its_scopes_and_the_window(self):
+        self.assertEqual(self.client.access.credential, "admin")
+        self.assertEqual(self.client.access.scopes, {"message", "read", "admin"})
+        self.assertEqual(self.client.limits.max_requests_in_flight, 16384)
+        plain = self.node.client(token=None)
+        self.assertEqual(plain.access.credential, "anonymous")
+        self.assertEqual(plain.access.scopes, {"message", "read"})
+        plain.close()
+
+
+SCOPED = """
+[network]
+anonymous_scopes = []
+max_requests_in_flight = 4
+
+[[network.tokens]]
+name = "ingest"
+secret = "py-ingest-secret"
+scopes = ["message"]
+"""
+
+
+class Scopes(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.node = NodeProcess(config=SCOPED, env={"QUIRE_STORAGE_BATCH_MAX_DELAY_US": "200000"})
+        with cls.node.client() as admin:
+            admin.deploy("echo", module("echo"))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.node.close()
+
+    def test_a_request_outside_the_scopes_is_refused_naming_it_and_the_connection_goes_on(self):
+        with self.node.client(token="py-ingest-secret") as ingest:
+            self.assertEqual(ingest.access.credential, "ingest")
+            self.assertEqual(ingest.access.scopes, {"message"})
+            self.assertEqual(ingest.call("echo", b"hi"), b"hi")
+            with self.assertRaises(Unauthorized) as e:
+                ingest.agents()
+            self.assertEqual(e.exception.scope, "read")
+            with self.assertRaises(Unauthorized) as e:
+                ingest.deploy("sneaky", module("echo"))
+            self.assertEqual(e.exception.scope, "admin")
+            self.assertEqual(ingest.call("echo", b"kept"), b"kept")
+            self.assertEqual(ingest.reconnects, 0)
+        with self.node.client(token=None) as anonymous:
+            self.assertEqual(anonymous.access.scopes, frozenset())
+            with self.assertRaises(Unauthorized) as e:
+                anonymous.call("echo", b"x")
+            self.assertEqual(e.exception.scope, "message")
+            anonymous.ping()
+
+    def test_the_client_keeps_within_the_window_so_nothing_is_refused(self):
+        with self.node.client() as c:
+            self.assertEqual(c.limits.max_requests_in_flight, 4)
+            # Durable sends wait ~200 ms for their commit: without the
+            # client's own window the fifth would be refused WINDOW_FULL.
+            pending = [c.start_send("echo", b"d", durable_key=f"w-{i}") for i in range(12)]
+            self.assertLessEqual(c.owed, 4)
+            ids = [p.result() for p in pending]
+            self.assertEqual(len(set(ids)), 12)
+            self.assertNotIn("duplicate", ids)
 
 
 class NodeGoesAway(unittest.TestCase):

@@ -69,6 +69,14 @@ class Decoding(unittest.TestCase):
         self.assertIsNone(old.limits)
         self.assertEqual(new.req, 3)
 
+    def test_a_welcome_of_revision_1_3_states_the_access_and_the_window(self):
+        (w,) = p.Decoder().feed(answer([2, 1, "n", 0, 2, 1048576, 8388608, "ingest", ["message", "teleport"], 64, "later"]))
+        self.assertEqual(w.access, p.Access("ingest", frozenset({"message", "teleport"})))
+        self.assertEqual(w.limits, p.Limits(1048576, 8388608, 64))
+        (w,) = p.Decoder().feed(answer([2, 1, "n", 0, 2, 1048576, 8388608, "anonymous", [], 0]))
+        self.assertEqual(w.access.scopes, frozenset())
+        self.assertIsNone(w.limits.max_requests_in_flight)
+
     def test_an_error_code_from_a_newer_node_reads_as_internal(self):
         (f,) = p.Decoder().feed(answer([17, 1, 99, "new", None]))
         self.assertEqual(f.content.code.name, "INTERNAL")

@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::protocol::{
-    self, AgentLocation, AgentRow, ErrorCode, Frame, Limits, MemberRow, Priority, Role, StatsRow,
-    VERSION,
+    self, Access, AgentLocation, AgentRow, ErrorCode, Frame, Limits, MemberRow, Priority, Role,
+    StatsRow, VERSION,
 };
 
 /// What went wrong talking to a node.
@@ -77,6 +77,7 @@ pub struct RemoteClient {
     node: String,
     shard: u64,
     limits: Option<Limits>,
+    access: Option<Access>,
     max_frame: usize,
 }
 
@@ -109,6 +110,7 @@ impl RemoteClient {
             node: String::new(),
             shard: 0,
             limits: None,
+            access: None,
             max_frame: 64 << 20,
             end: 0,
         };
@@ -123,11 +125,13 @@ impl RemoteClient {
                 node,
                 shard,
                 limits,
+                access,
                 ..
             } => {
                 client.node = node;
                 client.shard = shard;
                 client.limits = limits;
+                client.access = access;
                 Ok(client)
             }
             Frame::Error {
@@ -161,6 +165,13 @@ impl RemoteClient {
     /// `None` from a node older than protocol 1.2.
     pub fn limits(&self) -> Option<Limits> {
         self.limits
+    }
+
+    /// The credential the node took for this connection and the scopes it
+    /// grants, from its `WELCOME`; `None` from a node older than protocol
+    /// 1.3.
+    pub fn access(&self) -> Option<&Access> {
+        self.access.as_ref()
     }
 
     /// A fresh request number.
@@ -415,6 +426,51 @@ impl RemoteClient {
             name: name.into(),
         })
         .map(|_| ())
+    }
+
+    /// Replaces deployed WebAssembly agent `name`'s module in place: its
+    /// state and queue are kept, and messages handled from now on run the
+    /// new version. Returns the new module's hash.
+    pub fn reload(&mut self, name: &str, module: &[u8]) -> Result<String, ClientError> {
+        let frame = |req| Frame::Reload {
+            req,
+            name: name.into(),
+            module: Bytes::copy_from_slice(module),
+        };
+        match self.admin(frame)? {
+            Frame::Ok { value, .. } => Ok(value.unwrap_or_default()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Stops agent `name`: it keeps its state and queue; messages sent to
+    /// it are refused `agent_stopped` until [`Self::start`].
+    pub fn stop(&mut self, name: &str) -> Result<(), ClientError> {
+        self.admin(|req| Frame::Stop {
+            req,
+            name: name.into(),
+        })
+        .map(|_| ())
+    }
+
+    /// Starts stopped (or quarantined) agent `name` again.
+    pub fn start(&mut self, name: &str) -> Result<(), ClientError> {
+        self.admin(|req| Frame::Start {
+            req,
+            name: name.into(),
+        })
+        .map(|_| ())
+    }
+
+    /// Agent `name`'s row: state, version, queue, failures, memory, ...
+    pub fn info(&mut self, name: &str) -> Result<AgentRow, ClientError> {
+        match self.request(|req| Frame::AgentInfo {
+            req,
+            name: name.into(),
+        })? {
+            Frame::Agents { mut agents, .. } if agents.len() == 1 => Ok(agents.remove(0)),
+            other => Err(unexpected(other)),
+        }
     }
 
     /// One request and its answer.

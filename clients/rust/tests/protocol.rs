@@ -6,8 +6,8 @@
 use bytes::Bytes;
 use proptest::prelude::*;
 use quire_client::protocol::{
-    decode, decode_body, encode, AgentLocation, AgentRow, DecodeError, ErrorCode, Frame, Limits,
-    MemberRow, Role, DEFAULT_MAX_FRAME_BYTES,
+    decode, decode_body, encode, Access, AgentLocation, AgentRow, DecodeError, ErrorCode, Frame,
+    Limits, MemberRow, Role, Scope, DEFAULT_MAX_FRAME_BYTES,
 };
 use quire_client::Priority;
 
@@ -32,6 +32,7 @@ fn every_frame() -> Vec<Frame> {
             shard: 1,
             shards: 2,
             limits: None,
+            access: None,
         },
         Frame::Welcome {
             version: 1,
@@ -41,6 +42,23 @@ fn every_frame() -> Vec<Frame> {
             limits: Some(Limits {
                 max_frame_bytes: 1 << 20,
                 max_unsent_bytes: 16 << 20,
+                max_requests_in_flight: None,
+            }),
+            access: None,
+        },
+        Frame::Welcome {
+            version: 1,
+            node: "n1".into(),
+            shard: 0,
+            shards: 2,
+            limits: Some(Limits {
+                max_frame_bytes: 1 << 20,
+                max_unsent_bytes: 16 << 20,
+                max_requests_in_flight: Some(4096),
+            }),
+            access: Some(Access {
+                credential: "ingest".into(),
+                scopes: [Scope::Message, Scope::Read].into_iter().collect(),
             }),
         },
         Frame::Send {
@@ -125,6 +143,23 @@ fn every_frame() -> Vec<Frame> {
                 state: "down".into(),
                 shards: 2,
             }],
+        },
+        Frame::Reload {
+            req: 22,
+            name: "echo".into(),
+            module: Bytes::from_static(b"\0asm\x01\0\0\0"),
+        },
+        Frame::Stop {
+            req: 23,
+            name: "echo".into(),
+        },
+        Frame::Start {
+            req: 24,
+            name: "echo".into(),
+        },
+        Frame::AgentInfo {
+            req: 25,
+            name: "echo".into(),
         },
         Frame::Where {
             req: 14,
@@ -345,4 +380,62 @@ fn the_example_in_docs_protocol_md_is_exact() {
         b'h', b'i', 0x02, 0xcd, 0x03, 0xe8,
     ];
     assert_eq!(buf, expected);
+}
+
+#[test]
+fn a_welcome_from_a_newer_node_keeps_the_scopes_this_build_knows() {
+    use quire_client::protocol::msgpack::Writer;
+    use quire_client::protocol::{code, ScopeSet};
+    // WELCOME 1.3 as a later node might send it: a scope this build does
+    // not know, window 0 (none stated), and a field appended after that.
+    let mut body = Vec::new();
+    let mut w = Writer(&mut body);
+    w.array(11);
+    w.uint(code::WELCOME);
+    w.uint(1);
+    w.str("n1");
+    w.uint(0);
+    w.uint(2);
+    w.uint(1 << 20);
+    w.uint(16 << 20);
+    w.str("ops");
+    w.array(3);
+    w.str("read");
+    w.str("teleport");
+    w.str("admin");
+    w.uint(0);
+    w.str("a later field");
+    let Frame::Welcome { limits, access, .. } = decode_body(&body).unwrap() else {
+        panic!("not a WELCOME");
+    };
+    assert_eq!(limits.unwrap().max_requests_in_flight, None);
+    let access = access.unwrap();
+    assert_eq!(access.credential, "ops");
+    assert_eq!(
+        access.scopes,
+        ScopeSet::NONE.with(Scope::Read).with(Scope::Admin)
+    );
+}
+
+#[test]
+fn every_client_request_needs_a_scope_but_ping() {
+    for frame in every_frame() {
+        let needed = Scope::needed_by(&frame);
+        match frame {
+            Frame::Hello { .. } | Frame::Welcome { .. } | Frame::Ping { .. } => {
+                assert_eq!(needed, None)
+            }
+            Frame::Send { .. } | Frame::Call { .. } => assert_eq!(needed, Some(Scope::Message)),
+            Frame::Deploy { .. }
+            | Frame::DeployMany { .. }
+            | Frame::Undeploy { .. }
+            | Frame::Reload { .. }
+            | Frame::Stop { .. }
+            | Frame::Start { .. } => assert_eq!(needed, Some(Scope::Admin)),
+            _ if frame.answer_to().is_some() => {
+                assert_eq!(needed, None, "{} is an answer", frame.name())
+            }
+            _ => assert_eq!(needed, Some(Scope::Read), "{}", frame.name()),
+        }
+    }
 }

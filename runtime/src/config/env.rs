@@ -104,13 +104,14 @@ const STRING_KEYS: [&str; 11] = [
     "_POLICY",
 ];
 
-/// An environment value as TOML: a list for `seeds`, a string for string
+/// An environment value as TOML: a list for `seeds` and `*_scopes`
+/// (comma-separated; empty: an empty list), a string for string
 /// keys, else a number or boolean when it reads as one, else a string.
 fn env_value(var: &str, value: &str) -> toml::Value {
     if STRING_KEYS.iter().any(|k| var.ends_with(k)) {
         return toml::Value::String(value.to_string());
     }
-    if var.ends_with("_SEEDS") {
+    if var.ends_with("_SEEDS") || var.ends_with("_SCOPES") {
         return toml::Value::Array(
             value
                 .split(',')

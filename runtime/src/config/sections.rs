@@ -92,9 +92,18 @@ pub struct NetworkSection {
     /// Reply bytes a connection may leave unread before it is closed as a
     /// slow client.
     pub max_unsent_bytes: usize,
-    /// Deploy and undeploy over the wire need this token in the client's
-    /// HELLO; unset: they are refused.
+    /// A client presenting this token in its HELLO is granted every scope
+    /// (the credential named `admin`); unset: no such token.
     pub admin_token: Option<String>,
+    /// More tokens, each with its own scopes (`[[network.tokens]]`).
+    pub tokens: Vec<TokenEntry>,
+    /// The scopes of a connection that presents no credential: `message`
+    /// and `read` by default (calls, sends and listings need no token;
+    /// deploys do). `[]`: every request needs a token.
+    pub anonymous_scopes: Vec<String>,
+    /// Requests one connection may have unanswered at once; the next is
+    /// answered `ERROR WINDOW_FULL` and not acted on. Stated in WELCOME.
+    pub max_requests_in_flight: usize,
     /// A call that came in from another node is answered `expired` after
     /// this long if its agent has not replied (ms).
     pub remote_call_timeout_ms: u64,
@@ -110,9 +119,26 @@ impl Default for NetworkSection {
             hello_timeout_ms: 5_000,
             max_unsent_bytes: 16 << 20,
             admin_token: None,
+            tokens: Vec::new(),
+            anonymous_scopes: vec!["message".into(), "read".into()],
+            max_requests_in_flight: 16_384,
             remote_call_timeout_ms: 30_000,
         }
     }
+}
+
+/// One `[[network.tokens]]` entry: a secret a client may present in its
+/// HELLO and the scopes it grants.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TokenEntry {
+    /// What WELCOME, logs and errors call it (never the secret).
+    pub name: String,
+    /// The secret itself.
+    pub secret: String,
+    /// Any of `message` (CALL, SEND), `read` (AGENTS, STATS, MEMBERS,
+    /// WHERE), `admin` (DEPLOY, DEPLOY_MANY, UNDEPLOY).
+    pub scopes: Vec<String>,
 }
 
 impl NetworkSection {

@@ -126,3 +126,57 @@ fn missing_file_is_named() {
     let err = NodeConfig::from_file(Path::new("/nonexistent/quire.toml")).unwrap_err();
     assert!(err.to_string().contains("/nonexistent/quire.toml"));
 }
+
+#[test]
+fn tokens_are_read_from_the_file_and_bad_ones_are_named() {
+    let ok = NodeConfig::from_toml(
+        "[network]\nanonymous_scopes = [\"read\"]\n[[network.tokens]]\nname = \"ingest\"\nsecret = \"s1\"\nscopes = [\"message\"]\n[[network.tokens]]\nname = \"ops\"\nsecret = \"s2\"\nscopes = [\"read\", \"admin\"]\n",
+    )
+    .unwrap();
+    assert_eq!(ok.network.tokens.len(), 2);
+    assert_eq!(ok.network.tokens[1].scopes, ["read", "admin"]);
+    assert_eq!(ok.network.anonymous_scopes, ["read"]);
+
+    let token = |name: &str, secret: &str, scopes: &str| {
+        format!("[[network.tokens]]\nname = \"{name}\"\nsecret = \"{secret}\"\nscopes = {scopes}\n")
+    };
+    for (toml, names) in [
+        (token("ingest", "s1", "[\"wirte\"]"), "\"wirte\""),
+        (token("", "s1", "[\"read\"]"), "entry 1 has no name"),
+        (
+            token("admin", "s1", "[\"read\"]"),
+            "may not be called \"admin\"",
+        ),
+        (token("ingest", "", "[\"read\"]"), "empty secret"),
+        (token("ingest", "s1", "[]"), "grants no scope"),
+        (
+            token("a", "s1", "[\"read\"]") + &token("a", "s2", "[\"read\"]"),
+            "named twice",
+        ),
+        (
+            token("a", "s1", "[\"read\"]") + &token("b", "s1", "[\"admin\"]"),
+            "token \"b\" has the same secret",
+        ),
+        (
+            "[network]\nanonymous_scopes = [\"everything\"]\n".to_string(),
+            "network.anonymous_scopes",
+        ),
+    ] {
+        let err = NodeConfig::from_toml(&toml).unwrap_err();
+        assert!(err.to_string().contains(names), "{toml}: {err}");
+    }
+    let err = NodeConfig::from_toml(
+        "[[network.tokens]]\nname = \"x\"\nsecret = \"y\"\nscopes = [\"read\"]\nscope = \"typo\"\n",
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("scope"), "{err}");
+}
+
+#[test]
+fn anonymous_scopes_come_from_the_environment_as_a_list() {
+    let cfg =
+        NodeConfig::load(None, vars(&[("QUIRE_NETWORK_ANONYMOUS_SCOPES", "message")])).unwrap();
+    assert_eq!(cfg.network.anonymous_scopes, ["message"]);
+    let cfg = NodeConfig::load(None, vars(&[("QUIRE_NETWORK_ANONYMOUS_SCOPES", "")])).unwrap();
+    assert!(cfg.network.anonymous_scopes.is_empty());
+}

@@ -1,6 +1,8 @@
 //! Every bound of a configuration, checked with its key named.
 
-use super::{ConfigError, NodeConfig};
+use quire_client::protocol::Scope;
+
+use super::{ConfigError, NetworkSection, NodeConfig};
 
 impl NodeConfig {
     /// Checks every bound.
@@ -111,6 +113,10 @@ impl NodeConfig {
             ("network.frame_timeout_ms", self.network.frame_timeout_ms),
             ("network.hello_timeout_ms", self.network.hello_timeout_ms),
             (
+                "network.max_requests_in_flight",
+                self.network.max_requests_in_flight as u64,
+            ),
+            (
                 "network.max_unsent_bytes",
                 self.network.max_unsent_bytes as u64,
             ),
@@ -153,6 +159,7 @@ impl NodeConfig {
         }
         self.network.listen_addr()?;
         self.metrics.listen_addr()?;
+        validate_credentials(&self.network)?;
         if !self.cluster.seeds.is_empty() {
             if self.network.listen.is_none() {
                 return Err(ConfigError::Invalid {
@@ -178,4 +185,73 @@ impl NodeConfig {
         }
         Ok(())
     }
+}
+
+/// Credential names the node gives itself: a token may not take them.
+const RESERVED_NAMES: [&str; 2] = ["admin", "anonymous"];
+
+/// Every token named, distinct in name and secret, with known scopes; the
+/// anonymous scopes known.
+fn validate_credentials(net: &NetworkSection) -> Result<(), ConfigError> {
+    let invalid = |key, problem: String| ConfigError::Invalid { key, problem };
+    let known = || {
+        Scope::ALL
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for name in &net.anonymous_scopes {
+        if Scope::from_name(name).is_none() {
+            return Err(invalid(
+                "network.anonymous_scopes",
+                format!("no scope is called {name:?} (scopes: {})", known()),
+            ));
+        }
+    }
+    if net.admin_token.as_deref() == Some("") {
+        return Err(invalid(
+            "network.admin_token",
+            "is empty: unset it, or give a secret".into(),
+        ));
+    }
+    for (i, token) in net.tokens.iter().enumerate() {
+        let which = if token.name.is_empty() {
+            format!("entry {}", i + 1)
+        } else {
+            format!("token {:?}", token.name)
+        };
+        let problem = if token.name.is_empty() {
+            Some("has no name".to_string())
+        } else if RESERVED_NAMES.contains(&token.name.as_str()) {
+            Some(format!(
+                "may not be called {:?} (the node's own name for {})",
+                token.name,
+                if token.name == "admin" {
+                    "network.admin_token"
+                } else {
+                    "no credential"
+                }
+            ))
+        } else if token.secret.is_empty() {
+            Some("has an empty secret".into())
+        } else if token.scopes.is_empty() {
+            Some("grants no scope".into())
+        } else if let Some(bad) = token.scopes.iter().find(|s| Scope::from_name(s).is_none()) {
+            Some(format!("no scope is called {bad:?} (scopes: {})", known()))
+        } else if net.tokens[..i].iter().any(|t| t.name == token.name) {
+            Some("is named twice".into())
+        } else if net.tokens[..i].iter().any(|t| t.secret == token.secret)
+            || net.admin_token.as_deref() == Some(token.secret.as_str())
+        {
+            // One secret, two grants: which one a client gets would be luck.
+            Some("has the same secret as another token".into())
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            return Err(invalid("network.tokens", format!("{which} {problem}")));
+        }
+    }
+    Ok(())
 }

@@ -11,17 +11,18 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
+use super::access::refusal;
 use super::client_frames::*;
 use super::io::{closing_error, ReadEnd};
 use super::{Accepted, NetShard};
-use crate::protocol::{ErrorCode, Frame, Limits, Role, VERSION};
+use crate::protocol::{Access, ErrorCode, Frame, Limits, Role, Scope, VERSION};
 use crate::shard_runtime::Shared;
 
-/// The largest frame body a connection may send: admin connections may
-/// send deploys up to the module limit.
-fn max_frame(net: &NetShard, admin: bool) -> usize {
+/// The largest frame body a connection may send: connections with the
+/// admin scope may send deploys up to the module limit.
+fn max_frame(net: &NetShard, access: &Access) -> usize {
     let plain = net.settings.network.max_frame_bytes;
-    if admin {
+    if access.scopes.contains(Scope::Admin) {
         net.settings.max_admin_frame.max(plain)
     } else {
         plain
@@ -35,38 +36,35 @@ pub(crate) async fn serve_client(shared: Rc<Shared>, net: Rc<NetShard>, conn: Ac
         out,
         writer,
     } = conn;
-    let admin = match frames.first(net.settings.hello_timeout()).await {
+    let window = net.settings.network.max_requests_in_flight;
+    let access = match frames.first(net.settings.hello_timeout()).await {
         Ok(Frame::Hello {
             version,
             role: Role::Client,
             credential,
             ..
         }) if version == VERSION => {
-            let admin = net
-                .settings
-                .network
-                .admin_token
-                .as_deref()
-                .is_some_and(|token| credential.as_deref() == Some(token));
-            if credential.is_some() && !admin {
+            let Some(access) = net.settings.credentials.grant(credential.as_deref()) else {
                 out.close_with(Some(&closing_error(
                     ErrorCode::Unauthorized,
-                    "wrong admin token",
+                    "the credential in HELLO is none of this node's tokens",
                 )));
                 writer.await;
                 return;
-            }
+            };
             out.push(&Frame::Welcome {
                 version: VERSION,
                 node: net.settings.node_name.clone(),
                 shard: u64::from(net.shard),
                 shards: u64::from(net.settings.shards),
                 limits: Some(Limits {
-                    max_frame_bytes: max_frame(&net, admin) as u64,
+                    max_frame_bytes: max_frame(&net, &access) as u64,
                     max_unsent_bytes: net.settings.network.max_unsent_bytes as u64,
+                    max_requests_in_flight: Some(window as u64),
                 }),
+                access: Some(access.clone()),
             });
-            admin
+            access
         }
         Ok(Frame::Hello {
             role: Role::Client,
@@ -107,16 +105,25 @@ pub(crate) async fn serve_client(shared: Rc<Shared>, net: Rc<NetShard>, conn: Ac
             return;
         }
     };
-    frames.set_max_frame(max_frame(&net, admin));
+    frames.set_max_frame(max_frame(&net, &access));
     let pending = Rc::new(Cell::new(0usize));
     loop {
         match frames.next().await {
-            Ok(frame) => {
-                if let Err((code, message)) = handle(&shared, &net, &out, &pending, admin, frame) {
-                    out.close_with(Some(&closing_error(code, message)));
+            Ok(frame) => match refusal(&access, pending.get(), window, &frame) {
+                Some(closing @ Frame::Error { req: 0, .. }) => {
+                    out.close_with(Some(&closing));
                     break;
                 }
-            }
+                Some(answer) => {
+                    out.push(&answer);
+                }
+                None => {
+                    if let Err((code, message)) = handle(&shared, &net, &out, &pending, frame) {
+                        out.close_with(Some(&closing_error(code, message)));
+                        break;
+                    }
+                }
+            },
             Err(ReadEnd::Closed) => {
                 // The client finished sending: answer what it asked, then close.
                 let deadline = std::time::Instant::now() + DEFAULT_CALL_TIMEOUT * 2;

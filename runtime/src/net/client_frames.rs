@@ -7,16 +7,15 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use quire_shards::{
-    owning_shard, AgentId, AgentState, CallError, CallFailure, Envelope, SendOptions, ShardStats,
+    owning_shard, AgentId, CallError, CallFailure, Envelope, SendOptions, ShardStats,
 };
 
+use super::client_lifecycle::{self as lifecycle, agent_row};
 use super::io::Outgoing;
 use super::NetShard;
 use crate::client::DurableError;
 use crate::cluster::MemberState;
-use crate::protocol::{
-    core_priority, AgentLocation, AgentRow, ErrorCode, Frame, MemberRow, StatsRow,
-};
+use crate::protocol::{core_priority, AgentLocation, ErrorCode, Frame, MemberRow, StatsRow};
 use crate::shard_runtime::Shared;
 use crate::wasm_agents::WasmOptions;
 
@@ -84,7 +83,6 @@ pub(super) fn handle(
     net: &Rc<NetShard>,
     out: &Rc<Outgoing>,
     pending: &Rc<Cell<usize>>,
-    admin: bool,
     frame: Frame,
 ) -> Result<(), (ErrorCode, String)> {
     match frame {
@@ -177,7 +175,7 @@ pub(super) fn handle(
                 .admit_client_call(id, payload, opts, timeout, waiter);
         }
         Frame::Deploy { req, name, module } => {
-            if let Some(refusal) = refuse_admin(admin, net, &name, req, "deploy") {
+            if let Some(refusal) = owner_elsewhere(net, &name, req) {
                 out.push(&refusal);
                 return Ok(());
             }
@@ -211,10 +209,6 @@ pub(super) fn handle(
             });
         }
         Frame::DeployMany { req, names, module } => {
-            if !admin {
-                out.push(&unauthorized(req, "deploy"));
-                return Ok(());
-            }
             // Names another member owns fail naming it; the rest are
             // deployed here. Failures are answered in the order given.
             let mut failed: Vec<(usize, String, String)> = Vec::new();
@@ -262,7 +256,7 @@ pub(super) fn handle(
             });
         }
         Frame::Undeploy { req, name } => {
-            if let Some(refusal) = refuse_admin(admin, net, &name, req, "undeploy") {
+            if let Some(refusal) = owner_elsewhere(net, &name, req) {
                 out.push(&refusal);
                 return Ok(());
             }
@@ -293,36 +287,17 @@ pub(super) fn handle(
             spawn_admin(out, pending, {
                 let client = net.client.clone();
                 async move {
-                    let agents = client
-                        .agents()
-                        .await
-                        .into_iter()
-                        .map(|a| AgentRow {
-                            name: a.name,
-                            shard: u64::from(a.shard),
-                            state: match a.status.state {
-                                AgentState::Running => "running",
-                                AgentState::Idle => "idle",
-                                AgentState::Quarantined => "quarantined",
-                                AgentState::Throttled => "throttled",
-                                AgentState::Stopped => "stopped",
-                            }
-                            .to_string(),
-                            version: a.status.version,
-                            queued: a.queued as u64,
-                            failures: a.status.failures,
-                            restarts: a.status.restarts,
-                            activations: a.status.activations,
-                            memory_bytes: a.status.memory_bytes,
-                            busy_ns: a.status.busy_ns,
-                            state_bytes: a.state_bytes as u64,
-                            calls_waiting: a.calls_waiting as u64,
-                        })
-                        .collect();
+                    let agents = client.agents().await.iter().map(agent_row).collect();
                     Frame::Agents { req, agents }
                 }
             });
         }
+        Frame::AgentInfo { req, name } => lifecycle::info(net, out, pending, req, name),
+        Frame::Reload { req, name, module } => {
+            lifecycle::reload(net, out, pending, req, name, module)
+        }
+        Frame::Stop { req, name } => lifecycle::set_stopped(net, out, pending, req, name, true),
+        Frame::Start { req, name } => lifecycle::set_stopped(net, out, pending, req, name, false),
         Frame::Stats { req } => {
             spawn_admin(out, pending, {
                 let client = net.client.clone();
@@ -360,23 +335,6 @@ pub(super) fn handle(
         }
     }
     Ok(())
-}
-
-pub(super) fn unauthorized(req: u64, what: &str) -> Frame {
-    error(
-        req,
-        ErrorCode::Unauthorized,
-        format!("{what} needs the node's admin token in HELLO"),
-    )
-}
-
-/// Why an admin request about agent `name` is not served here, if it is
-/// not: no admin token (`UNAUTHORIZED`), or another node owns the name.
-fn refuse_admin(admin: bool, net: &NetShard, name: &str, req: u64, what: &str) -> Option<Frame> {
-    if !admin {
-        return Some(unauthorized(req, what));
-    }
-    owner_elsewhere(net, name, req)
 }
 
 /// A `NOT_OWNER` answer when another node owns `name` (patterns are

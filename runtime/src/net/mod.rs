@@ -6,8 +6,10 @@
 //! use fails the start with a clear error) and handed to each shard, which
 //! serves them with glommio (io_uring) from then on.
 
+mod access;
 mod client_conn;
 mod client_frames;
+mod client_lifecycle;
 mod io;
 mod peer;
 
@@ -17,6 +19,7 @@ use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
 use std::time::Duration;
 
+pub(crate) use access::Credentials;
 use quire_shards::{RemoteRoute, RemoteRoutes};
 
 use crate::client::Client;
@@ -32,8 +35,10 @@ pub(crate) struct NetSettings {
     pub shards: u16,
     pub network: NetworkSection,
     pub cluster: ClusterSection,
-    /// Largest deploy frame on an admin connection.
+    /// Largest deploy frame on a connection with the admin scope.
     pub max_admin_frame: usize,
+    /// The tokens client connections may present.
+    pub credentials: access::Credentials,
     pub seeds: Vec<SocketAddr>,
 }
 

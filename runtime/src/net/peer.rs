@@ -266,7 +266,10 @@ pub(crate) async fn serve_inbound(shared: Rc<Shared>, net: Rc<NetShard>, conn: A
                     format!("this node speaks version {VERSION}"),
                 )));
             } else if !net.settings.clustered()
-                || credential.as_deref() != net.settings.cluster.secret.as_deref()
+                || !same_secret(
+                    credential.as_deref(),
+                    net.settings.cluster.secret.as_deref(),
+                )
             {
                 tracing::warn!(node = ?node, "link refused: wrong cluster secret");
                 out.close_with(Some(&closing_error(
@@ -282,7 +285,9 @@ pub(crate) async fn serve_inbound(shared: Rc<Shared>, net: Rc<NetShard>, conn: A
                     limits: Some(Limits {
                         max_frame_bytes: net.settings.network.max_frame_bytes as u64,
                         max_unsent_bytes: net.settings.network.max_unsent_bytes as u64,
+                        max_requests_in_flight: None,
                     }),
+                    access: None,
                 });
                 read_inbound(&shared, &net, &out, &mut frames).await;
             }
@@ -401,4 +406,14 @@ fn admit_inbound(shared: &Rc<Shared>, out: &Rc<Outgoing>, env: Envelope, timeout
     } else {
         core.admit_client_call(to, env.payload, opts, timeout, waiter)
     };
+}
+
+/// Whether a peer presented the cluster secret, compared as BLAKE3 hashes
+/// (constant time, one length) so that timing says nothing of how close a
+/// guess came.
+fn same_secret(presented: Option<&str>, secret: Option<&str>) -> bool {
+    match (presented, secret) {
+        (Some(p), Some(s)) => blake3::hash(p.as_bytes()) == blake3::hash(s.as_bytes()),
+        _ => false,
+    }
 }

@@ -56,13 +56,26 @@ impl NodeProcess {
 
     /// The same, with `env` (e.g. `QUIRE_*` settings) in its environment.
     pub fn start_with_env(data_dir: &Path, durability: &str, env: &[(&str, &str)]) -> Self {
-        Self::start_logging_to(data_dir, durability, env, Stderr::File)
+        Self::start_logging_to(data_dir, durability, env, Stderr::File, None)
     }
 
     /// The same, with its stderr a pipe no one reads (a log reader that
     /// stopped): `log()` is empty.
     pub fn start_with_stderr_unread(data_dir: &Path, env: &[(&str, &str)]) -> Self {
-        Self::start_logging_to(data_dir, "none", env, Stderr::UnreadPipe)
+        Self::start_logging_to(data_dir, "none", env, Stderr::UnreadPipe, None)
+    }
+
+    /// The same, started with `--config` on a file holding `config` (TOML;
+    /// what it leaves out keeps its default), `env` on top.
+    pub fn start_with_config(
+        data_dir: &Path,
+        durability: &str,
+        config: &str,
+        env: &[(&str, &str)],
+    ) -> Self {
+        let file = data_dir.with_extension("toml");
+        std::fs::write(&file, config).unwrap();
+        Self::start_logging_to(data_dir, durability, env, Stderr::File, Some(&file))
     }
 
     fn start_logging_to(
@@ -70,9 +83,10 @@ impl NodeProcess {
         durability: &str,
         env: &[(&str, &str)],
         sink: Stderr,
+        config: Option<&Path>,
     ) -> Self {
         for _ in 0..5 {
-            match Self::try_start(data_dir, durability, env, sink) {
+            match Self::try_start(data_dir, durability, env, sink, config) {
                 Ok(node) => return node,
                 Err(log) if log.contains("Address already in use") => continue,
                 Err(log) => panic!("the node did not start: {log}"),
@@ -86,6 +100,7 @@ impl NodeProcess {
         durability: &str,
         env: &[(&str, &str)],
         sink: Stderr,
+        config: Option<&Path>,
     ) -> Result<Self, String> {
         let n = shards() as u16;
         let port = free_port_block(n + 1);
@@ -93,8 +108,13 @@ impl NodeProcess {
         // Past the node-link ports (port + 1 + shard).
         let metrics = format!("127.0.0.1:{}", port + n + 1);
         let stderr = data_dir.with_extension(format!("{port}.stderr"));
-        let child = Command::new(env!("CARGO_BIN_EXE_quire"))
-            .args(["node", "--admin-token", TOKEN])
+        let mut command = Command::new(env!("CARGO_BIN_EXE_quire"));
+        command.arg("node");
+        if let Some(file) = config {
+            command.arg("--config").arg(file);
+        }
+        let child = command
+            .args(["--admin-token", TOKEN])
             .args(["--listen", &addr, "--metrics", &metrics])
             .args(["--shards", &shards().to_string()])
             .args(["--durability", durability])

@@ -6,6 +6,7 @@ use bytes::Bytes;
 use super::frame::*;
 use super::msgpack::{ReadError, Reader};
 use super::priority::Priority;
+use super::scope::{Access, Scope, ScopeSet};
 
 /// Longest agent name, in bytes (a node refuses longer ones).
 pub const MAX_AGENT_NAME_BYTES: usize = 255;
@@ -125,7 +126,7 @@ pub fn decode_body(body: &[u8]) -> Result<Frame, DecodeError> {
         }
         code::WELCOME => {
             want(5)?;
-            Frame::Welcome {
+            let mut welcome = Frame::Welcome {
                 version: r.uint("version")?,
                 node: r.str("node")?.to_owned(),
                 shard: r.uint("shard")?,
@@ -135,11 +136,30 @@ pub fn decode_body(body: &[u8]) -> Result<Frame, DecodeError> {
                     Some(Limits {
                         max_frame_bytes: r.uint("max_frame_bytes")?,
                         max_unsent_bytes: r.uint("max_unsent_bytes")?,
+                        max_requests_in_flight: None,
                     })
                 } else {
                     None
                 },
+                // Appended in protocol 1.3: the credential, its scopes and
+                // the window of requests in flight.
+                access: if fields > 9 {
+                    Some(access(&mut r)?)
+                } else {
+                    None
+                },
+            };
+            if let Frame::Welcome {
+                limits: Some(limits),
+                access: Some(_),
+                ..
+            } = &mut welcome
+            {
+                // 0 states no window.
+                let window = r.uint("max_requests_in_flight")?;
+                limits.max_requests_in_flight = (window > 0).then_some(window);
             }
+            welcome
         }
         code::SEND => {
             want(6)?;
@@ -343,6 +363,23 @@ pub fn decode_body(body: &[u8]) -> Result<Frame, DecodeError> {
                 name: agent_name(&mut r, "name")?,
             }
         }
+        code::STOP | code::START | code::AGENT_INFO => {
+            want(3)?;
+            let (req, name) = (r.uint("req")?, agent_name(&mut r, "name")?);
+            match ty {
+                code::STOP => Frame::Stop { req, name },
+                code::START => Frame::Start { req, name },
+                _ => Frame::AgentInfo { req, name },
+            }
+        }
+        code::RELOAD => {
+            want(4)?;
+            Frame::Reload {
+                req: r.uint("req")?,
+                name: agent_name(&mut r, "name")?,
+                module: Bytes::copy_from_slice(r.bin("module")?),
+            }
+        }
         code::LOCATION => {
             want(7)?;
             Frame::Location {
@@ -387,4 +424,19 @@ pub fn decode_body(body: &[u8]) -> Result<Frame, DecodeError> {
         other => return Err(DecodeError::UnknownType(other)),
     };
     Ok(frame)
+}
+
+/// A `WELCOME`'s credential name and scope names (scopes this build does
+/// not know are left out: it cannot send what they would allow anyway).
+fn access(r: &mut Reader<'_>) -> Result<Access, DecodeError> {
+    let credential = r.str("credential")?.to_owned();
+    let n = r.array("scopes")?;
+    let n = r.bounded(n, "scopes")?;
+    let mut scopes = ScopeSet::NONE;
+    for _ in 0..n {
+        if let Some(scope) = Scope::from_name(r.str("scope")?) {
+            scopes = scopes.with(scope);
+        }
+    }
+    Ok(Access { credential, scopes })
 }

@@ -39,8 +39,16 @@ pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
             shard,
             shards,
             limits,
+            access,
         } => {
-            w.array(if limits.is_some() { 7 } else { 5 });
+            // Fields are appended by protocol revision; access comes only
+            // after limits (a decoder reads them by position).
+            let access = access.as_ref().filter(|_| limits.is_some());
+            w.array(match (limits, access) {
+                (None, _) => 5,
+                (Some(_), None) => 7,
+                (Some(_), Some(_)) => 10,
+            });
             w.uint(code::WELCOME);
             w.uint(*version);
             w.str(node);
@@ -49,6 +57,15 @@ pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
             if let Some(limits) = limits {
                 w.uint(limits.max_frame_bytes);
                 w.uint(limits.max_unsent_bytes);
+            }
+            if let (Some(limits), Some(access)) = (limits, access) {
+                w.str(&access.credential);
+                let scopes: Vec<_> = access.scopes.iter().collect();
+                w.array(scopes.len());
+                for scope in scopes {
+                    w.str(scope.as_str());
+                }
+                w.uint(limits.max_requests_in_flight.unwrap_or(0));
             }
         }
         Frame::Send {
@@ -182,11 +199,16 @@ pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
                 w.uint(m.shards);
             }
         }
-        Frame::Where { req, name } => {
-            w.array(3);
-            w.uint(code::WHERE);
+        Frame::Where { req, name } => named(&mut w, code::WHERE, *req, name),
+        Frame::Stop { req, name } => named(&mut w, code::STOP, *req, name),
+        Frame::Start { req, name } => named(&mut w, code::START, *req, name),
+        Frame::AgentInfo { req, name } => named(&mut w, code::AGENT_INFO, *req, name),
+        Frame::Reload { req, name, module } => {
+            w.array(4);
+            w.uint(code::RELOAD);
             w.uint(*req);
             w.str(name);
+            w.bin(module);
         }
         Frame::Location { req, location } => {
             w.array(7);
@@ -224,4 +246,12 @@ fn request(w: &mut Writer<'_>, code: u64, req: u64) {
     w.array(2);
     w.uint(code);
     w.uint(req);
+}
+
+/// A request whose only field is an agent name.
+fn named(w: &mut Writer<'_>, code: u64, req: u64, name: &str) {
+    w.array(3);
+    w.uint(code);
+    w.uint(req);
+    w.str(name);
 }

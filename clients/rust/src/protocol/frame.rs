@@ -12,6 +12,7 @@ use bytes::Bytes;
 
 use super::msgpack::ReadError;
 use super::priority::Priority;
+use super::scope::Access;
 
 /// First element of every `HELLO`.
 pub const MAGIC: &str = "QUIRE";
@@ -47,6 +48,10 @@ pub mod code {
     pub const DEPLOYED: u64 = 19;
     pub const WHERE: u64 = 20;
     pub const LOCATION: u64 = 21;
+    pub const RELOAD: u64 = 22;
+    pub const STOP: u64 = 23;
+    pub const START: u64 = 24;
+    pub const AGENT_INFO: u64 = 25;
     pub const ENVELOPE: u64 = 32;
 }
 
@@ -90,6 +95,10 @@ pub enum ErrorCode {
     Internal = 12,
     /// The first frame was not `HELLO`; closes.
     HandshakeRequired = 13,
+    /// The connection already has `WELCOME`'s `max_requests_in_flight`
+    /// requests unanswered: this one was not acted on; the connection
+    /// stays, and the request may be sent again once answers come.
+    WindowFull = 14,
 }
 
 impl ErrorCode {
@@ -110,6 +119,7 @@ impl ErrorCode {
             11 => SlowClient,
             12 => Internal,
             13 => HandshakeRequired,
+            14 => WindowFull,
             _ => return None,
         })
     }
@@ -131,6 +141,7 @@ impl ErrorCode {
             SlowClient => "slow_client",
             Internal => "internal",
             HandshakeRequired => "handshake_required",
+            WindowFull => "window_full",
         }
     }
 }
@@ -187,6 +198,10 @@ pub struct Limits {
     /// Answer bytes the connection may leave unread before the node closes
     /// it with `ERROR SLOW_CLIENT`.
     pub max_unsent_bytes: u64,
+    /// Requests the connection may have in flight (sent, not yet answered)
+    /// at once; one more is answered `ERROR WINDOW_FULL` and not acted on
+    /// (protocol 1.3; `None` from older nodes, which state no window).
+    pub max_requests_in_flight: Option<u64>,
 }
 
 /// Where an agent lives, in a `LOCATION` frame: the member that owns its
@@ -244,6 +259,9 @@ pub enum Frame {
         /// What this connection may send and leave unread (protocol 1.2;
         /// `None` from older nodes).
         limits: Option<Limits>,
+        /// The credential the node took and the scopes it grants
+        /// (protocol 1.3; `None` from older nodes). Sent only with `limits`.
+        access: Option<Access>,
     },
     /// A one-way message; `req` 0 asks for no acknowledgement.
     Send {
@@ -377,6 +395,39 @@ pub enum Frame {
         /// The owner and whether the agent is there.
         location: AgentLocation,
     },
+    /// Replaces a deployed WebAssembly agent's module in place (hot: its
+    /// state and queue are kept); answered `OK` with the new hash.
+    Reload {
+        /// The request number.
+        req: u64,
+        /// The agent's name.
+        name: String,
+        /// The new module.
+        module: Bytes,
+    },
+    /// Stops an agent: it keeps state and queue; messages to it are
+    /// refused `agent_stopped` until `START`. Answered `OK`.
+    Stop {
+        /// The request number.
+        req: u64,
+        /// The agent's name.
+        name: String,
+    },
+    /// Starts a stopped (or quarantined) agent again. Answered `OK`.
+    Start {
+        /// The request number.
+        req: u64,
+        /// The agent's name.
+        name: String,
+    },
+    /// Asks for one agent's row; answered `AGENTS` with that row, or
+    /// `ERROR NOT_FOUND`.
+    AgentInfo {
+        /// The request number.
+        req: u64,
+        /// The agent's name.
+        name: String,
+    },
     /// Liveness check.
     Ping {
         /// The request number.
@@ -421,6 +472,10 @@ impl Frame {
             Frame::Cluster { .. } => "CLUSTER",
             Frame::Members { .. } => "MEMBERS",
             Frame::Where { .. } => "WHERE",
+            Frame::Reload { .. } => "RELOAD",
+            Frame::Stop { .. } => "STOP",
+            Frame::Start { .. } => "START",
+            Frame::AgentInfo { .. } => "AGENT_INFO",
             Frame::Location { .. } => "LOCATION",
             Frame::Ping { .. } => "PING",
             Frame::Pong { .. } => "PONG",
@@ -454,6 +509,10 @@ impl Frame {
             | Frame::Stats { .. }
             | Frame::Cluster { .. }
             | Frame::Where { .. }
+            | Frame::Reload { .. }
+            | Frame::Stop { .. }
+            | Frame::Start { .. }
+            | Frame::AgentInfo { .. }
             | Frame::Ping { .. } => None,
         }
     }

@@ -7,6 +7,7 @@ mod encode;
 mod frame;
 pub mod msgpack;
 mod priority;
+mod scope;
 
 pub use decode::MAX_AGENT_NAME_BYTES;
 pub use decode::{agent_name, decode, decode_body, frame_type, priority, split_frame};
@@ -16,3 +17,4 @@ pub use frame::{
     MemberRow, Role, StatsRow, DEFAULT_MAX_FRAME_BYTES, MAGIC, PREFIX_BYTES, VERSION,
 };
 pub use priority::Priority;
+pub use scope::{Access, Scope, ScopeSet};

@@ -41,7 +41,9 @@ pub struct Target {
     /// The node's client address.
     #[arg(long, env = "QUIRE_NODE", default_value = "127.0.0.1:7400")]
     pub node: String,
-    /// The node's admin token (deploy, undeploy).
+    /// A token for the HELLO: the node's admin token or one of its
+    /// `[[network.tokens]]`; its scopes decide what may be asked (deploys
+    /// need `admin`).
     #[arg(long, env = "QUIRE_ADMIN_TOKEN")]
     pub token: Option<String>,
 }
@@ -164,6 +166,39 @@ pub enum Command {
         #[command(flatten)]
         to: Target,
         /// The agent or pattern.
+        name: String,
+    },
+    /// Replace a deployed WebAssembly agent's module in place: its state
+    /// and queue are kept (needs the admin scope).
+    Reload {
+        #[command(flatten)]
+        to: Target,
+        /// The new module (.wasm).
+        file: PathBuf,
+        /// The agent's name.
+        #[arg(long)]
+        name: String,
+    },
+    /// Stop an agent: it keeps its state and queue, messages to it are
+    /// refused `agent_stopped` until `quire start` (needs the admin scope).
+    Stop {
+        #[command(flatten)]
+        to: Target,
+        /// The agent's name.
+        name: String,
+    },
+    /// Start a stopped or quarantined agent again (needs the admin scope).
+    Start {
+        #[command(flatten)]
+        to: Target,
+        /// The agent's name.
+        name: String,
+    },
+    /// One agent's state, version, queue, failures, memory and time.
+    Info {
+        #[command(flatten)]
+        to: Target,
+        /// The agent's name.
         name: String,
     },
     /// List the agents of a running node.

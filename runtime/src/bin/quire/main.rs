@@ -121,38 +121,32 @@ fn main() -> ExitCode {
         }),
         Command::Agents { to } => remote(to, |c| {
             let agents = c.agents()?;
-            println!(
-                "{:<32} {:>5} {:<12} {:>7} {:>8} {:>8} {:>10} {:>10} {:>10} {:>10} {:>7}  version",
-                "agent",
-                "shard",
-                "state",
-                "queued",
-                "failures",
-                "restarts",
-                "activations",
-                "memory",
-                "state",
-                "busy_ms",
-                "calls"
-            );
-            for a in &agents {
-                println!(
-                    "{:<32} {:>5} {:<12} {:>7} {:>8} {:>8} {:>10} {:>10} {:>10} {:>10} {:>7}  {}",
-                    a.name,
-                    a.shard,
-                    a.state,
-                    a.queued,
-                    a.failures,
-                    a.restarts,
-                    a.activations,
-                    a.memory_bytes,
-                    a.state_bytes,
-                    a.busy_ns / 1_000_000,
-                    a.calls_waiting,
-                    a.version.as_deref().map_or("-", |v| &v[..v.len().min(16)])
-                );
-            }
+            remote_cmd::print_agents(&agents);
             println!("{} agent(s) on {}", agents.len(), c.node());
+            Ok(())
+        }),
+        Command::Info { to, name } => remote(to, |c| {
+            remote_cmd::print_agents(&[c.info(name)?]);
+            Ok(())
+        }),
+        Command::Reload { to, file, name } => {
+            match std::fs::read(file) {
+                Err(e) => Err(format!("cannot read {}: {e}", file.display())),
+                Ok(module) => remote(to, |c| {
+                    let hash = c.reload(name, &module)?;
+                    println!("reloaded {name} ({hash})");
+                    Ok(())
+                }),
+            }
+        }
+        Command::Stop { to, name } => remote(to, |c| {
+            c.stop(name)?;
+            println!("stopped {name}");
+            Ok(())
+        }),
+        Command::Start { to, name } => remote(to, |c| {
+            c.start(name)?;
+            println!("started {name}");
             Ok(())
         }),
         Command::Stats { to } => remote(to, |c| {

@@ -1,6 +1,7 @@
 //! The client commands (`send`, `call`, `deploy`, ...): one connection
 //! to a running node, errors in plain words.
 
+use quire_client::protocol::AgentRow;
 use quire_client::{ClientError, RemoteClient};
 use quire_runtime::protocol::ErrorCode;
 
@@ -17,6 +18,12 @@ pub fn remote(
         ClientError::Node {
             detail: Some(d), ..
         } if e.code() == Some(ErrorCode::Rejected) => format!("{e} ({d})"),
+        ClientError::Node {
+            detail: Some(scope),
+            ..
+        } if e.code() == Some(ErrorCode::Unauthorized) => {
+            format!("{e} (pass a token that grants {scope}: --token or QUIRE_ADMIN_TOKEN)")
+        }
         _ => e.to_string(),
     })
 }
@@ -59,5 +66,40 @@ pub fn decode_payload(bytes: &[u8]) -> String {
     match rmp_serde::from_slice::<serde_json::Value>(bytes) {
         Ok(value) => value.to_string(),
         Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+    }
+}
+
+/// Agents as a table, one row each, under a header.
+pub fn print_agents(agents: &[AgentRow]) {
+    println!(
+        "{:<32} {:>5} {:<12} {:>7} {:>8} {:>8} {:>10} {:>10} {:>10} {:>10} {:>7}  version",
+        "agent",
+        "shard",
+        "state",
+        "queued",
+        "failures",
+        "restarts",
+        "activations",
+        "memory",
+        "state",
+        "busy_ms",
+        "calls"
+    );
+    for a in agents {
+        println!(
+            "{:<32} {:>5} {:<12} {:>7} {:>8} {:>8} {:>10} {:>10} {:>10} {:>10} {:>7}  {}",
+            a.name,
+            a.shard,
+            a.state,
+            a.queued,
+            a.failures,
+            a.restarts,
+            a.activations,
+            a.memory_bytes,
+            a.state_bytes,
+            a.busy_ns / 1_000_000,
+            a.calls_waiting,
+            a.version.as_deref().map_or("-", |v| &v[..v.len().min(16)])
+        );
     }
 }

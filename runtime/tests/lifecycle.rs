@@ -1,0 +1,152 @@
+//! An agent's life over the wire, against a `quire node` process: RELOAD
+//! swaps its module and keeps its state, STOP refuses its messages until
+//! START, AGENT_INFO shows each step; refusals are typed and name what was
+//! wrong; the CLI verbs do the same from a shell.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::{decode_count, NodeProcess, TOKEN};
+use quire_client::protocol::ErrorCode;
+use quire_client::{ClientError, RemoteClient};
+
+const T: Duration = Duration::from_secs(5);
+
+fn prebuilt(name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../sdk/prebuilt/{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn code(result: Result<impl std::fmt::Debug, ClientError>) -> (ErrorCode, String) {
+    match result {
+        Err(ClientError::Node { code, message, .. }) => (code, message),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+/// Whether an agent row's version (a short hash) is that module's hash.
+fn runs(version: &Option<String>, hash: &str) -> bool {
+    version
+        .as_deref()
+        .is_some_and(|v| v.len() >= 8 && hash.starts_with(v))
+}
+
+fn count(c: &mut RemoteClient, name: &str) -> u64 {
+    decode_count(&c.call(name, b"", T).unwrap())
+}
+
+#[test]
+fn reload_keeps_state_stop_refuses_until_start_and_info_shows_each_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start(&dir.path().join("data"), "batched");
+    let mut c = node.client();
+    let counter_hash = c.deploy("tally", &prebuilt("counter")).unwrap();
+    assert_eq!((count(&mut c, "tally"), count(&mut c, "tally")), (1, 2));
+    let info = c.info("tally").unwrap();
+    assert_eq!(info.name, "tally");
+    assert!(runs(&info.version, &counter_hash), "{info:?}");
+
+    // Another module in place: it runs from the next message on.
+    let echo_hash = c.reload("tally", &prebuilt("echo")).unwrap();
+    assert_ne!(echo_hash, counter_hash);
+    assert_eq!(c.call("tally", b"echoed", T).unwrap(), &b"echoed"[..]);
+    assert!(runs(&c.info("tally").unwrap().version, &echo_hash));
+    // Back to the counter: the count it kept in its state goes on.
+    c.reload("tally", &prebuilt("counter")).unwrap();
+    assert_eq!(count(&mut c, "tally"), 3);
+
+    // A module that does not compile is refused; the agent keeps running.
+    let (refused, message) = code(c.reload("tally", b"\0asm not really"));
+    assert_eq!(refused, ErrorCode::DeployFailed, "{message}");
+    assert_eq!(count(&mut c, "tally"), 4);
+
+    c.stop("tally").unwrap();
+    assert_eq!(c.info("tally").unwrap().state, "stopped");
+    match c.call("tally", b"", T) {
+        Err(ClientError::Node {
+            code: ErrorCode::Rejected,
+            detail,
+            ..
+        }) => assert_eq!(detail.as_deref(), Some("agent_stopped")),
+        other => panic!("a stopped agent answered: {other:?}"),
+    }
+    c.start("tally").unwrap();
+    assert_ne!(c.info("tally").unwrap().state, "stopped");
+    assert_eq!(
+        count(&mut c, "tally"),
+        5,
+        "the refused call was not handled"
+    );
+
+    for (what, result) in [
+        ("reload", c.reload("nobody", &prebuilt("echo")).map(|_| ())),
+        ("stop", c.stop("nobody")),
+        ("start", c.start("nobody")),
+        ("info", c.info("nobody").map(|_| ())),
+        ("info of a pattern", c.info("tally-*").map(|_| ())),
+    ] {
+        let (refused, message) = code(result);
+        assert_eq!(refused, ErrorCode::NotFound, "{what}: {message}");
+        assert!(
+            message.contains("nobody") || message.contains("tally-*"),
+            "{what}: {message}"
+        );
+    }
+
+    // Reload survives a restart: the node comes back with the new module.
+    c.reload("tally", &prebuilt("echo")).unwrap();
+    drop(c);
+    assert_eq!(node.stop_with(libc::SIGTERM), Some(0));
+    let node = NodeProcess::start(&dir.path().join("data"), "batched");
+    let mut c = node.client();
+    assert!(runs(&c.info("tally").unwrap().version, &echo_hash));
+    assert_eq!(c.call("tally", b"after", T).unwrap(), &b"after"[..]);
+}
+
+#[test]
+fn the_cli_verbs_reload_stop_start_and_info() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start(&dir.path().join("data"), "none");
+    node.client().deploy("shell", &prebuilt("counter")).unwrap();
+    let echo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk/prebuilt/echo.wasm");
+    let quire = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_quire"))
+            .args(args)
+            .args(["--node", &node.addr, "--token", TOKEN])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, stdout, stderr) = quire(&["info", "shell"]);
+    assert!(
+        ok && stdout.contains("shell") && stdout.contains("version"),
+        "{stdout}{stderr}"
+    );
+    let (ok, stdout, stderr) = quire(&["stop", "shell"]);
+    assert!(ok && stdout.contains("stopped shell"), "{stdout}{stderr}");
+    let (_, stdout, _) = quire(&["info", "shell"]);
+    assert!(stdout.contains("stopped"), "{stdout}");
+    let (ok, stdout, stderr) = quire(&["start", "shell"]);
+    assert!(ok && stdout.contains("started shell"), "{stdout}{stderr}");
+    let (ok, stdout, stderr) = quire(&["reload", echo.to_str().unwrap(), "--name", "shell"]);
+    assert!(ok && stdout.contains("reloaded shell"), "{stdout}{stderr}");
+    let (ok, stdout, stderr) = quire(&["stop", "nobody"]);
+    assert!(!ok && stderr.contains("nobody"), "{stdout}{stderr}");
+    // Without a token: the CLI says which scope was missing.
+    let out = Command::new(env!("CARGO_BIN_EXE_quire"))
+        .args(["stop", "shell", "--node", &node.addr])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("admin scope"),
+        "{stderr}"
+    );
+}
