@@ -150,3 +150,78 @@ fn the_cli_verbs_reload_stop_start_and_info() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_deploy_sets_its_own_limits_and_a_setting_the_node_cannot_take_is_named() {
+    use quire_client::protocol::DeployOptions;
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start(&dir.path().join("data"), "none");
+    let mut c = node.client();
+    // Too little fuel for one message: every call is refused, naming why.
+    let starved = DeployOptions::default().set("fuel_per_message", 5);
+    c.deploy_with("starved", &prebuilt("counter"), &starved)
+        .unwrap();
+    match c.call("starved", b"", T) {
+        Err(ClientError::Node {
+            code: ErrorCode::Rejected,
+            detail,
+            ..
+        }) => assert_eq!(detail.as_deref(), Some("fuel_exhausted")),
+        other => panic!("an agent with 5 fuel handled a message: {other:?}"),
+    }
+    // A neighbour deployed without settings keeps the node's defaults.
+    c.deploy("fed", &prebuilt("counter")).unwrap();
+    assert_eq!(count(&mut c, "fed"), 1);
+    // Reload with the defaults again: the same agent now runs.
+    c.reload("starved", &prebuilt("counter")).unwrap();
+    assert_eq!(count(&mut c, "starved"), 1);
+
+    for (options, named) in [
+        (DeployOptions::default().set("fuel", 1), "\"fuel\""),
+        (
+            DeployOptions::default().set("max_memory_bytes", 1_000),
+            "max_memory_bytes",
+        ),
+        (DeployOptions::default().set("policy", "explode"), "explode"),
+        (
+            DeployOptions::default().set("max_time_us", "soon"),
+            "max_time_us",
+        ),
+    ] {
+        let (refused, message) = code(c.deploy_with("refused", &prebuilt("echo"), &options));
+        assert_eq!(refused, ErrorCode::DeployFailed, "{message}");
+        assert!(message.contains(named), "{options:?}: {message}");
+        let (refused, message) = code(c.reload_with("fed", &prebuilt("echo"), &options));
+        assert_eq!(refused, ErrorCode::DeployFailed, "{message}");
+    }
+    // Nothing refused was deployed, and the refused reload left "fed" as
+    // it was.
+    assert_eq!(code(c.info("refused")).0, ErrorCode::NotFound);
+    assert_eq!(count(&mut c, "fed"), 2);
+
+    // The CLI's --set.
+    let echo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk/prebuilt/counter.wasm");
+    let out = Command::new(env!("CARGO_BIN_EXE_quire"))
+        .args(["deploy", echo.to_str().unwrap(), "--name", "cli-starved"])
+        .args(["--set", "fuel_per_message=5", "--set", "policy=stop"])
+        .args(["--node", &node.addr, "--token", TOKEN])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(code(c.call("cli-starved", b"", T)).0, ErrorCode::Rejected);
+    let out = Command::new(env!("CARGO_BIN_EXE_quire"))
+        .args(["deploy", echo.to_str().unwrap(), "--name", "x"])
+        .args(["--set", "fuel_per_message"])
+        .args(["--node", &node.addr, "--token", TOKEN])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("KEY=VALUE"),
+        "{stderr}"
+    );
+}

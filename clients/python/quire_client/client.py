@@ -329,11 +329,15 @@ class Client:
 
     # ---- deployments ------------------------------------------------------
 
-    def deploy(self, name: str, module: bytes) -> str:
+    def deploy(self, name: str, module: bytes, **settings) -> str:
         """Deploys a WebAssembly module under ``name`` (or a pattern
         ``prefix-*``); returns the module's BLAKE3 hash. Needs the admin
-        token."""
-        return self._start(lambda r: p.deploy(r, name, module), Code.OK).result()
+        scope. ``settings`` are this agent's limits and supervision by the
+        names of the node's ``[wasm.limits]`` / ``[wasm.supervision]``
+        (``fuel_per_message=50_000, policy="stop"``); the others keep the
+        node's defaults, and one the node cannot take fails the deploy
+        (``DeployFailed`` naming it)."""
+        return self._start(lambda r: p.deploy(r, name, module, settings), Code.OK).result()
 
     def deploy_many(self, names: List[str], module: bytes) -> p.Deployed:
         """One module under many names; each name succeeds or fails on its
@@ -344,10 +348,11 @@ class Client:
         """Removes an agent or pattern (``NotFound`` when there is none)."""
         self._start(lambda r: p.undeploy(r, name), Code.OK, lambda _: None).result()
 
-    def reload(self, name: str, module: bytes) -> str:
+    def reload(self, name: str, module: bytes, **settings) -> str:
         """Replaces a deployed agent's module in place (its state and queue
-        are kept); returns the new module's hash. Needs the admin scope."""
-        return self._start(lambda r: p.reload(r, name, module), Code.OK).result()
+        are kept); returns the new module's hash. Needs the admin scope.
+        ``settings`` as for ``deploy``."""
+        return self._start(lambda r: p.reload(r, name, module, settings), Code.OK).result()
 
     def stop(self, name: str) -> None:
         """Stops an agent: it keeps state and queue; messages to it are

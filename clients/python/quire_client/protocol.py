@@ -97,8 +97,19 @@ def call(req: int, to: str, payload: bytes, priority: int = Priority.NORMAL, tim
     return frame([Code.CALL, req, to, bytes(payload), int(priority), timeout_ms])
 
 
-def deploy(req: int, name: str, module: bytes) -> bytes:
-    return frame([Code.DEPLOY, req, name, bytes(module)])
+def _with_settings(fields: List[Any], settings: Optional[Dict[str, Any]]) -> bytes:
+    """DEPLOY / RELOAD: the settings map (revision 1.3) only when there are
+    settings, so a plain deploy is the frame older nodes know."""
+    if settings:
+        for key, value in settings.items():
+            if not isinstance(value, (int, str, bool)) or (isinstance(value, int) and value < 0):
+                raise ValueError(f"deploy setting {key}={value!r}: a number, a word or a flag")
+        fields.append(dict(settings))
+    return frame(fields)
+
+
+def deploy(req: int, name: str, module: bytes, settings: Optional[Dict[str, Any]] = None) -> bytes:
+    return _with_settings([Code.DEPLOY, req, name, bytes(module)], settings)
 
 
 def deploy_many(req: int, names: List[str], module: bytes) -> bytes:
@@ -109,8 +120,8 @@ def undeploy(req: int, name: str) -> bytes:
     return frame([Code.UNDEPLOY, req, name])
 
 
-def reload(req: int, name: str, module: bytes) -> bytes:
-    return frame([Code.RELOAD, req, name, module])
+def reload(req: int, name: str, module: bytes, settings: Optional[Dict[str, Any]] = None) -> bytes:
+    return _with_settings([Code.RELOAD, req, name, bytes(module)], settings)
 
 
 def stop(req: int, name: str) -> bytes:

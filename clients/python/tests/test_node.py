@@ -137,6 +137,18 @@ class EveryFrame(unittest.TestCase):
             with self.assertRaises(NotFound):
                 attempt()
 
+    def test_a_deploy_sets_its_own_limits_and_a_refused_setting_is_named(self):
+        c = self.client
+        c.deploy("py-starved", module("counter"), fuel_per_message=5, policy="stop")
+        with self.assertRaises(Rejected) as e:
+            c.call("py-starved", b"")
+        self.assertEqual(e.exception.reason, "fuel_exhausted")
+        with self.assertRaises(DeployFailed) as e:
+            c.deploy("py-refused", module("echo"), fuel=1)
+        self.assertIn('"fuel"', e.exception.message)
+        c.reload("py-starved", module("counter"), fuel_per_message=10_000_000)
+        self.assertEqual(count(c.call("py-starved", b"")), 1)
+
     def test_refusals_are_typed_errors_and_the_connection_goes_on(self):
         with self.assertRaises(Rejected) as e:
             self.client.call("nobody", b"x")

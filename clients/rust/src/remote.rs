@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::protocol::{
-    self, Access, AgentLocation, AgentRow, ErrorCode, Frame, Limits, MemberRow, Priority, Role,
-    StatsRow, VERSION,
+    self, Access, AgentLocation, AgentRow, DeployOptions, ErrorCode, Frame, Limits, MemberRow,
+    Priority, Role, StatsRow, VERSION,
 };
 
 /// What went wrong talking to a node.
@@ -388,10 +388,23 @@ impl RemoteClient {
     /// returns its content hash. A node that does not own the name answers
     /// with its owner, where the deploy is retried once.
     pub fn deploy(&mut self, name: &str, module: &[u8]) -> Result<String, ClientError> {
+        self.deploy_with(name, module, &DeployOptions::default())
+    }
+
+    /// [`Self::deploy`] with limits and supervision of its own (any not
+    /// given keep the node's defaults); a setting the node does not know,
+    /// or a value it refuses, fails the deploy naming it.
+    pub fn deploy_with(
+        &mut self,
+        name: &str,
+        module: &[u8],
+        options: &DeployOptions,
+    ) -> Result<String, ClientError> {
         let frame = |req| Frame::Deploy {
             req,
             name: name.into(),
             module: Bytes::copy_from_slice(module),
+            options: options.clone(),
         };
         match self.admin(frame)? {
             Frame::Ok { value, .. } => Ok(value.unwrap_or_default()),
@@ -432,10 +445,22 @@ impl RemoteClient {
     /// state and queue are kept, and messages handled from now on run the
     /// new version. Returns the new module's hash.
     pub fn reload(&mut self, name: &str, module: &[u8]) -> Result<String, ClientError> {
+        self.reload_with(name, module, &DeployOptions::default())
+    }
+
+    /// [`Self::reload`] with limits and supervision of its own, as for
+    /// [`Self::deploy_with`].
+    pub fn reload_with(
+        &mut self,
+        name: &str,
+        module: &[u8],
+        options: &DeployOptions,
+    ) -> Result<String, ClientError> {
         let frame = |req| Frame::Reload {
             req,
             name: name.into(),
             module: Bytes::copy_from_slice(module),
+            options: options.clone(),
         };
         match self.admin(frame)? {
             Frame::Ok { value, .. } => Ok(value.unwrap_or_default()),

@@ -6,8 +6,8 @@
 use bytes::Bytes;
 use proptest::prelude::*;
 use quire_client::protocol::{
-    decode, decode_body, encode, Access, AgentLocation, AgentRow, DecodeError, ErrorCode, Frame,
-    Limits, MemberRow, Role, Scope, DEFAULT_MAX_FRAME_BYTES,
+    decode, decode_body, encode, Access, AgentLocation, AgentRow, DecodeError, DeployOptions,
+    ErrorCode, Frame, Limits, MemberRow, Role, Scope, DEFAULT_MAX_FRAME_BYTES,
 };
 use quire_client::Priority;
 
@@ -96,6 +96,10 @@ fn every_frame() -> Vec<Frame> {
             req: 7,
             name: "sensor-*".into(),
             module: Bytes::from_static(b"\0asm\x01\0\0\0"),
+            options: DeployOptions::default()
+                .set("fuel_per_message", 1_000)
+                .set("policy", "stop")
+                .set("quarantine_on_cost", false),
         },
         Frame::Undeploy {
             req: 8,
@@ -148,6 +152,13 @@ fn every_frame() -> Vec<Frame> {
             req: 22,
             name: "echo".into(),
             module: Bytes::from_static(b"\0asm\x01\0\0\0"),
+            options: DeployOptions::default().set("max_time_us", 500),
+        },
+        Frame::Deploy {
+            req: 27,
+            name: "plain".into(),
+            module: Bytes::from_static(b"\0asm\x01\0\0\0"),
+            options: DeployOptions::default(),
         },
         Frame::Stop {
             req: 23,

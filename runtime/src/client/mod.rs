@@ -153,6 +153,12 @@ impl Client {
         }
     }
 
+    /// The limits and supervision a WebAssembly deploy gets when it names
+    /// none of its own (the node's `[wasm.limits]`, `[wasm.supervision]`).
+    pub(crate) fn wasm_defaults(&self) -> WasmDefaults {
+        self.wasm_defaults
+    }
+
     /// Shards on the node.
     pub fn shard_count(&self) -> usize {
         self.shards.len()

@@ -11,6 +11,7 @@ use quire_shards::{
 };
 
 use super::client_lifecycle::{self as lifecycle, agent_row};
+use super::deploy_settings::wasm_options;
 use super::io::Outgoing;
 use super::NetShard;
 use crate::client::DurableError;
@@ -174,25 +175,33 @@ pub(super) fn handle(
                 .borrow_mut()
                 .admit_client_call(id, payload, opts, timeout, waiter);
         }
-        Frame::Deploy { req, name, module } => {
+        Frame::Deploy {
+            req,
+            name,
+            module,
+            options,
+        } => {
             if let Some(refusal) = owner_elsewhere(net, &name, req) {
                 out.push(&refusal);
                 return Ok(());
             }
+            let opts = match wasm_options(&net.client.wasm_defaults(), &options) {
+                Ok(opts) => opts,
+                Err(problem) => {
+                    out.push(&error(req, ErrorCode::DeployFailed, problem));
+                    return Ok(());
+                }
+            };
             spawn_admin(out, pending, {
                 let client = net.client.clone();
                 async move {
                     let result = if name.ends_with('*') {
                         client
-                            .deploy_wasm_pattern(&name, module.to_vec(), WasmOptions::default())
+                            .deploy_wasm_pattern(&name, module.to_vec(), opts)
                             .await
                     } else {
                         match AgentId::new(&name) {
-                            Ok(id) => {
-                                client
-                                    .deploy_wasm(id, module.to_vec(), WasmOptions::default())
-                                    .await
-                            }
+                            Ok(id) => client.deploy_wasm(id, module.to_vec(), opts).await,
                             Err(e) => {
                                 return error(req, ErrorCode::DeployFailed, e.to_string());
                             }
@@ -293,9 +302,12 @@ pub(super) fn handle(
             });
         }
         Frame::AgentInfo { req, name } => lifecycle::info(net, out, pending, req, name),
-        Frame::Reload { req, name, module } => {
-            lifecycle::reload(net, out, pending, req, name, module)
-        }
+        Frame::Reload {
+            req,
+            name,
+            module,
+            options,
+        } => lifecycle::reload(net, out, pending, req, name, module, &options),
         Frame::Stop { req, name } => lifecycle::set_stopped(net, out, pending, req, name, true),
         Frame::Start { req, name } => lifecycle::set_stopped(net, out, pending, req, name, false),
         Frame::Stats { req } => {

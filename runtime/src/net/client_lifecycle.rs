@@ -10,13 +10,14 @@ use std::rc::Rc;
 use quire_shards::{AgentId, AgentInfo, AgentState, RegisterError};
 
 use super::client_frames::{error, owner_elsewhere, spawn_admin};
+use super::deploy_settings::wasm_options;
 use super::io::Outgoing;
 use super::NetShard;
 use crate::client::DeployError;
-use crate::protocol::{AgentRow, ErrorCode, Frame};
-use crate::wasm_agents::WasmOptions;
+use crate::protocol::{AgentRow, DeployOptions, ErrorCode, Frame};
 
 /// `RELOAD`: the agent's new module, answered `OK` with its hash.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn reload(
     net: &NetShard,
     out: &Rc<Outgoing>,
@@ -24,17 +25,22 @@ pub(super) fn reload(
     req: u64,
     name: String,
     module: bytes::Bytes,
+    options: &DeployOptions,
 ) {
     let Some(id) = agent_here(net, out, req, &name) else {
         return;
     };
+    let opts = match wasm_options(&net.client.wasm_defaults(), options) {
+        Ok(opts) => opts,
+        Err(problem) => {
+            out.push(&error(req, ErrorCode::DeployFailed, problem));
+            return;
+        }
+    };
     spawn_admin(out, pending, {
         let client = net.client.clone();
         async move {
-            match client
-                .reload_wasm(id, module.to_vec(), WasmOptions::default())
-                .await
-            {
+            match client.reload_wasm(id, module.to_vec(), opts).await {
                 Ok(hash) => Frame::Ok {
                     req,
                     value: Some(hash.to_string()),

@@ -10,6 +10,7 @@ mod access;
 mod client_conn;
 mod client_frames;
 mod client_lifecycle;
+mod deploy_settings;
 mod io;
 mod peer;
 

@@ -3,6 +3,7 @@
 
 use bytes::Bytes;
 
+use super::deploy_options::DeployOptions;
 use super::frame::*;
 use super::msgpack::{ReadError, Reader};
 use super::priority::Priority;
@@ -207,6 +208,7 @@ pub fn decode_body(body: &[u8]) -> Result<Frame, DecodeError> {
                 req: r.uint("req")?,
                 name: r.str("name")?.to_owned(),
                 module: Bytes::copy_from_slice(r.bin("module")?),
+                options: deploy_options(&mut r, fields)?,
             }
         }
         code::DEPLOY_MANY => {
@@ -378,6 +380,7 @@ pub fn decode_body(body: &[u8]) -> Result<Frame, DecodeError> {
                 req: r.uint("req")?,
                 name: agent_name(&mut r, "name")?,
                 module: Bytes::copy_from_slice(r.bin("module")?),
+                options: deploy_options(&mut r, fields)?,
             }
         }
         code::LOCATION => {
@@ -439,4 +442,24 @@ fn access(r: &mut Reader<'_>) -> Result<Access, DecodeError> {
         }
     }
     Ok(Access { credential, scopes })
+}
+
+/// The 5th field of `DEPLOY` / `RELOAD` (revision 1.3), when there is one:
+/// a map of setting names to numbers, words or flags.
+fn deploy_options(r: &mut Reader<'_>, fields: usize) -> Result<DeployOptions, DecodeError> {
+    let mut options = DeployOptions::default();
+    if fields < 5 || r.nil() {
+        return Ok(options);
+    }
+    let n = r.map("options")?;
+    let n = r.bounded(n, "options")?;
+    for _ in 0..n {
+        let key = r.str("option name")?.to_owned();
+        options = match r.peek() {
+            Some(0xc2 | 0xc3) => options.set(&key, r.bool("option value")?),
+            Some(0xa0..=0xbf | 0xd9..=0xdb) => options.set(&key, r.str("option value")?),
+            _ => options.set(&key, r.uint("option value")?),
+        };
+    }
+    Ok(options)
 }

@@ -1,5 +1,6 @@
 //! Frames to bytes, length prefix included.
 
+use super::deploy_options::{DeployOptions, OptionValue};
 use super::frame::*;
 use super::msgpack::Writer;
 
@@ -114,13 +115,18 @@ pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
             w.uint(*req);
             w.opt_str(value.as_deref());
         }
-        Frame::Deploy { req, name, module } => {
-            w.array(4);
-            w.uint(code::DEPLOY);
-            w.uint(*req);
-            w.str(name);
-            w.bin(module);
-        }
+        Frame::Deploy {
+            req,
+            name,
+            module,
+            options,
+        } => with_module(&mut w, code::DEPLOY, *req, name, module, options),
+        Frame::Reload {
+            req,
+            name,
+            module,
+            options,
+        } => with_module(&mut w, code::RELOAD, *req, name, module, options),
         Frame::DeployMany { req, names, module } => {
             w.array(4);
             w.uint(code::DEPLOY_MANY);
@@ -203,13 +209,7 @@ pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
         Frame::Stop { req, name } => named(&mut w, code::STOP, *req, name),
         Frame::Start { req, name } => named(&mut w, code::START, *req, name),
         Frame::AgentInfo { req, name } => named(&mut w, code::AGENT_INFO, *req, name),
-        Frame::Reload { req, name, module } => {
-            w.array(4);
-            w.uint(code::RELOAD);
-            w.uint(*req);
-            w.str(name);
-            w.bin(module);
-        }
+
         Frame::Location { req, location } => {
             w.array(7);
             w.uint(code::LOCATION);
@@ -254,4 +254,32 @@ fn named(w: &mut Writer<'_>, code: u64, req: u64, name: &str) {
     w.uint(code);
     w.uint(req);
     w.str(name);
+}
+
+/// `DEPLOY` or `RELOAD`: the options map is appended only when there are
+/// options, so a deploy without them is the frame older nodes know.
+fn with_module(
+    w: &mut Writer<'_>,
+    code: u64,
+    req: u64,
+    name: &str,
+    module: &[u8],
+    options: &DeployOptions,
+) {
+    w.array(if options.is_empty() { 4 } else { 5 });
+    w.uint(code);
+    w.uint(req);
+    w.str(name);
+    w.bin(module);
+    if !options.is_empty() {
+        w.map(options.settings().len());
+        for (key, value) in options.settings() {
+            w.str(key);
+            match value {
+                OptionValue::Uint(n) => w.uint(*n),
+                OptionValue::Str(s) => w.str(s),
+                OptionValue::Bool(b) => w.bool(*b),
+            }
+        }
+    }
 }

@@ -10,6 +10,7 @@
 
 use bytes::Bytes;
 
+use super::deploy_options::DeployOptions;
 use super::msgpack::ReadError;
 use super::priority::Priority;
 use super::scope::Access;
@@ -317,6 +318,9 @@ pub enum Frame {
         name: String,
         /// The module's bytes.
         module: Bytes,
+        /// Limits and supervision of this agent that differ from the
+        /// node's defaults (revision 1.3; empty: none, and not sent).
+        options: DeployOptions,
     },
     /// Deploys one WebAssembly module under many names (compiled once,
     /// one commit per shard).
@@ -404,6 +408,9 @@ pub enum Frame {
         name: String,
         /// The new module.
         module: Bytes,
+        /// Its limits and supervision where they differ from the node's
+        /// defaults (empty: the defaults, not what the old version had).
+        options: DeployOptions,
     },
     /// Stops an agent: it keeps state and queue; messages to it are
     /// refused `agent_stopped` until `START`. Answered `OK`.

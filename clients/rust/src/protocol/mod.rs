@@ -3,6 +3,7 @@
 //! carry it.
 
 mod decode;
+mod deploy_options;
 mod encode;
 mod frame;
 pub mod msgpack;
@@ -11,6 +12,7 @@ mod scope;
 
 pub use decode::MAX_AGENT_NAME_BYTES;
 pub use decode::{agent_name, decode, decode_body, frame_type, priority, split_frame};
+pub use deploy_options::{DeployOptions, OptionValue};
 pub use encode::encode;
 pub use frame::{
     begin, body_len, code, finish, AgentLocation, AgentRow, DecodeError, ErrorCode, Frame, Limits,

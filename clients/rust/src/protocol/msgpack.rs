@@ -114,6 +114,12 @@ impl<'a> Reader<'a> {
     }
 
     /// A boolean.
+    /// The marker byte of the next value, without reading it.
+    pub fn peek(&self) -> Option<u8> {
+        self.buf.get(self.pos).copied()
+    }
+
+    /// Reads a boolean.
     pub fn bool(&mut self, field: &'static str) -> Result<bool, ReadError> {
         match self.byte(field)? {
             0xc2 => Ok(false),

@@ -160,6 +160,11 @@ pub enum Command {
         /// each in one request (compiled once, one commit per shard).
         #[arg(long, value_delimiter = ',', required = true)]
         name: Vec<String>,
+        /// A limit or supervision setting of this agent (KEY=VALUE, the
+        /// names of [wasm.limits] and [wasm.supervision], e.g.
+        /// fuel_per_message=50000, policy=stop); repeatable.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        settings: Vec<String>,
     },
     /// Remove an agent (or a pattern) from a running node (needs the admin token).
     Undeploy {
@@ -178,6 +183,10 @@ pub enum Command {
         /// The agent's name.
         #[arg(long)]
         name: String,
+        /// Limit or supervision settings (KEY=VALUE), as for deploy; the
+        /// others are the node's defaults.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        settings: Vec<String>,
     },
     /// Stop an agent: it keeps its state and queue, messages to it are
     /// refused `agent_stopped` until `quire start` (needs the admin scope).

@@ -77,10 +77,25 @@ fn main() -> ExitCode {
             println!("{}", decode_payload(&reply));
             Ok(())
         }),
-        Command::Deploy { to, file, name } => {
-            match std::fs::read(file) {
-                Err(e) => Err(format!("cannot read {}: {e}", file.display())),
-                Ok(module) => remote(to, |c| {
+        Command::Deploy {
+            to,
+            file,
+            name,
+            settings,
+        } => {
+            let options = remote_cmd::deploy_options(settings).and_then(|options| {
+                if name.len() > 1 && !options.is_empty() {
+                    return Err("--set applies to one agent: deploy the names one by one".into());
+                }
+                Ok(options)
+            });
+            match options.and_then(|options| {
+                std::fs::read(file)
+                    .map(|module| (module, options))
+                    .map_err(|e| format!("cannot read {}: {e}", file.display()))
+            }) {
+                Err(e) => Err(e),
+                Ok((module, options)) => remote(to, |c| {
                     if name.len() > 1 {
                         let (hash, failed) = c.deploy_many(name, &module)?;
                         println!("deployed {} agents ({hash})", name.len() - failed.len());
@@ -103,12 +118,12 @@ fn main() -> ExitCode {
                         let members = c.cluster()?;
                         for m in members.iter().filter(|m| m.state != "down") {
                             let mut there = RemoteClient::connect(m.addr.as_str(), to.token.as_deref())?;
-                            let hash = there.deploy(name, &module)?;
+                            let hash = there.deploy_with(name, &module, &options)?;
                             println!("deployed pattern {name} on {} ({hash})", m.name);
                         }
                         return Ok(());
                     }
-                    let hash = c.deploy(name, &module)?;
+                    let hash = c.deploy_with(name, &module, &options)?;
                     println!("deployed {name} ({hash})");
                     Ok(())
                 }),
@@ -129,11 +144,20 @@ fn main() -> ExitCode {
             remote_cmd::print_agents(&[c.info(name)?]);
             Ok(())
         }),
-        Command::Reload { to, file, name } => {
-            match std::fs::read(file) {
-                Err(e) => Err(format!("cannot read {}: {e}", file.display())),
-                Ok(module) => remote(to, |c| {
-                    let hash = c.reload(name, &module)?;
+        Command::Reload {
+            to,
+            file,
+            name,
+            settings,
+        } => {
+            match remote_cmd::deploy_options(settings).and_then(|options| {
+                std::fs::read(file)
+                    .map(|module| (module, options))
+                    .map_err(|e| format!("cannot read {}: {e}", file.display()))
+            }) {
+                Err(e) => Err(e),
+                Ok((module, options)) => remote(to, |c| {
+                    let hash = c.reload_with(name, &module, &options)?;
                     println!("reloaded {name} ({hash})");
                     Ok(())
                 }),

@@ -1,7 +1,7 @@
 //! The client commands (`send`, `call`, `deploy`, ...): one connection
 //! to a running node, errors in plain words.
 
-use quire_client::protocol::AgentRow;
+use quire_client::protocol::{AgentRow, DeployOptions};
 use quire_client::{ClientError, RemoteClient};
 use quire_runtime::protocol::ErrorCode;
 
@@ -102,4 +102,15 @@ pub fn print_agents(agents: &[AgentRow]) {
             a.version.as_deref().map_or("-", |v| &v[..v.len().min(16)])
         );
     }
+}
+
+/// `--set KEY=VALUE` flags as a deploy's options.
+pub fn deploy_options(settings: &[String]) -> Result<DeployOptions, String> {
+    settings
+        .iter()
+        .try_fold(DeployOptions::default(), |options, setting| {
+            options
+                .parse_setting(setting)
+                .map_err(|e| format!("--set {e}"))
+        })
 }
