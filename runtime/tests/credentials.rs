@@ -33,8 +33,7 @@ scopes = ["read"]
 "#;
 
 fn echo_wasm() -> Vec<u8> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk/prebuilt/echo.wasm");
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    common::prebuilt("echo")
 }
 
 /// The code and the `detail` of a node's refusal.

@@ -9,16 +9,11 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{decode_count, NodeProcess, TOKEN};
+use common::{decode_count, prebuilt, NodeProcess, TOKEN};
 use quire_client::protocol::ErrorCode;
 use quire_client::{ClientError, RemoteClient};
 
 const T: Duration = Duration::from_secs(5);
-
-fn prebuilt(name: &str) -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../sdk/prebuilt/{name}.wasm"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
 
 fn code(result: Result<impl std::fmt::Debug, ClientError>) -> (ErrorCode, String) {
     match result {

@@ -406,10 +406,7 @@ impl RemoteClient {
             module: Bytes::copy_from_slice(module),
             options: options.clone(),
         };
-        match self.admin(frame)? {
-            Frame::Ok { value, .. } => Ok(value.unwrap_or_default()),
-            other => Err(unexpected(other)),
-        }
+        self.admin_ok(frame)
     }
 
     /// Deploys one WebAssembly module under every name of `names` in one
@@ -462,10 +459,7 @@ impl RemoteClient {
             module: Bytes::copy_from_slice(module),
             options: options.clone(),
         };
-        match self.admin(frame)? {
-            Frame::Ok { value, .. } => Ok(value.unwrap_or_default()),
-            other => Err(unexpected(other)),
-        }
+        self.admin_ok(frame)
     }
 
     /// Stops agent `name`: it keeps its state and queue; messages sent to
@@ -503,6 +497,14 @@ impl RemoteClient {
         let req = self.next_req();
         self.send_frame(&make(req))?;
         self.answer(req)
+    }
+
+    /// An admin request answered `OK` with a value (a module hash).
+    fn admin_ok(&mut self, make: impl Fn(u64) -> Frame) -> Result<String, ClientError> {
+        match self.admin(make)? {
+            Frame::Ok { value, .. } => Ok(value.unwrap_or_default()),
+            other => Err(unexpected(other)),
+        }
     }
 
     fn admin(&mut self, make: impl Fn(u64) -> Frame) -> Result<Frame, ClientError> {

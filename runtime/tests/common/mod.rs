@@ -23,7 +23,12 @@ pub fn shards() -> usize {
 /// The SDK's counter agent: counts in its durable state, answers a call
 /// with the count (u64, little-endian).
 pub fn counter_wasm() -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk/prebuilt/counter.wasm");
+    prebuilt("counter")
+}
+
+/// One of the SDK's prebuilt agents (`echo`, `counter`, ...).
+pub fn prebuilt(name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../sdk/prebuilt/{name}.wasm"));
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 

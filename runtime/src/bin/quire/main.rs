@@ -83,17 +83,13 @@ fn main() -> ExitCode {
             name,
             settings,
         } => {
-            let options = remote_cmd::deploy_options(settings).and_then(|options| {
-                if name.len() > 1 && !options.is_empty() {
+            let read = remote_cmd::module_and_options(file, settings).and_then(|read| {
+                if name.len() > 1 && !read.1.is_empty() {
                     return Err("--set applies to one agent: deploy the names one by one".into());
                 }
-                Ok(options)
+                Ok(read)
             });
-            match options.and_then(|options| {
-                std::fs::read(file)
-                    .map(|module| (module, options))
-                    .map_err(|e| format!("cannot read {}: {e}", file.display()))
-            }) {
+            match read {
                 Err(e) => Err(e),
                 Ok((module, options)) => remote(to, |c| {
                     if name.len() > 1 {
@@ -150,11 +146,7 @@ fn main() -> ExitCode {
             name,
             settings,
         } => {
-            match remote_cmd::deploy_options(settings).and_then(|options| {
-                std::fs::read(file)
-                    .map(|module| (module, options))
-                    .map_err(|e| format!("cannot read {}: {e}", file.display()))
-            }) {
+            match remote_cmd::module_and_options(file, settings) {
                 Err(e) => Err(e),
                 Ok((module, options)) => remote(to, |c| {
                     let hash = c.reload_with(name, &module, &options)?;

@@ -1,6 +1,8 @@
 //! The client commands (`send`, `call`, `deploy`, ...): one connection
 //! to a running node, errors in plain words.
 
+use std::path::Path;
+
 use quire_client::protocol::{AgentRow, DeployOptions};
 use quire_client::{ClientError, RemoteClient};
 use quire_runtime::protocol::ErrorCode;
@@ -104,8 +106,18 @@ pub fn print_agents(agents: &[AgentRow]) {
     }
 }
 
-/// `--set KEY=VALUE` flags as a deploy's options.
-pub fn deploy_options(settings: &[String]) -> Result<DeployOptions, String> {
+/// A deploy's or reload's module file, read, and its `--set KEY=VALUE`
+/// flags as options.
+pub fn module_and_options(
+    file: &Path,
+    settings: &[String],
+) -> Result<(Vec<u8>, DeployOptions), String> {
+    let options = deploy_options(settings)?;
+    let module = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    Ok((module, options))
+}
+
+fn deploy_options(settings: &[String]) -> Result<DeployOptions, String> {
     settings
         .iter()
         .try_fold(DeployOptions::default(), |options, setting| {
