@@ -164,6 +164,17 @@ fn a_deploy_sets_its_own_limits_and_a_setting_the_node_cannot_take_is_named() {
         }) => assert_eq!(detail.as_deref(), Some("fuel_exhausted")),
         other => panic!("an agent with 5 fuel handled a message: {other:?}"),
     }
+    // AGENT_INFO tells why; the listing keeps its rows as older readers
+    // know them.
+    let info = c.info("starved").unwrap();
+    assert!(
+        info.last_error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("fuel_exhausted: ")),
+        "{info:?}"
+    );
+    assert_eq!(info.failures, 1);
+    assert!(c.agents().unwrap().iter().all(|a| a.last_error.is_none()));
     // A neighbour deployed without settings keeps the node's defaults.
     c.deploy("fed", &prebuilt("counter")).unwrap();
     assert_eq!(count(&mut c, "fed"), 1);

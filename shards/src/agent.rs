@@ -112,6 +112,9 @@ pub struct AgentStatus {
     pub memory_bytes: u64,
     /// Time its handlers ran, in ns (WebAssembly agents).
     pub busy_ns: u64,
+    /// Its latest failure: the reason's name and what the node saw, e.g.
+    /// `fuel_exhausted: the handler ran out of fuel (limit 5)`.
+    pub last_error: Option<String>,
 }
 
 /// Per-message options for [`Context::send_with`] and [`Context::call_with`].

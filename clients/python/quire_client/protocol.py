@@ -208,6 +208,7 @@ class AgentInfo:
     busy_ns: int = 0
     state_bytes: int = 0
     calls_waiting: int = 0
+    last_error: Optional[str] = None
 
 
 @dataclass
@@ -312,7 +313,8 @@ def _decode(code: Code, f: List[Any]) -> Union[Welcome, Answer]:
                 raise ValueError("an agent row has at least 9 fields")
             version = None if r[3] is None else _text(r[3])
             nums = [_uint(x) for x in r[4:12]]
-            rows.append(AgentInfo(_text(r[0]), _uint(r[1]), _text(r[2]), version, *nums))
+            last_error = None if len(r) < 13 or r[12] is None else _text(r[12])
+            rows.append(AgentInfo(_text(r[0]), _uint(r[1]), _text(r[2]), version, *nums, last_error=last_error))
         return Answer(code, req, rows)
     if code == Code.STATS_REPLY:
         return Answer(code, req, [{_text(k): _uint(v) for k, v in m.items()} for m in f[2]])

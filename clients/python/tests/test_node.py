@@ -143,6 +143,7 @@ class EveryFrame(unittest.TestCase):
         with self.assertRaises(Rejected) as e:
             c.call("py-starved", b"")
         self.assertEqual(e.exception.reason, "fuel_exhausted")
+        self.assertTrue(c.info("py-starved").last_error.startswith("fuel_exhausted: "))
         with self.assertRaises(DeployFailed) as e:
             c.deploy("py-refused", module("echo"), fuel=1)
         self.assertIn('"fuel"', e.exception.message)

@@ -131,6 +131,25 @@ fn every_frame() -> Vec<Frame> {
                 busy_ns: 7,
                 state_bytes: 8,
                 calls_waiting: 9,
+                last_error: None,
+            }],
+        },
+        Frame::Agents {
+            req: 25,
+            agents: vec![AgentRow {
+                name: "tally".into(),
+                shard: 0,
+                state: "idle".into(),
+                version: None,
+                queued: 0,
+                failures: 1,
+                restarts: 1,
+                activations: 1,
+                memory_bytes: 0,
+                busy_ns: 0,
+                state_bytes: 0,
+                calls_waiting: 0,
+                last_error: Some("fuel_exhausted: out of fuel".into()),
             }],
         },
         Frame::Stats { req: 10 },
@@ -449,4 +468,42 @@ fn every_client_request_needs_a_scope_but_ping() {
             _ => assert_eq!(needed, Some(Scope::Read), "{}", frame.name()),
         }
     }
+}
+
+#[test]
+fn agent_rows_of_a_later_revision_keep_the_fields_this_build_knows() {
+    use quire_client::protocol::code;
+    use quire_client::protocol::msgpack::Writer;
+    // Two rows of 14 fields: one appended after last_error, itself nested.
+    let mut body = Vec::new();
+    let mut w = Writer(&mut body);
+    w.array(3);
+    w.uint(code::AGENTS);
+    w.uint(4);
+    w.array(2);
+    for name in ["a", "b"] {
+        w.array(14);
+        w.str(name);
+        w.uint(1);
+        w.str("running");
+        w.opt_str(None);
+        for n in 0..8 {
+            w.uint(n);
+        }
+        w.opt_str(Some("agent_trapped: unreachable"));
+        w.map(1);
+        w.str("later");
+        w.array(2);
+        w.uint(1);
+        w.bin(b"xy");
+    }
+    let Frame::Agents { agents, .. } = decode_body(&body).unwrap() else {
+        panic!("not AGENTS");
+    };
+    assert_eq!(agents.len(), 2);
+    assert_eq!(agents[1].name, "b");
+    assert_eq!(
+        agents[1].last_error.as_deref(),
+        Some("agent_trapped: unreachable")
+    );
 }

@@ -16,7 +16,9 @@ use super::io::Outgoing;
 use super::NetShard;
 use crate::client::DurableError;
 use crate::cluster::MemberState;
-use crate::protocol::{core_priority, AgentLocation, ErrorCode, Frame, MemberRow, StatsRow};
+use crate::protocol::{
+    core_priority, AgentLocation, AgentRow, ErrorCode, Frame, MemberRow, StatsRow,
+};
 use crate::shard_runtime::Shared;
 use crate::wasm_agents::WasmOptions;
 
@@ -296,7 +298,18 @@ pub(super) fn handle(
             spawn_admin(out, pending, {
                 let client = net.client.clone();
                 async move {
-                    let agents = client.agents().await.iter().map(agent_row).collect();
+                    // No last error in listings: readers older than
+                    // revision 1.3 take at most 12 fields a row
+                    // (AGENT_INFO, which they cannot send, carries it).
+                    let agents = client
+                        .agents()
+                        .await
+                        .iter()
+                        .map(|a| AgentRow {
+                            last_error: None,
+                            ..agent_row(a)
+                        })
+                        .collect();
                     Frame::Agents { req, agents }
                 }
             });

@@ -128,6 +128,7 @@ pub(super) fn agent_row(a: &AgentInfo) -> AgentRow {
         busy_ns: a.status.busy_ns,
         state_bytes: a.state_bytes as u64,
         calls_waiting: a.calls_waiting as u64,
+        last_error: a.status.last_error.clone(),
     }
 }
 

@@ -116,6 +116,8 @@ pub struct WasmAgent {
     /// Time its handlers ran, all windows together.
     busy_total: Duration,
     failures: u64,
+    /// The latest failure, as the agent's status shows it.
+    last_error: Option<String>,
     restarts: u64,
     activations: u64,
 }
@@ -159,6 +161,7 @@ impl WasmAgent {
             },
             busy_total: Duration::ZERO,
             failures: 0,
+            last_error: None,
             restarts: 0,
             activations: 0,
         }
@@ -219,6 +222,12 @@ impl WasmAgent {
             return;
         }
         let quarantined = self.note_failure(ended, self.supervision.quarantine_on_cost);
+        self.last_error = Some(format!(
+            "throttled: its handlers took {} ms of the last {} ms and {} of its sends and calls were refused",
+            self.cost.busy.as_millis(),
+            window.as_millis(),
+            self.cost.refused
+        ));
         if !quarantined {
             self.quarantine = Quarantine::Throttled(self.cost.started + window);
         }
@@ -302,6 +311,11 @@ impl WasmAgent {
     /// failures in the window quarantine the agent.
     fn fail(&mut self, ctx: &mut Context<'_>, violation: Violation) {
         ctx.fail_with(violation.reason, violation.detail.as_str());
+        self.last_error = Some(format!(
+            "{}: {}",
+            violation.reason.as_str(),
+            violation.detail
+        ));
         ctx.end_turn();
         if self.activation.live.borrow_mut().take().is_some() {
             self.restarts += 1;
@@ -471,6 +485,7 @@ impl Agent for WasmAgent {
             activations: self.activations,
             memory_bytes: live.as_ref().map_or(0, LiveInstance::memory_bytes),
             busy_ns: self.busy_total.as_nanos() as u64,
+            last_error: self.last_error.clone(),
         }
     }
 }

@@ -269,10 +269,10 @@ pub fn decode_body(body: &[u8]) -> Result<Frame, DecodeError> {
             let mut agents = Vec::with_capacity(n);
             for _ in 0..n {
                 let fields = r.array("agent")?;
-                if !(9..=12).contains(&fields) {
+                if fields < 9 {
                     return Err(ReadError {
                         field: "agent",
-                        problem: "not 9 to 12 fields",
+                        problem: "fewer than 9 fields",
                     }
                     .into());
                 }
@@ -301,7 +301,16 @@ pub fn decode_body(body: &[u8]) -> Result<Frame, DecodeError> {
                     } else {
                         0
                     },
+                    last_error: if fields > 12 {
+                        r.opt_str("agent.last_error")?.map(str::to_owned)
+                    } else {
+                        None
+                    },
                 });
+                // Fields a later revision appended.
+                for _ in 13..fields {
+                    r.skip("agent")?;
+                }
             }
             Frame::Agents { req, agents }
         }

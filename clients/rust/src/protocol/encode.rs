@@ -162,7 +162,9 @@ pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
             w.uint(*req);
             w.array(agents.len());
             for a in agents {
-                w.array(12);
+                // The 13th field only when there is an error to tell, so
+                // rows without one read as before.
+                w.array(if a.last_error.is_some() { 13 } else { 12 });
                 w.str(&a.name);
                 w.uint(a.shard);
                 w.str(&a.state);
@@ -175,6 +177,9 @@ pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
                 w.uint(a.busy_ns);
                 w.uint(a.state_bytes);
                 w.uint(a.calls_waiting);
+                if let Some(e) = &a.last_error {
+                    w.str(e);
+                }
             }
         }
         Frame::Stats { req } => request(&mut w, code::STATS, *req),

@@ -174,6 +174,10 @@ pub struct AgentRow {
     pub state_bytes: u64,
     /// Calls it made that wait for answers (absent from older nodes: 0).
     pub calls_waiting: u64,
+    /// Its latest failure, reason and detail (revision 1.3, in
+    /// `AGENT_INFO` answers only: `LIST_AGENTS` rows stay 12 fields for
+    /// older readers).
+    pub last_error: Option<String>,
 }
 
 /// One cluster member in a `MEMBERS` frame.

@@ -197,6 +197,52 @@ impl<'a> Reader<'a> {
         })
     }
 
+    /// Skips one value of any type (a field a later revision appended),
+    /// nested arrays and maps included; nesting deeper than 32 is refused
+    /// rather than followed.
+    pub fn skip(&mut self, field: &'static str) -> Result<(), ReadError> {
+        self.skip_nested(field, 0)
+    }
+
+    fn skip_nested(&mut self, field: &'static str, depth: u32) -> Result<(), ReadError> {
+        if depth > 32 {
+            return Err(err(field, "nested too deeply"));
+        }
+        let marker = self.byte(field)?;
+        let (bytes, items) = match marker {
+            0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => (0, 0),
+            0x80..=0x8f => (0, 2 * usize::from(marker & 0x0f)),
+            0x90..=0x9f => (0, usize::from(marker & 0x0f)),
+            0xa0..=0xbf => (usize::from(marker & 0x1f), 0),
+            0xc4 | 0xd9 => (self.be(1, field)? as usize, 0),
+            0xc5 | 0xda => (self.be(2, field)? as usize, 0),
+            0xc6 | 0xdb => (self.be(4, field)? as usize, 0),
+            0xcc | 0xd0 => (1, 0),
+            0xcd | 0xd1 => (2, 0),
+            0xca | 0xce | 0xd2 => (4, 0),
+            0xcb | 0xcf | 0xd3 => (8, 0),
+            0xd4 => (2, 0),
+            0xd5 => (3, 0),
+            0xd6 => (5, 0),
+            0xd7 => (9, 0),
+            0xd8 => (17, 0),
+            0xc7 => (self.be(1, field)? as usize + 1, 0),
+            0xc8 => (self.be(2, field)? as usize + 1, 0),
+            0xc9 => (self.be(4, field)? as usize + 1, 0),
+            0xdc => (0, self.be(2, field)? as usize),
+            0xdd => (0, self.be(4, field)? as usize),
+            0xde => (0, 2 * self.be(2, field)? as usize),
+            0xdf => (0, 2 * self.be(4, field)? as usize),
+            0xc1 => return Err(err(field, "not a MessagePack value")),
+        };
+        self.take(bytes, field)?;
+        let items = self.bounded(items, field)?;
+        for _ in 0..items {
+            self.skip_nested(field, depth + 1)?;
+        }
+        Ok(())
+    }
+
     /// A count read from the wire, checked against the bytes left (each
     /// element takes at least one byte), so a forged count never drives a
     /// large allocation.
@@ -296,6 +342,29 @@ mod tests {
             Writer(&mut buf).bin(s.as_bytes());
             assert_eq!(Reader::new(&buf).bin("b").unwrap(), s.as_bytes());
         }
+    }
+
+    #[test]
+    fn skip_passes_over_any_value_and_stops_at_the_next() {
+        let mut buf = Vec::new();
+        let mut w = Writer(&mut buf);
+        w.array(3);
+        w.map(1);
+        w.str("k");
+        w.bin(&[1, 2, 3]);
+        w.uint(u64::MAX);
+        w.opt_str(None);
+        w.str("next");
+        let mut r = Reader::new(&buf);
+        r.skip("x").unwrap();
+        assert_eq!(r.str("next"), Ok("next"));
+        assert!(r.is_done());
+        // A forged count is refused, not followed.
+        assert!(Reader::new(&[0xdd, 0xff, 0xff, 0xff, 0xff])
+            .skip("x")
+            .is_err());
+        let deep = [0x91u8; 40];
+        assert!(Reader::new(&deep).skip("x").is_err());
     }
 
     #[test]

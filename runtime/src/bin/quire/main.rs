@@ -137,7 +137,12 @@ fn main() -> ExitCode {
             Ok(())
         }),
         Command::Info { to, name } => remote(to, |c| {
-            remote_cmd::print_agents(&[c.info(name)?]);
+            let agent = c.info(name)?;
+            remote_cmd::print_agents(std::slice::from_ref(&agent));
+            println!(
+                "last error: {}",
+                agent.last_error.as_deref().unwrap_or("none")
+            );
             Ok(())
         }),
         Command::Reload {
