@@ -231,3 +231,37 @@ fn a_deploy_sets_its_own_limits_and_a_setting_the_node_cannot_take_is_named() {
         "{stderr}"
     );
 }
+
+#[test]
+fn patterns_are_listed_with_their_module_and_gone_once_undeployed() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start(&dir.path().join("data"), "batched");
+    let mut c = node.client();
+    assert!(c.patterns().unwrap().is_empty());
+    let hash = c.deploy("sensor-*", &prebuilt("counter")).unwrap();
+    c.deploy("probe-*", &prebuilt("echo")).unwrap();
+    let patterns = c.patterns().unwrap();
+    let names: Vec<&str> = patterns.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(names, ["probe-*", "sensor-*"]);
+    assert!(hash.starts_with(&patterns[1].1), "{patterns:?} {hash}");
+    // A name under the pattern makes an agent; the pattern stays listed.
+    assert_eq!(count(&mut c, "sensor-7"), 1);
+    // Patterns survive a restart (they are journaled like agents).
+    drop(c);
+    assert_eq!(node.stop_with(libc::SIGTERM), Some(0));
+    let node = NodeProcess::start(&dir.path().join("data"), "batched");
+    let mut c = node.client();
+    assert_eq!(c.patterns().unwrap(), patterns);
+    c.undeploy("probe-*").unwrap();
+    let left: Vec<String> = c.patterns().unwrap().into_iter().map(|p| p.0).collect();
+    assert_eq!(left, ["sensor-*"]);
+    let out = Command::new(env!("CARGO_BIN_EXE_quire"))
+        .args(["patterns", "--node", &node.addr])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("sensor-*") && stdout.contains("1 pattern(s)"),
+        "{stdout}"
+    );
+}

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import socket
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import msgpack
 
@@ -375,6 +375,11 @@ class Client:
     def agents(self) -> List[p.AgentInfo]:
         """Every agent of the node, with its figures."""
         return self._read_only(lambda: self._start(p.list_agents, Code.AGENTS))
+
+    def patterns(self) -> List[Tuple[str, str]]:
+        """The node's name patterns (``prefix-*``), each with its module's
+        short hash."""
+        return self._read_only(lambda: self._start(p.list_patterns, Code.PATTERNS))
 
     def stats(self) -> List[Dict[str, int]]:
         """Per-shard counters."""

@@ -54,6 +54,8 @@ class Code(IntEnum):
     STOP = 23
     START = 24
     AGENT_INFO = 25
+    LIST_PATTERNS = 26
+    PATTERNS = 27
 
 
 class Priority(IntEnum):
@@ -134,6 +136,10 @@ def start(req: int, name: str) -> bytes:
 
 def agent_info(req: int, name: str) -> bytes:
     return frame([Code.AGENT_INFO, req, name])
+
+
+def list_patterns(req: int) -> bytes:
+    return frame([Code.LIST_PATTERNS, req])
 
 
 def list_agents(req: int) -> bytes:
@@ -316,6 +322,8 @@ def _decode(code: Code, f: List[Any]) -> Union[Welcome, Answer]:
             last_error = None if len(r) < 13 or r[12] is None else _text(r[12])
             rows.append(AgentInfo(_text(r[0]), _uint(r[1]), _text(r[2]), version, *nums, last_error=last_error))
         return Answer(code, req, rows)
+    if code == Code.PATTERNS:
+        return Answer(code, req, [(_text(p[0]), _text(p[1])) for p in f[2]])
     if code == Code.STATS_REPLY:
         return Answer(code, req, [{_text(k): _uint(v) for k, v in m.items()} for m in f[2]])
     if code == Code.MEMBERS:

@@ -150,6 +150,13 @@ class EveryFrame(unittest.TestCase):
         c.reload("py-starved", module("counter"), fuel_per_message=10_000_000)
         self.assertEqual(count(c.call("py-starved", b"")), 1)
 
+    def test_patterns_are_listed_with_their_module(self):
+        h = self.client.deploy("py-sensor-*", module("echo"))
+        listed = dict(self.client.patterns())
+        self.assertTrue(h.startswith(listed["py-sensor-*"]))
+        self.client.undeploy("py-sensor-*")
+        self.assertNotIn("py-sensor-*", dict(self.client.patterns()))
+
     def test_refusals_are_typed_errors_and_the_connection_goes_on(self):
         with self.assertRaises(Rejected) as e:
             self.client.call("nobody", b"x")

@@ -526,6 +526,15 @@ impl RemoteClient {
         }
     }
 
+    /// The node's name patterns (`prefix*`) with their modules' short
+    /// hashes.
+    pub fn patterns(&mut self) -> Result<Vec<(String, String)>, ClientError> {
+        match self.request(|req| Frame::ListPatterns { req })? {
+            Frame::Patterns { patterns, .. } => Ok(patterns),
+            other => Err(unexpected(other)),
+        }
+    }
+
     /// Where `name` lives as this node sees the cluster: the owning node
     /// and shard and, when this node owns it, whether it is deployed.
     pub fn locate(&mut self, name: &str) -> Result<AgentLocation, ClientError> {

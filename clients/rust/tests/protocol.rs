@@ -215,6 +215,11 @@ fn every_frame() -> Vec<Frame> {
                 deployed: Some(false),
             },
         },
+        Frame::ListPatterns { req: 28 },
+        Frame::Patterns {
+            req: 28,
+            patterns: vec![("sensor-*".into(), "fc9bf1ea12f2".into())],
+        },
         Frame::Ping { req: 12 },
         Frame::Pong { req: 12 },
         Frame::Error {
@@ -259,6 +264,7 @@ fn every_answer_names_its_request_and_nothing_else_does() {
         "STATS_REPLY",
         "MEMBERS",
         "LOCATION",
+        "PATTERNS",
         "PONG",
         "ERROR",
     ];

@@ -450,6 +450,22 @@ impl Client {
             .await
     }
 
+    /// The name patterns deployed on this node (`prefix*`) with their
+    /// modules' short hashes, sorted. Every shard keeps every pattern; the
+    /// shards' lists are merged so that one a shard has not taken yet
+    /// still shows.
+    pub async fn patterns(&self) -> Vec<(String, String)> {
+        let mut all: Vec<(String, String)> = self
+            .ask_every_shard(|done| Command::Patterns { done })
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        all.sort();
+        all.dedup();
+        all
+    }
+
     /// The node's module compiler (its figures tell compiles from cache hits).
     pub fn wasm_engine(&self) -> &WasmEngine {
         &self.wasm

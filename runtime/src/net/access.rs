@@ -139,6 +139,7 @@ fn request_number(frame: &Frame) -> Option<u64> {
         | Frame::Stop { req, .. }
         | Frame::Start { req, .. }
         | Frame::AgentInfo { req, .. }
+        | Frame::ListPatterns { req }
         | Frame::ListAgents { req }
         | Frame::Stats { req }
         | Frame::Cluster { req }
@@ -153,6 +154,7 @@ fn request_number(frame: &Frame) -> Option<u64> {
         | Frame::StatsReply { .. }
         | Frame::Members { .. }
         | Frame::Location { .. }
+        | Frame::Patterns { .. }
         | Frame::Pong { .. }
         | Frame::Error { .. } => None,
     }

@@ -323,6 +323,17 @@ pub(super) fn handle(
         } => lifecycle::reload(net, out, pending, req, name, module, &options),
         Frame::Stop { req, name } => lifecycle::set_stopped(net, out, pending, req, name, true),
         Frame::Start { req, name } => lifecycle::set_stopped(net, out, pending, req, name, false),
+        Frame::ListPatterns { req } => {
+            spawn_admin(out, pending, {
+                let client = net.client.clone();
+                async move {
+                    Frame::Patterns {
+                        req,
+                        patterns: client.patterns().await,
+                    }
+                }
+            });
+        }
         Frame::Stats { req } => {
             spawn_admin(out, pending, {
                 let client = net.client.clone();

@@ -82,6 +82,10 @@ pub(crate) enum Command {
     WasmStats {
         done: flume::Sender<WasmShardStats>,
     },
+    /// The name patterns the shard knows, with their modules' short hashes.
+    Patterns {
+        done: flume::Sender<Vec<(String, String)>>,
+    },
     /// The shard's figures for a scrape of `/metrics`.
     Metrics {
         done: flume::Sender<crate::metrics::ShardMetrics>,

@@ -173,6 +173,9 @@ pub(super) fn serve(shared: &Shared, cmd: Command) {
         Command::WasmStats { done } => {
             let _ = done.send(shared.wasm.stats());
         }
+        Command::Patterns { done } => {
+            let _ = done.send(shared.wasm.patterns());
+        }
         Command::Metrics { done } => {
             drop(core);
             let _ = done.send(crate::metrics::collect::collect(shared));

@@ -81,12 +81,13 @@ impl WasmShard {
         patterns.len() != before
     }
 
-    /// The patterns this shard knows.
-    pub fn patterns(&self) -> Vec<String> {
+    /// The patterns this shard knows, each with its module's short hash,
+    /// longest prefix first.
+    pub fn patterns(&self) -> Vec<(String, String)> {
         self.patterns
             .borrow()
             .iter()
-            .map(|p| format!("{}*", p.prefix))
+            .map(|p| (format!("{}*", p.prefix), p.module.hash.short().to_string()))
             .collect()
     }
 

@@ -255,6 +255,37 @@ pub fn decode_body(body: &[u8]) -> Result<Frame, DecodeError> {
                 name: r.str("name")?.to_owned(),
             }
         }
+        code::LIST_PATTERNS => {
+            want(2)?;
+            Frame::ListPatterns {
+                req: r.uint("req")?,
+            }
+        }
+        code::PATTERNS => {
+            want(3)?;
+            let req = r.uint("req")?;
+            let n = r.array("patterns")?;
+            let n = r.bounded(n, "patterns")?;
+            let mut patterns = Vec::with_capacity(n);
+            for _ in 0..n {
+                let fields = r.array("pattern")?;
+                if fields < 2 {
+                    return Err(ReadError {
+                        field: "pattern",
+                        problem: "not a [pattern, version] pair",
+                    }
+                    .into());
+                }
+                patterns.push((
+                    r.str("pattern.name")?.to_owned(),
+                    r.str("pattern.version")?.to_owned(),
+                ));
+                for _ in 2..fields {
+                    r.skip("pattern")?;
+                }
+            }
+            Frame::Patterns { req, patterns }
+        }
         code::LIST_AGENTS => {
             want(2)?;
             Frame::ListAgents {

@@ -156,6 +156,18 @@ pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
             w.str(name);
         }
         Frame::ListAgents { req } => request(&mut w, code::LIST_AGENTS, *req),
+        Frame::ListPatterns { req } => request(&mut w, code::LIST_PATTERNS, *req),
+        Frame::Patterns { req, patterns } => {
+            w.array(3);
+            w.uint(code::PATTERNS);
+            w.uint(*req);
+            w.array(patterns.len());
+            for (pattern, version) in patterns {
+                w.array(2);
+                w.str(pattern);
+                w.str(version);
+            }
+        }
         Frame::Agents { req, agents } => {
             w.array(3);
             w.uint(code::AGENTS);

@@ -53,6 +53,8 @@ pub mod code {
     pub const STOP: u64 = 23;
     pub const START: u64 = 24;
     pub const AGENT_INFO: u64 = 25;
+    pub const LIST_PATTERNS: u64 = 26;
+    pub const PATTERNS: u64 = 27;
     pub const ENVELOPE: u64 = 32;
 }
 
@@ -439,6 +441,18 @@ pub enum Frame {
         /// The agent's name.
         name: String,
     },
+    /// Asks for the name patterns deployed on the node.
+    ListPatterns {
+        /// The request number.
+        req: u64,
+    },
+    /// The node's name patterns.
+    Patterns {
+        /// The request's number.
+        req: u64,
+        /// (pattern, its module's short hash), sorted by pattern.
+        patterns: Vec<(String, String)>,
+    },
     /// Liveness check.
     Ping {
         /// The request number.
@@ -487,6 +501,8 @@ impl Frame {
             Frame::Stop { .. } => "STOP",
             Frame::Start { .. } => "START",
             Frame::AgentInfo { .. } => "AGENT_INFO",
+            Frame::ListPatterns { .. } => "LIST_PATTERNS",
+            Frame::Patterns { .. } => "PATTERNS",
             Frame::Location { .. } => "LOCATION",
             Frame::Ping { .. } => "PING",
             Frame::Pong { .. } => "PONG",
@@ -507,6 +523,7 @@ impl Frame {
             | Frame::StatsReply { req, .. }
             | Frame::Members { req, .. }
             | Frame::Location { req, .. }
+            | Frame::Patterns { req, .. }
             | Frame::Pong { req }
             | Frame::Error { req, .. } => Some(*req),
             Frame::Hello { .. }
@@ -524,6 +541,7 @@ impl Frame {
             | Frame::Stop { .. }
             | Frame::Start { .. }
             | Frame::AgentInfo { .. }
+            | Frame::ListPatterns { .. }
             | Frame::Ping { .. } => None,
         }
     }

@@ -16,7 +16,8 @@ use super::frame::Frame;
 pub enum Scope {
     /// `CALL` and `SEND`: talking to agents.
     Message,
-    /// `LIST_AGENTS`, `AGENT_INFO`, `STATS`, `CLUSTER`, `WHERE`: looking,
+    /// `LIST_AGENTS`, `AGENT_INFO`, `LIST_PATTERNS`, `STATS`, `CLUSTER`,
+    /// `WHERE`: looking,
     /// not touching.
     Read,
     /// `DEPLOY`, `DEPLOY_MANY`, `UNDEPLOY`, `RELOAD`, `STOP`, `START`:
@@ -59,7 +60,8 @@ impl Scope {
             | Frame::Stats { .. }
             | Frame::Cluster { .. }
             | Frame::Where { .. }
-            | Frame::AgentInfo { .. } => Some(Scope::Read),
+            | Frame::AgentInfo { .. }
+            | Frame::ListPatterns { .. } => Some(Scope::Read),
             Frame::Deploy { .. }
             | Frame::DeployMany { .. }
             | Frame::Undeploy { .. }
@@ -76,6 +78,7 @@ impl Scope {
             | Frame::StatsReply { .. }
             | Frame::Members { .. }
             | Frame::Location { .. }
+            | Frame::Patterns { .. }
             | Frame::Pong { .. }
             | Frame::Error { .. } => None,
         }

@@ -210,6 +210,11 @@ pub enum Command {
         /// The agent's name.
         name: String,
     },
+    /// List the name patterns (`prefix-*`) deployed on a running node.
+    Patterns {
+        #[command(flatten)]
+        to: Target,
+    },
     /// List the agents of a running node.
     Agents {
         #[command(flatten)]

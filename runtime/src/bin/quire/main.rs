@@ -136,6 +136,14 @@ fn main() -> ExitCode {
             println!("{} agent(s) on {}", agents.len(), c.node());
             Ok(())
         }),
+        Command::Patterns { to } => remote(to, |c| {
+            let patterns = c.patterns()?;
+            for (pattern, version) in &patterns {
+                println!("{pattern:<32} {version}");
+            }
+            println!("{} pattern(s) on {}", patterns.len(), c.node());
+            Ok(())
+        }),
         Command::Info { to, name } => remote(to, |c| {
             let agent = c.info(name)?;
             remote_cmd::print_agents(std::slice::from_ref(&agent));
