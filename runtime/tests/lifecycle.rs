@@ -29,6 +29,27 @@ fn runs(version: &Option<String>, hash: &str) -> bool {
         .is_some_and(|v| v.len() >= 8 && hash.starts_with(v))
 }
 
+/// Runs the CLI against `node` (with `token`, if any): success, stdout,
+/// stderr.
+fn quire(node: &NodeProcess, token: Option<&str>, args: &[&str]) -> (bool, String, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_quire"));
+    command.args(args).args(["--node", &node.addr]);
+    if let Some(token) = token {
+        command.args(["--token", token]);
+    }
+    let out = command.output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn prebuilt_path(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../sdk/prebuilt/{name}.wasm"));
+    path.to_string_lossy().into_owned()
+}
+
 fn count(c: &mut RemoteClient, name: &str) -> u64 {
     decode_count(&c.call(name, b"", T).unwrap())
 }
@@ -106,44 +127,26 @@ fn the_cli_verbs_reload_stop_start_and_info() {
     let dir = tempfile::tempdir().unwrap();
     let node = NodeProcess::start(&dir.path().join("data"), "none");
     node.client().deploy("shell", &prebuilt("counter")).unwrap();
-    let echo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk/prebuilt/echo.wasm");
-    let quire = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_quire"))
-            .args(args)
-            .args(["--node", &node.addr, "--token", TOKEN])
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
-    let (ok, stdout, stderr) = quire(&["info", "shell"]);
+    let echo = prebuilt_path("echo");
+    let cli = |args: &[&str]| quire(&node, Some(TOKEN), args);
+    let (ok, stdout, stderr) = cli(&["info", "shell"]);
     assert!(
         ok && stdout.contains("shell") && stdout.contains("version"),
         "{stdout}{stderr}"
     );
-    let (ok, stdout, stderr) = quire(&["stop", "shell"]);
+    let (ok, stdout, stderr) = cli(&["stop", "shell"]);
     assert!(ok && stdout.contains("stopped shell"), "{stdout}{stderr}");
-    let (_, stdout, _) = quire(&["info", "shell"]);
+    let (_, stdout, _) = cli(&["info", "shell"]);
     assert!(stdout.contains("stopped"), "{stdout}");
-    let (ok, stdout, stderr) = quire(&["start", "shell"]);
+    let (ok, stdout, stderr) = cli(&["start", "shell"]);
     assert!(ok && stdout.contains("started shell"), "{stdout}{stderr}");
-    let (ok, stdout, stderr) = quire(&["reload", echo.to_str().unwrap(), "--name", "shell"]);
+    let (ok, stdout, stderr) = cli(&["reload", &echo, "--name", "shell"]);
     assert!(ok && stdout.contains("reloaded shell"), "{stdout}{stderr}");
-    let (ok, stdout, stderr) = quire(&["stop", "nobody"]);
+    let (ok, stdout, stderr) = cli(&["stop", "nobody"]);
     assert!(!ok && stderr.contains("nobody"), "{stdout}{stderr}");
     // Without a token: the CLI says which scope was missing.
-    let out = Command::new(env!("CARGO_BIN_EXE_quire"))
-        .args(["stop", "shell", "--node", &node.addr])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && stderr.contains("admin scope"),
-        "{stderr}"
-    );
+    let (ok, _, stderr) = quire(&node, None, &["stop", "shell"]);
+    assert!(!ok && stderr.contains("admin scope"), "{stderr}");
 }
 
 #[test]
@@ -206,30 +209,43 @@ fn a_deploy_sets_its_own_limits_and_a_setting_the_node_cannot_take_is_named() {
     assert_eq!(count(&mut c, "fed"), 2);
 
     // The CLI's --set.
-    let echo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk/prebuilt/counter.wasm");
-    let out = Command::new(env!("CARGO_BIN_EXE_quire"))
-        .args(["deploy", echo.to_str().unwrap(), "--name", "cli-starved"])
-        .args(["--set", "fuel_per_message=5", "--set", "policy=stop"])
-        .args(["--node", &node.addr, "--token", TOKEN])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let counter = prebuilt_path("counter");
+    let (ok, _, stderr) = quire(
+        &node,
+        Some(TOKEN),
+        &["deploy", &counter, "--name", "cli-starved"],
     );
-    assert_eq!(code(c.call("cli-starved", b"", T)).0, ErrorCode::Rejected);
-    let out = Command::new(env!("CARGO_BIN_EXE_quire"))
-        .args(["deploy", echo.to_str().unwrap(), "--name", "x"])
-        .args(["--set", "fuel_per_message"])
-        .args(["--node", &node.addr, "--token", TOKEN])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && stderr.contains("KEY=VALUE"),
-        "{stderr}"
+    assert!(ok, "{stderr}");
+    let (ok, _, stderr) = quire(
+        &node,
+        Some(TOKEN),
+        &[
+            "deploy",
+            &counter,
+            "--name",
+            "cli-starved-2",
+            "--set",
+            "fuel_per_message=5",
+            "--set",
+            "policy=stop",
+        ],
     );
+    assert!(ok, "{stderr}");
+    assert_eq!(code(c.call("cli-starved-2", b"", T)).0, ErrorCode::Rejected);
+    assert_eq!(count(&mut c, "cli-starved"), 1, "no --set: the defaults");
+    let (ok, _, stderr) = quire(
+        &node,
+        Some(TOKEN),
+        &[
+            "deploy",
+            &counter,
+            "--name",
+            "x",
+            "--set",
+            "fuel_per_message",
+        ],
+    );
+    assert!(!ok && stderr.contains("KEY=VALUE"), "{stderr}");
 }
 
 #[test]
@@ -255,13 +271,9 @@ fn patterns_are_listed_with_their_module_and_gone_once_undeployed() {
     c.undeploy("probe-*").unwrap();
     let left: Vec<String> = c.patterns().unwrap().into_iter().map(|p| p.0).collect();
     assert_eq!(left, ["sensor-*"]);
-    let out = Command::new(env!("CARGO_BIN_EXE_quire"))
-        .args(["patterns", "--node", &node.addr])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let (ok, stdout, _) = quire(&node, None, &["patterns"]);
     assert!(
-        out.status.success() && stdout.contains("sensor-*") && stdout.contains("1 pattern(s)"),
+        ok && stdout.contains("sensor-*") && stdout.contains("1 pattern(s)"),
         "{stdout}"
     );
 }
