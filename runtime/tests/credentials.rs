@@ -28,9 +28,17 @@ scopes = ["message"]
 
 [[network.tokens]]
 name = "dashboard"
-secret = "dashboard-secret-4567"
+secret_file = "SECRET_FILE"
 scopes = ["read"]
 "#;
+
+/// The config with the dashboard's secret in a file of `dir` (as a
+/// systemd credential or a mounted secret would be), newline-terminated.
+fn config(dir: &std::path::Path) -> String {
+    let file = dir.join("dashboard.secret");
+    std::fs::write(&file, "dashboard-secret-4567\n").unwrap();
+    CONFIG.replace("SECRET_FILE", &file.to_string_lossy())
+}
 
 fn echo_wasm() -> Vec<u8> {
     common::prebuilt("echo")
@@ -47,7 +55,8 @@ fn refusal(result: Result<impl std::fmt::Debug, ClientError>) -> (ErrorCode, Opt
 #[test]
 fn each_token_gets_its_scopes_and_a_request_outside_them_is_refused_naming_the_scope() {
     let dir = tempfile::tempdir().unwrap();
-    let node = NodeProcess::start_with_config(&dir.path().join("data"), "none", CONFIG, &[]);
+    let node =
+        NodeProcess::start_with_config(&dir.path().join("data"), "none", &config(dir.path()), &[]);
 
     let mut admin = node.client();
     let granted = admin.access().expect("WELCOME states the access").clone();
@@ -126,7 +135,8 @@ fn each_token_gets_its_scopes_and_a_request_outside_them_is_refused_naming_the_s
 #[test]
 fn an_unknown_token_is_refused_at_hello_and_an_unanswerable_refusal_closes_the_connection() {
     let dir = tempfile::tempdir().unwrap();
-    let node = NodeProcess::start_with_config(&dir.path().join("data"), "none", CONFIG, &[]);
+    let node =
+        NodeProcess::start_with_config(&dir.path().join("data"), "none", &config(dir.path()), &[]);
     for wrong in [
         "ingest-secret-012",
         "ingest-secret-01234",
@@ -264,4 +274,30 @@ fn requests_beyond_the_window_are_refused_window_full_and_every_one_is_answered(
         .send_durable("echo", b"durable", "key-5")
         .expect("a refused request sent again is taken");
     assert_ne!(receipt, "duplicate");
+}
+
+#[test]
+fn a_node_whose_secret_file_cannot_be_read_does_not_start_and_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("quire.toml");
+    std::fs::write(
+        &file,
+        "[[network.tokens]]\nname = \"ops\"\nsecret_file = \"/nonexistent/ops.secret\"\nscopes = [\"admin\"]\n",
+    )
+    .unwrap();
+    let port = quire_runtime::net::free_port_block(4);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_quire"))
+        .arg("node")
+        .arg("--config")
+        .arg(&file)
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--no-metrics"])
+        .args(["--shards", "1", "--durability", "none"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("token \"ops\"") && stderr.contains("/nonexistent/ops.secret"),
+        "{stderr}"
+    );
 }

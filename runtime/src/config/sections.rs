@@ -134,8 +134,14 @@ impl Default for NetworkSection {
 pub struct TokenEntry {
     /// What WELCOME, logs and errors call it (never the secret).
     pub name: String,
-    /// The secret itself.
+    /// The secret itself; or give `secret_file` instead.
+    #[serde(default)]
     pub secret: String,
+    /// A file holding the secret (read when the node starts; one trailing
+    /// newline is dropped), e.g. a systemd credential or a mounted secret,
+    /// so the config file itself holds none.
+    #[serde(default)]
+    pub secret_file: Option<std::path::PathBuf>,
     /// Any of `message` (CALL, SEND), `read` (AGENTS, STATS, MEMBERS,
     /// WHERE), `admin` (DEPLOY, DEPLOY_MANY, UNDEPLOY).
     pub scopes: Vec<String>,

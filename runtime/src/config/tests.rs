@@ -147,7 +147,11 @@ fn tokens_are_read_from_the_file_and_bad_ones_are_named() {
             token("admin", "s1", "[\"read\"]"),
             "may not be called \"admin\"",
         ),
-        (token("ingest", "", "[\"read\"]"), "empty secret"),
+        (token("ingest", "", "[\"read\"]"), "has no secret"),
+        (
+            token("ingest", "s1", "[\"read\"]") + "secret_file = \"/run/s\"\n",
+            "both secret and secret_file",
+        ),
         (token("ingest", "s1", "[]"), "grants no scope"),
         (
             token("a", "s1", "[\"read\"]") + &token("a", "s2", "[\"read\"]"),

@@ -233,16 +233,21 @@ fn validate_credentials(net: &NetworkSection) -> Result<(), ConfigError> {
                     "no credential"
                 }
             ))
-        } else if token.secret.is_empty() {
-            Some("has an empty secret".into())
+        } else if token.secret.is_empty() == token.secret_file.is_none() {
+            Some(if token.secret.is_empty() {
+                "has no secret (give secret or secret_file)".into()
+            } else {
+                "has both secret and secret_file: give one".into()
+            })
         } else if token.scopes.is_empty() {
             Some("grants no scope".into())
         } else if let Some(bad) = token.scopes.iter().find(|s| Scope::from_name(s).is_none()) {
             Some(format!("no scope is called {bad:?} (scopes: {})", known()))
         } else if net.tokens[..i].iter().any(|t| t.name == token.name) {
             Some("is named twice".into())
-        } else if net.tokens[..i].iter().any(|t| t.secret == token.secret)
-            || net.admin_token.as_deref() == Some(token.secret.as_str())
+        } else if !token.secret.is_empty()
+            && (net.tokens[..i].iter().any(|t| t.secret == token.secret)
+                || net.admin_token.as_deref() == Some(token.secret.as_str()))
         {
             // One secret, two grants: which one a client gets would be luck.
             Some("has the same secret as another token".into())

@@ -5,7 +5,7 @@
 
 use quire_client::protocol::{Access, ErrorCode, Frame, Scope, ScopeSet};
 
-use crate::config::NetworkSection;
+use crate::config::{ConfigError, NetworkSection};
 
 /// The credential name of the node's `network.admin_token`.
 pub(crate) const ADMIN: &str = "admin";
@@ -28,8 +28,10 @@ struct Known {
 
 impl Credentials {
     /// From a validated `[network]` section (scope names it does not know
-    /// are left out; validation has refused them already).
-    pub fn from_config(net: &NetworkSection) -> Self {
+    /// are left out; validation has refused them already), reading each
+    /// `secret_file`; a file that cannot be read, is empty, or holds a
+    /// secret another token has is an error naming the token.
+    pub fn from_config(net: &NetworkSection) -> Result<Self, ConfigError> {
         let scopes = |names: &[String]| -> ScopeSet {
             names.iter().filter_map(|n| Scope::from_name(n)).collect()
         };
@@ -42,15 +44,27 @@ impl Credentials {
                 scopes: ScopeSet::all(),
             })
             .collect();
-        tokens.extend(net.tokens.iter().map(|t| Known {
-            name: t.name.clone(),
-            secret: blake3::hash(t.secret.as_bytes()),
-            scopes: scopes(&t.scopes),
-        }));
-        Self {
+        for t in &net.tokens {
+            let secret = match &t.secret_file {
+                None => blake3::hash(t.secret.as_bytes()),
+                Some(path) => blake3::hash(read_secret(&t.name, path)?.as_bytes()),
+            };
+            if tokens.iter().any(|k| k.secret == secret) {
+                return Err(ConfigError::Invalid {
+                    key: "network.tokens",
+                    problem: format!("token {:?} has the same secret as another token", t.name),
+                });
+            }
+            tokens.push(Known {
+                name: t.name.clone(),
+                secret,
+                scopes: scopes(&t.scopes),
+            });
+        }
+        Ok(Self {
             tokens,
             anonymous: scopes(&net.anonymous_scopes),
-        }
+        })
     }
 
     /// What `presented` grants; `None` when it is none of the node's
@@ -76,6 +90,31 @@ impl Credentials {
             scopes: known.scopes,
         })
     }
+}
+
+/// A token's secret from its file, one trailing newline dropped.
+fn read_secret(name: &str, path: &std::path::Path) -> Result<String, ConfigError> {
+    let invalid = |problem: String| ConfigError::Invalid {
+        key: "network.tokens",
+        problem,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        invalid(format!(
+            "token {name:?}: cannot read its secret_file {}: {e}",
+            path.display()
+        ))
+    })?;
+    let secret = text
+        .strip_suffix('\n')
+        .map(|s| s.strip_suffix('\r').unwrap_or(s))
+        .unwrap_or(&text);
+    if secret.is_empty() {
+        return Err(invalid(format!(
+            "token {name:?}: its secret_file {} is empty",
+            path.display()
+        )));
+    }
+    Ok(secret.to_string())
 }
 
 /// The refusal of `frame` on a connection granted `access` with
@@ -166,23 +205,68 @@ mod tests {
     use crate::config::TokenEntry;
 
     fn credentials() -> Credentials {
+        let dir = std::env::temp_dir().join(format!("quire-access-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("dash.secret");
+        std::fs::write(&file, "dash-secret\n").unwrap();
         Credentials::from_config(&NetworkSection {
             admin_token: Some("root-secret".into()),
             tokens: vec![
                 TokenEntry {
                     name: "ingest".into(),
                     secret: "ingest-secret".into(),
+                    secret_file: None,
                     scopes: vec!["message".into()],
                 },
                 TokenEntry {
                     name: "dashboard".into(),
-                    secret: "dash-secret".into(),
+                    secret: String::new(),
+                    secret_file: Some(file),
                     scopes: vec!["read".into()],
                 },
             ],
             anonymous_scopes: vec![],
             ..NetworkSection::default()
         })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_secret_file_that_cannot_be_used_is_named() {
+        let missing = NetworkSection {
+            tokens: vec![TokenEntry {
+                name: "ops".into(),
+                secret: String::new(),
+                secret_file: Some("/nonexistent/ops.secret".into()),
+                scopes: vec!["admin".into()],
+            }],
+            ..NetworkSection::default()
+        };
+        let err = Credentials::from_config(&missing).unwrap_err().to_string();
+        assert!(
+            err.contains("token \"ops\"") && err.contains("/nonexistent/ops.secret"),
+            "{err}"
+        );
+        let dir = std::env::temp_dir().join(format!("quire-access-e-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let empty = dir.join("empty");
+        std::fs::write(&empty, "\n").unwrap();
+        let same = dir.join("same");
+        std::fs::write(&same, "root-secret").unwrap();
+        for (file, named) in [(empty, "is empty"), (same, "same secret")] {
+            let net = NetworkSection {
+                admin_token: Some("root-secret".into()),
+                tokens: vec![TokenEntry {
+                    name: "ops".into(),
+                    secret: String::new(),
+                    secret_file: Some(file),
+                    scopes: vec!["admin".into()],
+                }],
+                ..NetworkSection::default()
+            };
+            let err = Credentials::from_config(&net).unwrap_err().to_string();
+            assert!(err.contains(named), "{err}");
+        }
     }
 
     #[test]

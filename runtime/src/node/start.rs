@@ -91,7 +91,7 @@ impl NodeBuilder {
                 network: config.network.clone(),
                 cluster: config.cluster.clone(),
                 max_admin_frame: config.wasm.max_module_bytes + (64 << 10),
-                credentials: crate::net::Credentials::from_config(&config.network),
+                credentials: crate::net::Credentials::from_config(&config.network)?,
                 seeds: crate::net::resolve_seeds(&config.cluster)?,
             }),
             None => None,
