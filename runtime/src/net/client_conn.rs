@@ -7,13 +7,12 @@
 //! listings and stats go through the node's [`crate::Client`] in a task of
 //! their own, so the connection keeps reading meanwhile.
 
-use std::cell::Cell;
 use std::rc::Rc;
-use std::time::Duration;
 
 use super::access::refusal;
 use super::client_frames::*;
 use super::io::{closing_error, ReadEnd};
+use super::unanswered::Unanswered;
 use super::{Accepted, NetShard};
 use crate::protocol::{Access, ErrorCode, Frame, Limits, Role, Scope, VERSION};
 use crate::shard_runtime::Shared;
@@ -106,7 +105,7 @@ pub(crate) async fn serve_client(shared: Rc<Shared>, net: Rc<NetShard>, conn: Ac
         }
     };
     frames.set_max_frame(max_frame(&net, &access));
-    let pending = Rc::new(Cell::new(0usize));
+    let pending = Rc::new(Unanswered::default());
     loop {
         match frames.next().await {
             Ok(frame) => match refusal(&access, pending.get(), window, &frame) {
@@ -125,12 +124,15 @@ pub(crate) async fn serve_client(shared: Rc<Shared>, net: Rc<NetShard>, conn: Ac
                 }
             },
             Err(ReadEnd::Closed) => {
-                // The client finished sending: answer what it asked, then close.
-                let deadline = std::time::Instant::now() + DEFAULT_CALL_TIMEOUT * 2;
-                while pending.get() > 0 && std::time::Instant::now() < deadline && !out.is_closed()
-                {
-                    glommio::timer::sleep(Duration::from_millis(1)).await;
-                }
+                // The client finished sending: answer what it asked (each
+                // answer wakes this task; a connection closed meanwhile, as
+                // a slow reader's, has nothing more to wait for), then close.
+                let (owed, gone) = (pending.clone(), out.clone());
+                let _ = glommio::timer::timeout(DEFAULT_CALL_TIMEOUT * 2, async move {
+                    owed.settled(|| gone.is_closed()).await;
+                    Ok(())
+                })
+                .await;
                 out.close_with(None);
                 break;
             }

@@ -2,7 +2,6 @@
 //! sends and calls into the core, durable sends, deploys and listings in
 //! tasks of their own, each answer queued on the connection.
 
-use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -13,6 +12,7 @@ use quire_shards::{
 use super::client_lifecycle::{self as lifecycle, agent_row};
 use super::deploy_settings::wasm_options;
 use super::io::Outgoing;
+use super::unanswered::Unanswered;
 use super::NetShard;
 use crate::client::DurableError;
 use crate::cluster::MemberState;
@@ -29,15 +29,14 @@ pub(super) const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// connection (`ok` of the reply, or the error), counted as pending until then.
 pub(super) fn answer_waiter(
     out: &Rc<Outgoing>,
-    pending: &Rc<Cell<usize>>,
+    pending: &Rc<Unanswered>,
     req: u64,
     timeout_message: String,
     ok: impl FnOnce(Envelope) -> Frame + 'static,
 ) -> quire_shards::ClientWaiter {
     let (answer_to, waiting) = (out.clone(), pending.clone());
-    waiting.set(waiting.get() + 1);
+    waiting.owe();
     Box::new(move |result: Result<Envelope, CallFailure>| {
-        waiting.set(waiting.get() - 1);
         answer_to.push(&match result {
             Ok(reply) => ok(reply),
             Err(failure) => match failure.error {
@@ -48,6 +47,7 @@ pub(super) fn answer_waiter(
                 },
             },
         });
+        waiting.answered();
     })
 }
 
@@ -85,7 +85,7 @@ pub(super) fn handle(
     shared: &Rc<Shared>,
     net: &Rc<NetShard>,
     out: &Rc<Outgoing>,
-    pending: &Rc<Cell<usize>>,
+    pending: &Rc<Unanswered>,
     frame: Frame,
 ) -> Result<(), (ErrorCode, String)> {
     match frame {
@@ -398,7 +398,7 @@ pub(super) fn owner_elsewhere(net: &NetShard, name: &str, req: u64) -> Option<Fr
 pub(super) fn send_durable(
     net: &Rc<NetShard>,
     out: &Rc<Outgoing>,
-    pending: &Rc<Cell<usize>>,
+    pending: &Rc<Unanswered>,
     req: u64,
     to: AgentId,
     payload: bytes::Bytes,
@@ -448,16 +448,16 @@ pub(crate) fn durable_key_id(key: &str) -> u64 {
 /// Runs an admin request in a task of its own and queues its answer.
 pub(super) fn spawn_admin(
     out: &Rc<Outgoing>,
-    pending: &Rc<Cell<usize>>,
+    pending: &Rc<Unanswered>,
     work: impl std::future::Future<Output = Frame> + 'static,
 ) {
     let out = out.clone();
     let pending = pending.clone();
-    pending.set(pending.get() + 1);
+    pending.owe();
     glommio::spawn_local(async move {
         let answer = work.await;
-        pending.set(pending.get() - 1);
         out.push(&answer);
+        pending.answered();
     })
     .detach();
 }
@@ -465,7 +465,7 @@ pub(super) fn spawn_admin(
 /// Answers `WHERE`: the owner by placement over the members this shard
 /// sees; on this node, whether the agent is there (asked of the shards, so
 /// in a task of its own).
-fn locate(net: &NetShard, out: &Rc<Outgoing>, pending: &Rc<Cell<usize>>, req: u64, name: String) {
+fn locate(net: &NetShard, out: &Rc<Outgoing>, pending: &Rc<Unanswered>, req: u64, name: String) {
     if let Some(owner) = net.view.borrow().owner_of(&name) {
         out.push(&Frame::Location {
             req,

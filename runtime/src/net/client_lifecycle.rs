@@ -4,7 +4,6 @@
 //! own, answered on the connection. A name another member owns is answered
 //! `NOT_OWNER` with that member's address, as for `DEPLOY`.
 
-use std::cell::Cell;
 use std::rc::Rc;
 
 use quire_shards::{AgentId, AgentInfo, AgentState, RegisterError};
@@ -12,6 +11,7 @@ use quire_shards::{AgentId, AgentInfo, AgentState, RegisterError};
 use super::client_frames::{error, owner_elsewhere, spawn_admin};
 use super::deploy_settings::wasm_options;
 use super::io::Outgoing;
+use super::unanswered::Unanswered;
 use super::NetShard;
 use crate::client::DeployError;
 use crate::protocol::{AgentRow, DeployOptions, ErrorCode, Frame};
@@ -21,7 +21,7 @@ use crate::protocol::{AgentRow, DeployOptions, ErrorCode, Frame};
 pub(super) fn reload(
     net: &NetShard,
     out: &Rc<Outgoing>,
-    pending: &Rc<Cell<usize>>,
+    pending: &Rc<Unanswered>,
     req: u64,
     name: String,
     module: bytes::Bytes,
@@ -56,7 +56,7 @@ pub(super) fn reload(
 pub(super) fn set_stopped(
     net: &NetShard,
     out: &Rc<Outgoing>,
-    pending: &Rc<Cell<usize>>,
+    pending: &Rc<Unanswered>,
     req: u64,
     name: String,
     stopped: bool,
@@ -85,7 +85,7 @@ pub(super) fn set_stopped(
 pub(super) fn info(
     net: &NetShard,
     out: &Rc<Outgoing>,
-    pending: &Rc<Cell<usize>>,
+    pending: &Rc<Unanswered>,
     req: u64,
     name: String,
 ) {

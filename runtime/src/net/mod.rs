@@ -13,6 +13,7 @@ mod client_lifecycle;
 mod deploy_settings;
 mod io;
 mod peer;
+mod unanswered;
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
