@@ -205,9 +205,10 @@ mod tests {
     use crate::config::TokenEntry;
 
     fn credentials() -> Credentials {
-        let dir = std::env::temp_dir().join(format!("quire-access-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("dash.secret");
+        // A directory of each call's own: tests run in parallel, and a
+        // file another test is rewriting reads empty.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("dash.secret");
         std::fs::write(&file, "dash-secret\n").unwrap();
         Credentials::from_config(&NetworkSection {
             admin_token: Some("root-secret".into()),
@@ -247,8 +248,8 @@ mod tests {
             err.contains("token \"ops\"") && err.contains("/nonexistent/ops.secret"),
             "{err}"
         );
-        let dir = std::env::temp_dir().join(format!("quire-access-e-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path();
         let empty = dir.join("empty");
         std::fs::write(&empty, "\n").unwrap();
         let same = dir.join("same");
