@@ -24,6 +24,7 @@
 
 pub mod agent_kinds;
 pub mod builtin_kinds;
+pub mod certs;
 pub mod client;
 pub mod cluster;
 pub mod config;

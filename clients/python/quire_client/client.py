@@ -17,6 +17,7 @@ back-off); read-only requests (``agents``, ``stats``, ``members``,
 from __future__ import annotations
 
 import socket
+import ssl
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -91,8 +92,17 @@ class Client:
         timeout: float = 30.0,
         reconnect_attempts: int = 5,
         reconnect_backoff: float = 0.05,
+        tls_ca: Optional[str] = None,
+        tls_name: Optional[str] = None,
     ):
         self.addr = addr
+        # TLS (a node with [network.tls]): trust the authority in the PEM
+        # file tls_ca (``quire certs`` writes ca.pem) and check the node's
+        # certificate for tls_name, by default the host of addr.
+        self._tls: Optional[ssl.SSLContext] = None
+        if tls_ca is not None:
+            self._tls = ssl.create_default_context(cafile=tls_ca)
+        self._tls_name = tls_name
         self._target = _parse_addr(addr)
         self._token = token
         self._connect_timeout = connect_timeout
@@ -113,6 +123,12 @@ class Client:
     def _connect(self) -> None:
         sock = socket.create_connection(self._target, timeout=self._connect_timeout)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self._tls is not None:
+            try:
+                sock = self._tls.wrap_socket(sock, server_hostname=self._tls_name or self._target[0])
+            except BaseException:
+                sock.close()
+                raise
         decoder = p.Decoder()
         try:
             sock.sendall(p.hello(self._token))

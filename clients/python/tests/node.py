@@ -58,7 +58,8 @@ class NodeProcess:
     """A running node; ``stop()`` sends SIGTERM, ``kill()`` SIGKILL,
     ``restart()`` starts it again on the same ports and storage."""
 
-    def __init__(self, durability: str = "batched", env: dict | None = None, config: str | None = None):
+    def __init__(self, durability: str = "batched", env: dict | None = None, config: str | None = None,
+                 tls_ca: str | None = None):
         binary = os.environ.get("QUIRE_BIN")
         if not binary:
             raise RuntimeError("QUIRE_BIN must name the quire binary (cargo build -p quire-runtime --bin quire)")
@@ -66,6 +67,7 @@ class NodeProcess:
         self.shards = _shards()
         self.durability = durability
         self.env = dict(env or {})
+        self.tls_ca = tls_ca
         self.dir = tempfile.TemporaryDirectory(prefix="quire-py-")
         self.data = pathlib.Path(self.dir.name) / "data"
         self.stderr_path = pathlib.Path(self.dir.name) / "stderr.log"
@@ -99,13 +101,15 @@ class NodeProcess:
                     return False
                 raise RuntimeError(f"the node exited with {self.proc.returncode}: {self.log()}")
             try:
-                Client(self.addr, reconnect_attempts=1).close()
+                Client(self.addr, reconnect_attempts=1, tls_ca=self.tls_ca).close()
                 return True
             except OSError:
                 time.sleep(0.02)
         raise RuntimeError(f"the node never answered: {self.log()}")
 
     def client(self, token: str | None = TOKEN, **kw) -> Client:
+        if self.tls_ca is not None:
+            kw.setdefault("tls_ca", self.tls_ca)
         return Client(self.addr, token, **kw)
 
     def log(self) -> str:

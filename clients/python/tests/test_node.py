@@ -2,7 +2,12 @@
 as typed exceptions, pipelining, and what happens to requests owed when
 the connection or the node goes away."""
 
+import os
+import pathlib
 import socket
+import ssl
+import subprocess
+import tempfile
 import time
 import unittest
 
@@ -12,6 +17,7 @@ from quire_client import (
     ConnectionLost,
     DeployFailed,
     FrameTooLarge,
+    HandshakeRequired,
     NotFound,
     Priority,
     Rejected,
@@ -322,6 +328,47 @@ class NodeGoesAway(unittest.TestCase):
         (err,) = Decoder().feed(data)
         self.assertIsInstance(err.content, SlowClient)
         self.assertIn("HELLO", err.content.message)
+
+
+class OverTls(unittest.TestCase):
+    """A node with ``[network.tls]`` and certificates from ``quire certs``."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.certs = tempfile.TemporaryDirectory(prefix="quire-py-certs-")
+        d = pathlib.Path(cls.certs.name)
+        binary = os.environ["QUIRE_BIN"]
+        subprocess.run([binary, "certs", "--out", str(d / "ours"), "--nodes", "node-a"], check=True,
+                       stdout=subprocess.DEVNULL)
+        subprocess.run([binary, "certs", "--out", str(d / "theirs"), "--nodes", "node-a"], check=True,
+                       stdout=subprocess.DEVNULL)
+        cls.ca = str(d / "ours" / "ca.pem")
+        cls.stranger_ca = str(d / "theirs" / "ca.pem")
+        config = (f'[network.tls]\ncert_file = "{d / "ours" / "node-a.pem"}"\n'
+                  f'key_file = "{d / "ours" / "node-a.key"}"\n')
+        cls.node = NodeProcess(durability="none", config=config, tls_ca=cls.ca)
+        with cls.node.client() as c:
+            c.deploy("echo", module("echo"))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.node.close()
+        cls.certs.cleanup()
+
+    def test_calls_pipelined_over_tls_are_each_answered(self):
+        with self.node.client() as c:
+            self.assertEqual(c.call("echo", b"over tls"), b"over tls")
+            pending = [c.start_call("echo", str(i).encode()) for i in range(300)]
+            self.assertEqual([f.result() for f in pending], [str(i).encode() for i in range(300)])
+
+    def test_an_untrusted_or_misnamed_node_and_clear_text_are_refused(self):
+        with self.assertRaises(ssl.SSLCertVerificationError):
+            Client(self.node.addr, tls_ca=self.stranger_ca, reconnect_attempts=1)
+        with self.assertRaises(ssl.SSLCertVerificationError):
+            Client(self.node.addr, tls_ca=self.ca, tls_name="node-b", reconnect_attempts=1)
+        with self.assertRaises(HandshakeRequired) as refused:
+            Client(self.node.addr, reconnect_attempts=1)
+        self.assertIn("speaks TLS only", refused.exception.message)
 
 
 if __name__ == "__main__":

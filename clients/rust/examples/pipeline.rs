@@ -6,12 +6,16 @@
 //! quire deploy sdk/prebuilt/echo.wasm --name echo --token T
 //! cargo run --release -p quire-client --example pipeline -- 127.0.0.1:7400 echo 200000 64
 //! ```
+//!
+//! With `QUIRE_TLS_CA=ca.pem` in the environment it connects over TLS (a
+//! node with `[network.tls]`), checking the node's certificate against
+//! that authority.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use quire_client::protocol::Frame;
-use quire_client::{ClientError, Priority, RemoteClient};
+use quire_client::{ClientError, Priority, RemoteClient, TlsOptions};
 
 fn main() -> Result<(), ClientError> {
     let mut args = std::env::args().skip(1);
@@ -19,7 +23,11 @@ fn main() -> Result<(), ClientError> {
     let agent = args.next().unwrap_or_else(|| "echo".into());
     let calls: u64 = args.next().map_or(200_000, |n| n.parse().expect("CALLS"));
     let window: u64 = args.next().map_or(64, |n| n.parse().expect("WINDOW"));
-    let mut node = RemoteClient::connect(addr.as_str(), None)?;
+    let tls = match std::env::var_os("QUIRE_TLS_CA") {
+        Some(ca) => Some(TlsOptions::from_ca_file(ca)?),
+        None => None,
+    };
+    let mut node = RemoteClient::open(addr.as_str(), None, tls.as_ref())?;
     let mut sent_at = HashMap::with_capacity(window as usize);
     let mut rtts = Vec::with_capacity(calls as usize);
     let start = Instant::now();

@@ -1,8 +1,8 @@
 //! Talk to a Quire node from any Rust program: the wire protocol
 //! ([`protocol`]: frames and their codec, no I/O) and [`RemoteClient`], a
 //! blocking connection to one node. Nothing of the node comes with it (no
-//! glommio, hwloc or wasmer): it depends on `bytes`, `rmp`, `libc` and
-//! `thiserror` only.
+//! glommio, hwloc or wasmer): it depends on `bytes`, `rmp`, `libc`,
+//! `thiserror` and `rustls` (TLS, with ring) only.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -21,6 +21,8 @@
 
 pub mod protocol;
 mod remote;
+mod tls;
 
 pub use protocol::{ErrorCode, Priority};
 pub use remote::{ClientError, RemoteClient};
+pub use tls::TlsOptions;

@@ -23,6 +23,7 @@ use crate::protocol::{
     self, Access, AgentLocation, AgentRow, DeployOptions, ErrorCode, Frame, Limits, MemberRow,
     Priority, Role, StatsRow, VERSION,
 };
+use crate::tls::{TlsOptions, Wire};
 
 /// What went wrong talking to a node.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +52,11 @@ pub enum ClientError {
     /// The node closed the connection.
     #[error("the node closed the connection")]
     Closed,
+    /// TLS could not be set up: an unreadable authority file, a node
+    /// whose certificate the authority did not sign or that does not
+    /// carry the name asked for.
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 impl ClientError {
@@ -66,9 +72,10 @@ impl ClientError {
 /// A connection to one node.
 #[derive(Debug)]
 pub struct RemoteClient {
-    stream: TcpStream,
+    stream: Wire,
     addr: String,
     token: Option<String>,
+    tls: Option<TlsOptions>,
     buf: Vec<u8>,
     start: usize,
     end: usize,
@@ -87,6 +94,25 @@ impl RemoteClient {
         addr: impl ToSocketAddrs + ToString,
         token: Option<&str>,
     ) -> Result<Self, ClientError> {
+        Self::open(addr, token, None)
+    }
+
+    /// Connects over TLS (to a node with `[network.tls]`), checks the
+    /// node's certificate as `tls` says, and says `HELLO`.
+    pub fn connect_tls(
+        addr: impl ToSocketAddrs + ToString,
+        token: Option<&str>,
+        tls: &TlsOptions,
+    ) -> Result<Self, ClientError> {
+        Self::open(addr, token, Some(tls))
+    }
+
+    /// [`Self::connect`] or [`Self::connect_tls`], as `tls` says.
+    pub fn open(
+        addr: impl ToSocketAddrs + ToString,
+        token: Option<&str>,
+        tls: Option<&TlsOptions>,
+    ) -> Result<Self, ClientError> {
         let name = addr.to_string();
         let io = |source| ClientError::Io {
             addr: name.clone(),
@@ -99,10 +125,15 @@ impl RemoteClient {
             .ok_or_else(|| io(io::Error::other("address resolves to nothing")))?;
         let stream = TcpStream::connect_timeout(&target, Duration::from_secs(5)).map_err(io)?;
         stream.set_nodelay(true).map_err(io)?;
+        let stream = match tls {
+            Some(options) => Wire::tls(stream, &name, options)?,
+            None => Wire::Plain(stream),
+        };
         let mut client = Self {
             stream,
             addr: name,
             token: token.map(str::to_string),
+            tls: tls.cloned(),
             buf: vec![0; 64 * 1024],
             start: 0,
             out: Vec::with_capacity(4096),
@@ -195,7 +226,10 @@ impl RemoteClient {
     /// Writes whatever was queued.
     pub fn flush(&mut self) -> Result<(), ClientError> {
         if !self.out.is_empty() {
-            let result = self.stream.write_all(&self.out);
+            let result = self
+                .stream
+                .write_all(&self.out)
+                .and_then(|()| self.stream.flush());
             self.out.clear();
             result.map_err(|e| self.io(e))?;
         }
@@ -212,14 +246,22 @@ impl RemoteClient {
     /// writes (frames encoded with [`crate::protocol::encode`]) while this
     /// client keeps reading: a load generator sends on schedule whatever
     /// the replies do.
+    /// Not on a TLS connection, whose one session both directions share.
     pub fn writer(&self) -> Result<TcpStream, ClientError> {
-        self.stream.try_clone().map_err(|e| self.io(e))
+        match &self.stream {
+            Wire::Plain(tcp) => tcp.try_clone().map_err(|e| self.io(e)),
+            Wire::Tls(_) => Err(ClientError::Tls(
+                "a TLS connection has no second writer handle (one session serves both directions)"
+                    .into(),
+            )),
+        }
     }
 
     /// How long [`Self::read_frame`] waits before it fails with a timeout
     /// (`None`: for ever); a read that timed out can simply be retried.
     pub fn set_read_timeout(&self, timeout: Option<Duration>) -> Result<(), ClientError> {
         self.stream
+            .tcp()
             .set_read_timeout(timeout)
             .map_err(|e| self.io(e))
     }
@@ -231,12 +273,12 @@ impl RemoteClient {
     /// [`Self::writer`]): a read that blocks waits inside the kernel's
     /// socket lock dance with that thread's sends, which on a VM spins
     /// for ms; a read after this finds its data there.
-    pub fn wait_readable(&self, timeout: Duration) -> Result<bool, ClientError> {
-        if self.end > self.start {
+    pub fn wait_readable(&mut self, timeout: Duration) -> Result<bool, ClientError> {
+        if self.end > self.start || self.stream.has_buffered() {
             return Ok(true);
         }
         let mut fd = libc::pollfd {
-            fd: std::os::fd::AsRawFd::as_raw_fd(&self.stream),
+            fd: std::os::fd::AsRawFd::as_raw_fd(self.stream.tcp()),
             events: libc::POLLIN,
             revents: 0,
         };
@@ -288,6 +330,10 @@ impl RemoteClient {
                 // A signal landed on this thread (a node in the same
                 // process preempts its handlers with signals): read again.
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                // A TLS peer that went away without saying it closes.
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    return Err(ClientError::Closed)
+                }
                 Err(e) => return Err(self.io(e)),
             };
             if n == 0 {
@@ -513,7 +559,8 @@ impl RemoteClient {
                 code: ErrorCode::NotOwner,
                 detail: Some(owner),
                 ..
-            }) => RemoteClient::connect(owner.as_str(), self.token.as_deref())?.request(make),
+            }) => RemoteClient::open(owner.as_str(), self.token.as_deref(), self.tls.as_ref())?
+                .request(make),
             other => other,
         }
     }
@@ -572,9 +619,7 @@ impl RemoteClient {
 
     /// Closes the sending side (the node answers what is pending, then closes).
     pub fn shutdown_write(&mut self) -> Result<(), ClientError> {
-        self.stream
-            .shutdown(std::net::Shutdown::Write)
-            .map_err(|e| self.io(e))
+        self.stream.shutdown_write().map_err(|e| self.io(e))
     }
 }
 

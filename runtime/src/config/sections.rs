@@ -107,6 +107,8 @@ pub struct NetworkSection {
     /// A call that came in from another node is answered `expired` after
     /// this long if its agent has not replied (ms).
     pub remote_call_timeout_ms: u64,
+    /// TLS on the client port (`[network.tls]`); unset: clear text.
+    pub tls: Option<ClientTls>,
 }
 
 impl Default for NetworkSection {
@@ -123,8 +125,37 @@ impl Default for NetworkSection {
             anonymous_scopes: vec!["message".into(), "read".into()],
             max_requests_in_flight: 16_384,
             remote_call_timeout_ms: 30_000,
+            tls: None,
         }
     }
+}
+
+/// `[network.tls]`: the client port speaks TLS only (a clear-text HELLO
+/// is refused by the handshake), with this certificate.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ClientTls {
+    /// PEM: this node's certificate, then any intermediates. Its names
+    /// (DNS or IP) are what clients check the node against.
+    pub cert_file: PathBuf,
+    /// PEM: the certificate's private key (PKCS#8, SEC1 or PKCS#1).
+    pub key_file: PathBuf,
+}
+
+/// `[cluster.tls]`: node links speak mutual TLS. Both ends present a
+/// certificate from `ca_file`'s authority; the certificate must name the
+/// node (its `cluster.node_name` as a DNS name), so a node holding the
+/// cluster secret can no longer claim another node's name.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LinkTls {
+    /// PEM: the certificate authority every node's link certificate is
+    /// signed by.
+    pub ca_file: PathBuf,
+    /// PEM: this node's certificate (naming `cluster.node_name`).
+    pub cert_file: PathBuf,
+    /// PEM: its private key.
+    pub key_file: PathBuf,
 }
 
 /// One `[[network.tokens]]` entry: a secret a client may present in its
@@ -204,6 +235,8 @@ pub struct ClusterSection {
     pub gossip_period_ms: u64,
     /// Expected members (sizes how often an update is retransmitted).
     pub expected_members: u32,
+    /// Mutual TLS on node links (`[cluster.tls]`); unset: clear text.
+    pub tls: Option<LinkTls>,
 }
 
 impl Default for ClusterSection {
@@ -217,6 +250,7 @@ impl Default for ClusterSection {
             suspect_to_down_ms: 3000,
             gossip_period_ms: 200,
             expected_members: 16,
+            tls: None,
         }
     }
 }

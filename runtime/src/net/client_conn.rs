@@ -34,6 +34,7 @@ pub(crate) async fn serve_client(shared: Rc<Shared>, net: Rc<NetShard>, conn: Ac
         mut frames,
         out,
         writer,
+        ..
     } = conn;
     let window = net.settings.network.max_requests_in_flight;
     let access = match frames.first(net.settings.hello_timeout()).await {

@@ -6,7 +6,8 @@
 //! `dup`), so that neither ever waits on the other and no lock is needed.
 //! Everything handled while reading one batch of input is appended to one
 //! [`Outgoing`] buffer, which the writer puts on the socket in one write at
-//! the end of the reactor turn (or after `coalesce_delay`).
+//! the end of the reactor turn (or after `coalesce_delay`). With TLS the
+//! two tasks share the connection's session (see [`super::tls_session`]).
 
 use std::cell::{Cell, RefCell};
 use std::io;
@@ -14,9 +15,9 @@ use std::os::fd::{AsRawFd, FromRawFd};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 
+use super::tls_session::{ReadSide, WriteSide};
 use crate::protocol::{self, ErrorCode, Frame, LinkFrame};
 use crate::signal::Signal;
 
@@ -95,7 +96,9 @@ impl Outgoing {
         self.closing.get() || self.closed.get()
     }
 
-    fn wake(&self) {
+    /// Wakes the writer (with nothing queued: to send what the connection's
+    /// TLS session owes).
+    pub fn wake(&self) {
         if !self.ready.is_set() {
             self.io_pending.set(true);
             self.ready.notify();
@@ -118,9 +121,9 @@ impl Outgoing {
         self.closed.get()
     }
 
-    /// Writes until closed; shuts the socket down at the end so that the
-    /// peer sees the close even while our reader still holds its handle.
-    pub async fn write_loop(self: Rc<Self>, mut stream: TcpStream, coalesce: Option<Duration>) {
+    /// Writes until closed; then says so on the socket (see
+    /// [`WriteSide::close`]).
+    pub async fn write_loop(self: Rc<Self>, mut writer: WriteSide, coalesce: Option<Duration>) {
         let mut spare = Vec::with_capacity(4096);
         loop {
             self.ready.wait().await;
@@ -128,8 +131,8 @@ impl Outgoing {
                 glommio::timer::sleep(delay).await;
             }
             std::mem::swap(&mut *self.buf.borrow_mut(), &mut spare);
-            if !spare.is_empty() {
-                if stream.write_all(&spare).await.is_err() {
+            if !spare.is_empty() || writer.has_records() {
+                if writer.write_all(&spare).await.is_err() {
                     break;
                 }
                 spare.clear();
@@ -140,8 +143,7 @@ impl Outgoing {
         }
         self.closed.set(true);
         self.buf.borrow_mut().clear();
-        let _ = stream.flush().await;
-        let _ = stream.shutdown(std::net::Shutdown::Both).await;
+        writer.close().await;
     }
 }
 
@@ -158,7 +160,7 @@ pub enum ReadEnd {
 
 /// Reads frames off one socket.
 pub struct FrameReader {
-    stream: TcpStream,
+    source: ReadSide,
     /// Allocated (and zeroed) once; `start..end` holds unread bytes.
     buf: Vec<u8>,
     start: usize,
@@ -170,9 +172,9 @@ pub struct FrameReader {
 impl FrameReader {
     /// Reads frames of at most `max_frame` body bytes; a frame begun and
     /// not finished within `frame_timeout` of its last progress is refused.
-    pub fn new(stream: TcpStream, max_frame: usize, frame_timeout: Duration) -> Self {
+    pub fn new(source: ReadSide, max_frame: usize, frame_timeout: Duration) -> Self {
         Self {
-            stream,
+            source,
             buf: vec![0; 64 * 1024],
             start: 0,
             end: 0,
@@ -257,9 +259,10 @@ impl FrameReader {
         // Idle between frames is fine; a frame started must keep coming.
         let partial = pending > 0;
         let _ = self
-            .stream
+            .source
+            .stream()
             .set_read_timeout(partial.then_some(self.frame_timeout));
-        let result = self.stream.read(&mut self.buf[self.end..]).await;
+        let result = self.source.read(&mut self.buf[self.end..]).await;
         match result {
             Ok(0) if partial => Err(ReadEnd::Refused(
                 ErrorCode::BadFrame,

@@ -13,20 +13,25 @@ mod client_lifecycle;
 mod deploy_settings;
 mod io;
 mod peer;
+mod tls;
+mod tls_session;
 mod unanswered;
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub(crate) use access::Credentials;
 use quire_shards::{RemoteRoute, RemoteRoutes};
+pub(crate) use tls::TlsSetup;
 
 use crate::client::Client;
 use crate::cluster::{ClusterView, MemberInfo, Membership, MembershipStop, NodeIdentity};
 use crate::config::{ClusterSection, ConfigError, NetworkSection};
+use crate::protocol;
 use crate::shard_runtime::{Command, Shared};
 
 /// Network settings every shard of a node shares.
@@ -41,6 +46,8 @@ pub(crate) struct NetSettings {
     pub max_admin_frame: usize,
     /// The tokens client connections may present.
     pub credentials: access::Credentials,
+    /// TLS for the client port and node links (none: clear text).
+    pub tls: TlsSetup,
     pub seeds: Vec<SocketAddr>,
 }
 
@@ -292,18 +299,22 @@ pub(crate) struct Accepted {
     pub frames: io::FrameReader,
     pub out: Rc<io::Outgoing>,
     pub writer: glommio::Task<()>,
+    /// Its TLS session, on a TLS port.
+    pub tls: Option<Rc<tls_session::TlsSession>>,
 }
 
 /// Accepts on `listener` until the shard stops, serving each connection
-/// with `serve` in a task of its own.
+/// with `serve` in a task of its own (after its TLS handshake, when `tls`
+/// is set).
 async fn accept_loop<F, Fut>(
     shared: Rc<Shared>,
     net: Rc<NetShard>,
     listener: glommio::net::TcpListener,
     what: &'static str,
+    tls: Option<Arc<rustls::ServerConfig>>,
     serve: F,
 ) where
-    F: Fn(Rc<Shared>, Rc<NetShard>, Accepted) -> Fut,
+    F: Fn(Rc<Shared>, Rc<NetShard>, Accepted) -> Fut + Clone + 'static,
     Fut: std::future::Future<Output = ()> + 'static,
 {
     while !net.stopped.get() {
@@ -316,26 +327,89 @@ async fn accept_loop<F, Fut>(
             }
         };
         let _ = stream.set_nodelay(true);
-        let Ok((reader, writer)) = io::split(stream) else {
-            continue;
-        };
-        let out = io::Outgoing::new(
-            net.settings.network.max_unsent_bytes,
-            shared.io_pending.clone(),
-        );
-        let writer = glommio::spawn_local(out.clone().write_loop(writer, net.settings.coalesce()));
-        let frames = io::FrameReader::new(
-            reader,
-            net.settings.network.max_frame_bytes,
-            net.settings.frame_timeout(),
-        );
-        let accepted = Accepted {
-            frames,
-            out,
-            writer,
-        };
-        glommio::spawn_local(serve(shared.clone(), net.clone(), accepted)).detach();
+        let (shared, net, tls, serve) = (shared.clone(), net.clone(), tls.clone(), serve.clone());
+        glommio::spawn_local(async move {
+            if let Some(accepted) = open(&shared, &net, stream, tls, what).await {
+                serve(shared, net, accepted).await;
+            }
+        })
+        .detach();
     }
+}
+
+/// A connection's handshake (TLS, when its port speaks it) and its two
+/// tasks' halves; `None` when it failed (logged, and answered when the
+/// client spoke clear text to a TLS port).
+async fn open(
+    shared: &Rc<Shared>,
+    net: &Rc<NetShard>,
+    mut stream: glommio::net::TcpStream,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    what: &'static str,
+) -> Option<Accepted> {
+    let session = match tls {
+        None => None,
+        Some(config) => {
+            let conn = match rustls::ServerConnection::new(config) {
+                Ok(conn) => conn,
+                Err(e) => {
+                    tracing::warn!("{what} connection dropped: no TLS session: {e}");
+                    return None;
+                }
+            };
+            match tls_session::handshake(&mut stream, conn, net.settings.hello_timeout()).await {
+                Ok(session) => Some(session),
+                Err(tls_session::HandshakeError::ClearText) => {
+                    let mut refusal = Vec::new();
+                    protocol::encode(
+                        &io::closing_error(
+                            protocol::ErrorCode::HandshakeRequired,
+                            format!("this {what} port speaks TLS only: connect with TLS (the CLI: --tls-ca FILE)"),
+                        ),
+                        &mut refusal,
+                    );
+                    use futures_lite::AsyncWriteExt;
+                    let _ = stream.write_all(&refusal).await;
+                    let _ = stream.shutdown(std::net::Shutdown::Both).await;
+                    return None;
+                }
+                Err(e) => {
+                    tracing::info!("{what} connection refused: {e}");
+                    return None;
+                }
+            }
+        }
+    };
+    let (reader, writer) = io::split(stream).ok()?;
+    let out = io::Outgoing::new(
+        net.settings.network.max_unsent_bytes,
+        shared.io_pending.clone(),
+    );
+    let read_side = match &session {
+        Some(session) => {
+            let wake = Rc::downgrade(&out);
+            session.on_records(move || {
+                if let Some(out) = wake.upgrade() {
+                    out.wake();
+                }
+            });
+            tls_session::ReadSide::tls(reader, session.clone())
+        }
+        None => tls_session::ReadSide::Plain(reader),
+    };
+    let write_side = tls_session::WriteSide::new(writer, session.clone());
+    let writer = glommio::spawn_local(out.clone().write_loop(write_side, net.settings.coalesce()));
+    let frames = io::FrameReader::new(
+        read_side,
+        net.settings.network.max_frame_bytes,
+        net.settings.frame_timeout(),
+    );
+    Some(Accepted {
+        frames,
+        out,
+        writer,
+        tls: session,
+    })
 }
 
 /// Starts the shard's listeners (and membership on shard 0).
@@ -349,6 +423,7 @@ pub(crate) fn start(shared: &Rc<Shared>, net: &Rc<NetShard>, wiring: NetWiring) 
         net.clone(),
         clients,
         "client",
+        net.settings.tls.clients.clone(),
         client_conn::serve_client,
     ))
     .detach();
@@ -357,6 +432,7 @@ pub(crate) fn start(shared: &Rc<Shared>, net: &Rc<NetShard>, wiring: NetWiring) 
         net.clone(),
         links,
         "link",
+        net.settings.tls.links.as_ref().map(|l| l.accept.clone()),
         peer::serve_inbound,
     ))
     .detach();

@@ -13,13 +13,14 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use futures_lite::{future, AsyncWriteExt};
+use futures_lite::future;
 use glommio::net::TcpStream;
 use quire_shards::{
     Address, CallError, CallFailure, Envelope, Kind, MessageId, Rejection, SendOptions,
 };
 
 use super::io::{closing_error, split, FrameReader, Outgoing, ReadEnd};
+use super::tls_session::{self, ReadSide, WriteSide};
 use super::{Accepted, NetShard};
 use crate::protocol::{self, ErrorCode, Frame, Limits, LinkFrame, Role, VERSION};
 use crate::shard_runtime::Shared;
@@ -92,7 +93,7 @@ pub(crate) async fn run_link(shared: Rc<Shared>, net: Rc<NetShard>, link: Rc<Lin
             link.wake.wait().await;
             continue;
         }
-        let (frames, writer) = match connect(&net, target.addr).await {
+        let (frames, writer) = match connect(&net, &link, &target.node, target.addr).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::debug!(node = %target.node, addr = %target.addr, "link connect failed: {e}");
@@ -111,18 +112,44 @@ pub(crate) async fn run_link(shared: Rc<Shared>, net: Rc<NetShard>, link: Rc<Lin
     }
 }
 
-/// Opens a link and does the handshake: the link's reader (past the
-/// `WELCOME`) and its writer.
+/// Opens a link to node `node` at `addr` and does the handshakes (TLS when
+/// links speak it: the other end's certificate must name `node`; then
+/// HELLO): the link's reader (past the `WELCOME`) and its writer.
 async fn connect(
     net: &NetShard,
+    link: &Rc<Link>,
+    node: &str,
     addr: std::net::SocketAddr,
-) -> std::io::Result<(FrameReader, TcpStream)> {
+) -> std::io::Result<(FrameReader, WriteSide)> {
     let glommio_error = |e: glommio::GlommioError<()>| std::io::Error::other(e.to_string());
-    let stream = TcpStream::connect_timeout(addr, Duration::from_secs(1))
+    let mut stream = TcpStream::connect_timeout(addr, Duration::from_secs(1))
         .await
         .map_err(glommio_error)?;
     stream.set_nodelay(true).map_err(glommio_error)?;
-    let (reader, mut writer) = split(stream)?;
+    let session = match &net.settings.tls.links {
+        None => None,
+        Some(tls) => {
+            let name = super::tls::link_name(node).map_err(std::io::Error::other)?;
+            let conn = rustls::ClientConnection::new(tls.dial.clone(), name)
+                .map_err(std::io::Error::other)?;
+            let session = tls_session::handshake(&mut stream, conn, Duration::from_secs(2))
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            let wake = Rc::downgrade(link);
+            session.on_records(move || {
+                if let Some(link) = wake.upgrade() {
+                    link.wake();
+                }
+            });
+            Some(session)
+        }
+    };
+    let (reader, writer) = split(stream)?;
+    let read_side = match &session {
+        Some(session) => ReadSide::tls(reader, session.clone()),
+        None => ReadSide::Plain(reader),
+    };
+    let mut writer = WriteSide::new(writer, session);
     let mut hello = Vec::new();
     protocol::encode(
         &Frame::Hello {
@@ -135,7 +162,7 @@ async fn connect(
     );
     writer.write_all(&hello).await?;
     let mut frames = FrameReader::new(
-        reader,
+        read_side,
         net.settings.network.max_frame_bytes,
         net.settings.frame_timeout(),
     );
@@ -165,7 +192,7 @@ async fn serve_link(
     net: &Rc<NetShard>,
     link: &Rc<Link>,
     mut frames: FrameReader,
-    mut writer: TcpStream,
+    mut writer: WriteSide,
 ) {
     let broken = Rc::new(Cell::new(false));
     let reader = {
@@ -211,7 +238,14 @@ async fn serve_link(
             break;
         }
         if shared.core.borrow().link_outbox_len(link.index) == 0 {
-            link.wake.wait().await;
+            if writer.has_records() {
+                // The TLS session owes the other end a record of its own.
+                if writer.write_all(&[]).await.is_err() {
+                    break;
+                }
+            } else {
+                link.wake.wait().await;
+            }
             continue;
         }
         if let Some(delay) = coalesce {
@@ -242,7 +276,7 @@ async fn serve_link(
         }
         buf.clear();
     }
-    let _ = writer.shutdown(std::net::Shutdown::Both).await;
+    writer.close().await;
     reader.await;
 }
 
@@ -252,6 +286,7 @@ pub(crate) async fn serve_inbound(shared: Rc<Shared>, net: Rc<NetShard>, conn: A
         mut frames,
         out,
         writer,
+        tls,
     } = conn;
     match frames.first(net.settings.hello_timeout()).await {
         Ok(Frame::Hello {
@@ -276,6 +311,9 @@ pub(crate) async fn serve_inbound(shared: Rc<Shared>, net: Rc<NetShard>, conn: A
                     ErrorCode::Unauthorized,
                     "wrong cluster secret",
                 )));
+            } else if let Err(problem) = certificate_fits(tls.as_deref(), node.as_deref()) {
+                tracing::warn!(node = ?node, "link refused: {problem}");
+                out.close_with(Some(&closing_error(ErrorCode::Unauthorized, problem)));
             } else {
                 out.push(&Frame::Welcome {
                     version: VERSION,
@@ -406,6 +444,22 @@ fn admit_inbound(shared: &Rc<Shared>, out: &Rc<Outgoing>, env: Envelope, timeout
     } else {
         core.admit_client_call(to, env.payload, opts, timeout, waiter)
     };
+}
+
+/// With TLS on links: Ok when the peer's certificate names the node its
+/// HELLO says it is (a node holding the secret cannot pass for another).
+fn certificate_fits(
+    session: Option<&tls_session::TlsSession>,
+    claimed: Option<&str>,
+) -> Result<(), String> {
+    let Some(session) = session else {
+        return Ok(());
+    };
+    let claimed = claimed.ok_or("a node link's HELLO must name its node")?;
+    let name = super::tls::link_name(claimed)?;
+    session
+        .peer_named(&name)
+        .map_err(|problem| format!("HELLO says node {claimed}, but {problem}"))
 }
 
 /// Whether a peer presented the cluster secret, compared as BLAKE3 hashes

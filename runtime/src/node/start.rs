@@ -80,20 +80,29 @@ impl NodeBuilder {
             None => None,
         };
         let net_settings = match config.network.listen_addr()? {
-            Some(listen) => Some(crate::net::NetSettings {
-                listen,
-                node_name: config
+            Some(listen) => {
+                let node_name = config
                     .cluster
                     .node_name
                     .clone()
-                    .unwrap_or_else(|| listen.to_string()),
-                shards: n as u16,
-                network: config.network.clone(),
-                cluster: config.cluster.clone(),
-                max_admin_frame: config.wasm.max_module_bytes + (64 << 10),
-                credentials: crate::net::Credentials::from_config(&config.network)?,
-                seeds: crate::net::resolve_seeds(&config.cluster)?,
-            }),
+                    .unwrap_or_else(|| listen.to_string());
+                let tls = crate::net::TlsSetup::from_config(
+                    &config.network,
+                    &config.cluster,
+                    &node_name,
+                )?;
+                Some(crate::net::NetSettings {
+                    listen,
+                    node_name,
+                    tls,
+                    shards: n as u16,
+                    network: config.network.clone(),
+                    cluster: config.cluster.clone(),
+                    max_admin_frame: config.wasm.max_module_bytes + (64 << 10),
+                    credentials: crate::net::Credentials::from_config(&config.network)?,
+                    seeds: crate::net::resolve_seeds(&config.cluster)?,
+                })
+            }
             None => None,
         };
         let mut sockets = sockets.map(Vec::into_iter);

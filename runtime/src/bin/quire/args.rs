@@ -46,6 +46,34 @@ pub struct Target {
     /// need `admin`).
     #[arg(long, env = "QUIRE_ADMIN_TOKEN")]
     pub token: Option<String>,
+    /// Connect over TLS, trusting the certificate authority in this PEM
+    /// file (a node with `[network.tls]` speaks TLS only).
+    #[arg(long, env = "QUIRE_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// The name the node's certificate must carry (default: the host of
+    /// --node).
+    #[arg(long, env = "QUIRE_TLS_NAME", requires = "tls_ca")]
+    pub tls_name: Option<String>,
+}
+
+impl Target {
+    /// A connection to the node at `addr` with this target's token and TLS.
+    pub fn connect(
+        &self,
+        addr: &str,
+    ) -> Result<quire_client::RemoteClient, quire_client::ClientError> {
+        let tls = match &self.tls_ca {
+            Some(ca) => {
+                let options = quire_client::TlsOptions::from_ca_file(ca)?;
+                Some(match &self.tls_name {
+                    Some(name) => options.server_name(name.clone()),
+                    None => options,
+                })
+            }
+            None => None,
+        };
+        quire_client::RemoteClient::open(addr, self.token.as_deref(), tls.as_ref())
+    }
 }
 
 /// A node's admin HTTP endpoint.
@@ -237,6 +265,24 @@ pub enum Command {
     Cluster {
         #[command(flatten)]
         to: Target,
+    },
+    /// Make a certificate authority and one certificate per node, for
+    /// `[network.tls]` and `[cluster.tls]`: DIR/ca.pem, DIR/ca.key and
+    /// DIR/NODE.pem, DIR/NODE.key for each node.
+    Certs {
+        /// Where to write them.
+        #[arg(long)]
+        out: PathBuf,
+        /// Node names, a,b,... (each certificate names its node).
+        #[arg(long, value_delimiter = ',', required = true)]
+        nodes: Vec<String>,
+        /// Host names and IP addresses clients reach the nodes by, put in
+        /// every certificate.
+        #[arg(long, value_delimiter = ',', default_value = "localhost,127.0.0.1")]
+        hosts: Vec<String>,
+        /// Days the certificates are valid.
+        #[arg(long, default_value_t = 365)]
+        days: u32,
     },
     /// Print where shards would run on this machine, and exit.
     Placement {

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use quire_client::{ClientError, RemoteClient};
+use quire_client::ClientError;
 use quire_runtime::config::DEFAULT_CONFIG_TOML;
 use quire_shards::owning_shard;
 
@@ -113,7 +113,7 @@ fn main() -> ExitCode {
                         // A pattern is known node by node: deploy it on every member.
                         let members = c.cluster()?;
                         for m in members.iter().filter(|m| m.state != "down") {
-                            let mut there = RemoteClient::connect(m.addr.as_str(), to.token.as_deref())?;
+                            let mut there = to.connect(&m.addr)?;
                             let hash = there.deploy_with(name, &module, &options)?;
                             println!("deployed pattern {name} on {} ({hash})", m.name);
                         }
@@ -186,7 +186,7 @@ fn main() -> ExitCode {
             Ok(())
         }),
         Command::Where { name, to } => remote(to, |c| {
-            println!("{}", remote_cmd::where_is(c, name, to.token.as_deref())?);
+            println!("{}", remote_cmd::where_is(c, name, to)?);
             Ok(())
         }),
         Command::Cluster { to } => remote(to, |c| {
@@ -196,6 +196,25 @@ fn main() -> ExitCode {
             }
             Ok(())
         }),
+        Command::Certs {
+            out,
+            nodes,
+            hosts,
+            days,
+        } => {
+            let request = quire_runtime::certs::CertRequest {
+                nodes: nodes.clone(),
+                hosts: hosts.clone(),
+                days: *days,
+            };
+            quire_runtime::certs::write(out, &request)
+                .map(|files| {
+                    for file in files {
+                        println!("wrote {}", file.display());
+                    }
+                })
+                .map_err(|e| e.to_string())
+        }
         Command::Placement { placement } => builder(placement)
             .and_then(|(b, _)| b.plan().map_err(|e| e.to_string()))
             .map(|plan| print!("{plan}")),

@@ -14,8 +14,7 @@ pub fn remote(
     to: &Target,
     f: impl FnOnce(&mut RemoteClient) -> Result<(), ClientError>,
 ) -> Result<(), String> {
-    let mut client =
-        RemoteClient::connect(to.node.as_str(), to.token.as_deref()).map_err(|e| e.to_string())?;
+    let mut client = to.connect(&to.node).map_err(|e| e.to_string())?;
     f(&mut client).map_err(|e| match &e {
         ClientError::Node {
             detail: Some(d), ..
@@ -32,14 +31,10 @@ pub fn remote(
 
 /// Where `name` lives, in one line: asked of the node `c` talks to and,
 /// when another node owns the name and is up, of that owner too.
-pub fn where_is(
-    c: &mut RemoteClient,
-    name: &str,
-    token: Option<&str>,
-) -> Result<String, ClientError> {
+pub fn where_is(c: &mut RemoteClient, name: &str, to: &Target) -> Result<String, ClientError> {
     let mut at = c.locate(name)?;
     if at.deployed.is_none() && at.state != "down" {
-        at = RemoteClient::connect(at.addr.as_str(), token)?.locate(name)?;
+        at = to.connect(&at.addr)?.locate(name)?;
     }
     let deployed = match at.deployed {
         Some(true) => "deployed",
