@@ -17,5 +17,9 @@ fn the_client_links_nothing_of_the_node() {
         .take_while(|l| !l.starts_with(']'))
         .map(|l| l.trim().trim_matches(|c| c == '"' || c == ','))
         .collect();
-    assert_eq!(deps, ["bytes", "libc", "proptest", "rmp", "thiserror"]);
+    // rustls (with ring, no aws-lc): TLS to nodes with `[network.tls]`.
+    assert_eq!(
+        deps,
+        ["bytes", "libc", "proptest", "rmp", "rustls", "thiserror"]
+    );
 }
