@@ -64,8 +64,10 @@ pub trait Agent: 'static {
         ))
     }
 
-    /// How the agent is doing, for `list` (native agents: always running).
-    fn status(&self) -> AgentStatus {
+    /// How the agent is doing at `now` (the shard's clock), for `list`;
+    /// native agents: always running.
+    fn status(&self, now: Instant) -> AgentStatus {
+        let _ = now;
         AgentStatus::default()
     }
 }
@@ -192,9 +194,10 @@ impl Context<'_> {
         self.core.shard()
     }
 
-    /// The clock the shard uses for deadlines and timeouts.
+    /// The time on the shard's clock ([`crate::Clock`]), which its
+    /// deadlines, timeouts and timers use.
     pub fn now(&self) -> Instant {
-        Instant::now()
+        self.core.clock().now()
     }
 
     /// Sends a one-way message at normal priority. An error means the message
@@ -327,6 +330,13 @@ impl Context<'_> {
         self.core.yield_requested = true;
     }
 
+    /// The shard's clock as read when its current run of turns began
+    /// (at most about a turn quota ago, unless a handler ran long): a time
+    /// for coarse windows that costs no clock read.
+    pub fn turn_started(&self) -> Instant {
+        self.core.turn_clock()
+    }
+
     /// The shard's turn quota (see [`Self::charge_time`]).
     pub fn turn_quota(&self) -> Duration {
         self.core.turn_quota()
@@ -382,7 +392,8 @@ impl Context<'_> {
             Kind::Send,
             SendOptions::default(),
         );
-        self.core.schedule(Instant::now() + delay, env);
+        let at = self.core.clock().now() + delay;
+        self.core.schedule(at, env);
     }
 
     #[inline(always)]
@@ -399,7 +410,7 @@ impl Context<'_> {
             conversation,
             in_reply_to: None,
             priority: opts.priority,
-            deadline: opts.ttl.map(|ttl| Instant::now() + ttl),
+            deadline: opts.ttl.map(|ttl| self.core.clock().now() + ttl),
             kind,
             payload,
         }

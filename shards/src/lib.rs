@@ -7,6 +7,7 @@
 
 mod agent;
 mod agent_id;
+mod clock;
 mod core;
 mod envelope;
 mod error;
@@ -21,6 +22,7 @@ pub mod wasm;
 
 pub use agent::{Agent, AgentState, AgentStatus, Context, SendOptions};
 pub use agent_id::{fnv1a64, jump_consistent_hash, owning_shard, AgentId, InvalidAgentId, ShardId};
+pub use clock::{Clock, ManualClock};
 pub use core::{
     AgentInfo, ClientWaiter, RegisterError, RemoteRoute, RemoteRoutes, ShardConfig, ShardCore,
     LATENCY_SAMPLE_EVERY,

@@ -135,7 +135,8 @@ pub(crate) async fn handshake(
     let run = async {
         let mut raw = vec![0u8; 16 * 1024];
         let mut sealed = Vec::new();
-        let mut first = conn.is_handshaking() && !conn.wants_write();
+        // Only an accepting side can meet a clear-text client, on its first read.
+        let mut first = matches!(conn, rustls::Connection::Server(_));
         loop {
             while conn.wants_write() {
                 conn.write_tls(&mut sealed)

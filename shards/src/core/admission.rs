@@ -58,7 +58,7 @@ impl ShardCore {
         }
         // The waiter is in place before the message moves: a confirmed send
         // queued on this very shard is answered while it is routed.
-        let started = Instant::now();
+        let started = self.clock.now();
         self.client_calls
             .insert(ticket, ClientCall { waiter, started });
         if let Err((reason, _)) = self.route_ordinary(env) {
@@ -179,7 +179,7 @@ impl ShardCore {
         let started = self
             .calls_made
             .is_multiple_of(LATENCY_SAMPLE_EVERY)
-            .then(Instant::now);
+            .then(|| self.clock.now());
         let caller_generation = self.slots[caller_slot].generation;
         self.slots[caller_slot].calls_waiting += 1;
         self.pending_calls.insert(
@@ -220,7 +220,7 @@ impl ShardCore {
             conversation: opts.conversation.or(Some(id)),
             in_reply_to: None,
             priority: opts.priority,
-            deadline: opts.ttl.map(|ttl| Instant::now() + ttl),
+            deadline: opts.ttl.map(|ttl| self.clock.now() + ttl),
             kind,
             payload,
         }

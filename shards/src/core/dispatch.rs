@@ -22,7 +22,7 @@ impl ShardCore {
     /// asked its shard to yield ([`crate::Context::yield_shard`]: a handler
     /// that ran long): call it again while [`Self::has_ready`].
     pub fn run(&mut self, budget: usize) -> usize {
-        self.turn_clock = Instant::now();
+        self.turn_clock = self.clock.now();
         self.run_time = Duration::ZERO;
         let mut done = 0;
         while done < budget {
@@ -98,6 +98,11 @@ impl ShardCore {
         done
     }
 
+    /// The shard's clock as read when the current run of turns began.
+    pub(crate) fn turn_clock(&self) -> Instant {
+        self.turn_clock
+    }
+
     /// Handler time after which a run of turns ends.
     pub(crate) fn turn_quota(&self) -> Duration {
         self.cfg.turn_quota
@@ -163,7 +168,9 @@ impl ShardCore {
     ) {
         match env.kind {
             Kind::Send | Kind::Call => {
-                if env.deadline.is_some() && env.is_expired(*now.get_or_insert_with(Instant::now)) {
+                if env.deadline.is_some()
+                    && env.is_expired(*now.get_or_insert_with(|| self.clock.now()))
+                {
                     self.stats.reject(Rejection::Expired);
                     self.bounce(env, Rejection::Expired);
                     return;
@@ -172,7 +179,7 @@ impl ShardCore {
                 // reads per 16 messages.
                 let timed = (self.stats.handled + self.stats.agent_panics)
                     .is_multiple_of(LATENCY_SAMPLE_EVERY)
-                    .then(Instant::now);
+                    .then(|| self.clock.now());
                 let current = Current {
                     id: env.id,
                     // Only a call can be replied to; a send needs no return address.
@@ -197,7 +204,8 @@ impl ShardCore {
                 let current = ctx.current.take().expect("current message is kept");
                 self.state_undo = None;
                 if let Some(started) = timed {
-                    self.stats.handle_ns.saturating_record(elapsed_ns(started));
+                    let ns = self.elapsed_ns(started);
+                    self.stats.handle_ns.saturating_record(ns);
                 }
                 // A durable message is finished once handled, failed or not:
                 // a message that makes its handler panic must not come back

@@ -5,7 +5,9 @@
 //! clients, from peer shards), calling [`ShardCore::run`] to let agents handle
 //! what is queued, taking each peer's outbox to put on the mesh, and firing
 //! timers when they fall due. Everything here is deterministic and tested
-//! without executors or sockets (in the manner of quinn's `quinn-proto`).
+//! without executors or sockets (in the manner of quinn's `quinn-proto`):
+//! time too, which the core reads only from the [`Clock`] it is given
+//! ([`ShardCore::with_clock`]; tests pass a [`crate::ManualClock`]).
 //!
 //! The rooms, each an `impl ShardCore` block of its own: [`registry`] (agents,
 //! slots, recovery), [`admission`] (every entry point, durable messages
@@ -30,6 +32,7 @@ use quire_storage::{AgentRecord, DurableMessage, Mutation, WriteBatch};
 
 use crate::agent::{Agent, AgentState, AgentStatus, Context, Current, SendOptions};
 use crate::agent_id::{AgentId, ShardId};
+use crate::clock::Clock;
 use crate::envelope::{Address, ClientTicket, Envelope, Kind, MessageId, Priority};
 use crate::error::{CallError, CallFailure, Rejection};
 use crate::journal::{DurableAdmission, Journal};
@@ -314,6 +317,8 @@ pub struct ShardCore {
     queued: usize,
     /// Calls agents have made (for sampling their latency).
     calls_made: u64,
+    /// Where this shard reads the time ([`ShardCore::with_clock`]).
+    clock: Clock,
     /// The clock as read when the current `run` began.
     turn_clock: Instant,
     message_seq: u64,
@@ -349,8 +354,42 @@ pub struct ShardCore {
 }
 
 impl ShardCore {
-    /// An empty shard.
+    /// An empty shard on the machine's clock.
     pub fn new(cfg: ShardConfig) -> Self {
+        Self::with_clock(cfg, Clock::System)
+    }
+
+    /// An empty shard that reads the time from `clock`: every deadline,
+    /// call timeout, delayed send and latency sample of the core, and
+    /// [`Context::now`] for its agents.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use quire_shards::{Agent, Context, Envelope, ManualClock, ShardConfig, ShardCore};
+    ///
+    /// struct NeverAnswers;
+    /// impl Agent for NeverAnswers {
+    ///     fn handle(&mut self, _: &mut Context<'_>, _: Envelope) {}
+    /// }
+    ///
+    /// let clock = ManualClock::new();
+    /// let mut shard = ShardCore::with_clock(ShardConfig::new(0, 1), clock.clone().into());
+    /// shard.register("mute".into(), Box::new(NeverAnswers)).unwrap();
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// let waiter = Box::new(move |r| tx.send(r).unwrap());
+    /// let timeout = Duration::from_secs(1);
+    /// shard
+    ///     .admit_client_call("mute".into(), "hi".into(), Default::default(), timeout, waiter)
+    ///     .unwrap();
+    /// shard.run(usize::MAX);
+    /// assert_eq!(shard.next_timer(), Some(clock.now() + timeout));
+    /// clock.advance(timeout - Duration::from_nanos(1));
+    /// assert_eq!(shard.fire_timers(clock.now()), 0);
+    /// clock.advance(Duration::from_nanos(1));
+    /// assert_eq!(shard.fire_timers(clock.now()), 1);
+    /// assert!(rx.try_recv().unwrap().is_err(), "the call timed out");
+    /// ```
+    pub fn with_clock(cfg: ShardConfig, clock: Clock) -> Self {
         assert!(cfg.shard_count > 0 && (cfg.shard as usize) < cfg.shard_count);
         let journal = Journal::new(cfg.journal, cfg.dedup_window);
         Self {
@@ -372,7 +411,8 @@ impl ShardCore {
             timer_rearm: false,
             queued: 0,
             calls_made: 0,
-            turn_clock: Instant::now(),
+            turn_clock: clock.now(),
+            clock,
             message_seq: 0,
             ticket_seq: 0,
             draining: false,
@@ -392,6 +432,11 @@ impl ShardCore {
     /// This shard's index.
     pub fn shard(&self) -> ShardId {
         self.cfg.shard
+    }
+
+    /// Where it reads the time.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     /// The configuration it runs with.
@@ -524,11 +569,14 @@ impl ShardCore {
     }
 }
 
-/// Time since `started` in ns, within what a latency histogram tracks
-/// (at least 1).
-fn elapsed_ns(started: Instant) -> u64 {
-    started
-        .elapsed()
-        .as_nanos()
-        .clamp(1, u128::from(crate::stats::MAX_TRACKED_NS)) as u64
+impl ShardCore {
+    /// Time since `started` in ns on the shard's clock, within what a
+    /// latency histogram tracks (at least 1).
+    fn elapsed_ns(&self, started: Instant) -> u64 {
+        self.clock
+            .now()
+            .saturating_duration_since(started)
+            .as_nanos()
+            .clamp(1, u128::from(crate::stats::MAX_TRACKED_NS)) as u64
+    }
 }

@@ -184,12 +184,13 @@ impl ShardCore {
     /// costliest first: a walk over every slot, for scrapes (never on the
     /// message path).
     pub fn costliest_agents(&self, n: usize) -> Vec<AgentInfo> {
+        let now = self.clock.now();
         let mut top: Vec<(u64, usize)> = self
             .slots
             .iter()
             .enumerate()
             .filter(|(_, s)| s.live)
-            .filter_map(|(i, s)| Some((s.agent.as_ref()?.status().busy_ns, i)))
+            .filter_map(|(i, s)| Some((s.agent.as_ref()?.status(now).busy_ns, i)))
             .filter(|(busy, _)| *busy > 0)
             .collect();
         top.sort_unstable_by_key(|t| std::cmp::Reverse(t.0));
@@ -205,7 +206,12 @@ impl ShardCore {
     /// What a listing shows of the agent in `idx`, named `name`.
     fn agent_info(&self, idx: usize, name: String) -> AgentInfo {
         let slot = &self.slots[idx];
-        let mut status = slot.agent.as_ref().map(|a| a.status()).unwrap_or_default();
+        let now = self.clock.now();
+        let mut status = slot
+            .agent
+            .as_ref()
+            .map(|a| a.status(now))
+            .unwrap_or_default();
         if slot.stopped {
             status.state = AgentState::Stopped;
         }

@@ -268,15 +268,13 @@ impl ShardCore {
     }
 
     pub(super) fn record_round_trip(&mut self, started: Instant) {
-        self.stats
-            .call_latency_ns
-            .saturating_record(elapsed_ns(started));
+        let ns = self.elapsed_ns(started);
+        self.stats.call_latency_ns.saturating_record(ns);
     }
 
     pub(super) fn record_remote_round_trip(&mut self, started: Instant) {
-        self.stats
-            .remote_call_latency_ns
-            .saturating_record(elapsed_ns(started));
+        let ns = self.elapsed_ns(started);
+        self.stats.remote_call_latency_ns.saturating_record(ns);
     }
 
     /// Tells the caller of the call `env` (as it came, payload gone) that

@@ -90,7 +90,8 @@ enum Quarantine {
 /// What an agent's handlers cost in its current cost window.
 #[derive(Debug, Clone, Copy)]
 struct CostWindow {
-    started: Instant,
+    /// On the shard's clock; `None` until the agent's first event.
+    started: Option<Instant>,
     busy: Duration,
     refused: u64,
 }
@@ -155,7 +156,7 @@ impl WasmAgent {
             backoff: 0,
             last_quarantine_end: None,
             cost: CostWindow {
-                started: Instant::now(),
+                started: None,
                 busy: Duration::ZERO,
                 refused: 0,
             },
@@ -169,12 +170,13 @@ impl WasmAgent {
 
     /// Why messages are refused now, if they are (a quarantine or a
     /// throttling that has run its course is lifted here).
-    fn refusing(&mut self) -> Option<Rejection> {
+    fn refusing(&mut self, ctx: &Context<'_>) -> Option<Rejection> {
+        // The clock is read only while a quarantine or throttling lasts.
         match self.quarantine {
             Quarantine::None => None,
             Quarantine::UntilReload => Some(Rejection::Quarantined),
-            Quarantine::Until(t) if Instant::now() < t => Some(Rejection::Quarantined),
-            Quarantine::Throttled(t) if Instant::now() < t => Some(Rejection::Throttled),
+            Quarantine::Until(t) if ctx.now() < t => Some(Rejection::Quarantined),
+            Quarantine::Throttled(t) if ctx.now() < t => Some(Rejection::Throttled),
             Quarantine::Until(_) => {
                 self.quarantine = Quarantine::None;
                 self.recent_failures.clear();
@@ -198,8 +200,11 @@ impl WasmAgent {
     /// that load), but no one on the shard runs while a handler does, so
     /// slowness on every message is the agent's, whoever asked. Refused
     /// sends and calls are always its own doing.
-    fn account(&mut self, ctx: &mut Context<'_>, cost: (Instant, Duration, u32), self_made: bool) {
-        let (ended, elapsed, refused) = cost;
+    fn account(&mut self, ctx: &mut Context<'_>, cost: (Duration, u32), self_made: bool) {
+        let (elapsed, refused) = cost;
+        // Windows of tens of ms are placed by the turn's start: no clock
+        // read per message.
+        let now = ctx.turn_started();
         self.busy_total += elapsed;
         let elapsed = if self_made {
             elapsed
@@ -207,9 +212,13 @@ impl WasmAgent {
             elapsed.saturating_sub(ctx.turn_quota())
         };
         let window = Duration::from_millis(self.supervision.cost_window_ms.max(1));
-        if ended.saturating_duration_since(self.cost.started) >= window {
+        if self
+            .cost
+            .started
+            .is_none_or(|started| now.saturating_duration_since(started) >= window)
+        {
             self.cost = CostWindow {
-                started: ended,
+                started: Some(now),
                 busy: Duration::ZERO,
                 refused: 0,
             };
@@ -221,7 +230,7 @@ impl WasmAgent {
         if !over_time && self.cost.refused <= self.supervision.max_refused_per_window {
             return;
         }
-        let quarantined = self.note_failure(ended, self.supervision.quarantine_on_cost);
+        let quarantined = self.note_failure(now, self.supervision.quarantine_on_cost);
         self.last_error = Some(format!(
             "throttled: its handlers took {} ms of the last {} ms and {} of its sends and calls were refused",
             self.cost.busy.as_millis(),
@@ -229,7 +238,7 @@ impl WasmAgent {
             self.cost.refused
         ));
         if !quarantined {
-            self.quarantine = Quarantine::Throttled(self.cost.started + window);
+            self.quarantine = Quarantine::Throttled(self.cost.started.unwrap_or(now) + window);
         }
         self.shard.count_throttle();
         ctx.end_turn();
@@ -322,7 +331,7 @@ impl WasmAgent {
         }
         let at_once =
             self.supervision.quarantine_on_cost && violation.reason == Rejection::TimeLimit;
-        let quarantine = self.note_failure(Instant::now(), at_once);
+        let quarantine = self.note_failure(ctx.now(), at_once);
         self.shard.count_failure(quarantine);
         tracing::warn!(
             agent = ctx.id().as_str(),
@@ -369,7 +378,7 @@ impl Drop for WasmAgent {
 
 impl Agent for WasmAgent {
     fn handle(&mut self, ctx: &mut Context<'_>, msg: Envelope) {
-        if let Some(reason) = self.refusing() {
+        if let Some(reason) = self.refusing(ctx) {
             ctx.fail(reason);
             return;
         }
@@ -395,7 +404,7 @@ impl Agent for WasmAgent {
         call: MessageId,
         reply: Result<Envelope, CallError>,
     ) {
-        if self.refusing().is_some() {
+        if self.refusing(ctx).is_some() {
             // A quarantined or throttled agent runs no handler, answers
             // included: otherwise a chain of calls to itself (each refused,
             // each refusal an answer) would run on at full speed.
@@ -424,7 +433,7 @@ impl Agent for WasmAgent {
     }
 
     fn on_undelivered(&mut self, ctx: &mut Context<'_>, msg: Envelope, reason: Rejection) {
-        if self.refusing().is_some() {
+        if self.refusing(ctx).is_some() {
             // A quarantined or throttled agent runs no handler, answers
             // included: otherwise a chain of calls to itself (each refused,
             // each refusal an answer) would run on at full speed.
@@ -468,12 +477,12 @@ impl Agent for WasmAgent {
         Ok(())
     }
 
-    fn status(&self) -> AgentStatus {
+    fn status(&self, now: Instant) -> AgentStatus {
         let live = self.activation.live.borrow();
         let state = match (self.quarantine, live.is_some()) {
-            (Quarantine::Until(t), _) if Instant::now() < t => AgentState::Quarantined,
+            (Quarantine::Until(t), _) if now < t => AgentState::Quarantined,
             (Quarantine::UntilReload, _) => AgentState::Quarantined,
-            (Quarantine::Throttled(t), _) if Instant::now() < t => AgentState::Throttled,
+            (Quarantine::Throttled(t), _) if now < t => AgentState::Throttled,
             (_, true) => AgentState::Running,
             (_, false) => AgentState::Idle,
         };

@@ -66,9 +66,9 @@ pub(crate) struct LiveInstance {
     table_bytes: u64,
     /// Its stop button for the preemption thread.
     watch: Arc<CallWatch>,
-    /// What the last event cost: when it ended, its time, and its sends
-    /// and calls refused.
-    pub last_cost: (Instant, Duration, u32),
+    /// What the last event cost: its time (the real clock's: work done)
+    /// and its sends and calls refused.
+    pub last_cost: (Duration, u32),
     /// Calls this instance made whose answers have not come yet (after a
     /// hot reload the old version still hears its own answers).
     pub outstanding_calls: HashSet<MessageId, RandomState>,
@@ -133,7 +133,7 @@ impl LiveInstance {
             memory_pages: pages,
             table_bytes: budget.table_bytes,
             watch,
-            last_cost: (Instant::now(), Duration::ZERO, 0),
+            last_cost: (Duration::ZERO, 0),
             outstanding_calls: HashSet::default(),
         })
     }
@@ -200,7 +200,7 @@ impl LiveInstance {
         let elapsed = started.elapsed();
         ctx.charge_time(elapsed);
         let env = self.env.as_mut(&mut self.store);
-        self.last_cost = (started + elapsed, elapsed, env.refused);
+        self.last_cost = (elapsed, env.refused);
         self.outstanding_calls.extend(env.take_calls_made());
         if env.logs_dropped > 0 {
             tracing::warn!(

@@ -120,7 +120,9 @@ pub struct WasmShard {
     pools: RefCell<HashMap<PoolKey, Pool>>,
     active: RefCell<VecDeque<Weak<Activation>>>,
     tick: Cell<u64>,
-    tick_started: Cell<Instant>,
+    /// When the current sweep tick began (the caller's clock; the first
+    /// sweep starts it).
+    tick_started: Cell<Option<Instant>>,
     stats: RefCell<WasmShardStats>,
     preemption: ShardPreemption,
     pub(crate) patterns: RefCell<Vec<super::patterns::NamePattern>>,
@@ -135,7 +137,7 @@ impl WasmShard {
             pools: RefCell::default(),
             active: RefCell::default(),
             tick: Cell::new(0),
-            tick_started: Cell::new(Instant::now()),
+            tick_started: Cell::new(None),
             stats: RefCell::default(),
             preemption: ShardPreemption::new(),
             patterns: RefCell::default(),
@@ -280,11 +282,12 @@ impl WasmShard {
     pub fn sweep(&self, now: Instant) -> usize {
         let interval = self.sweep_interval();
         let before = self.tick.get();
-        let mut tick = before;
-        while now.duration_since(self.tick_started.get()) >= interval {
-            self.tick_started.set(self.tick_started.get() + interval);
-            tick += 1;
-        }
+        let tick_started = self.tick_started.get().unwrap_or(now);
+        let ticks = (now.saturating_duration_since(tick_started).as_nanos()
+            / interval.as_nanos().max(1))
+        .min(u128::from(u32::MAX)) as u32;
+        self.tick_started.set(Some(tick_started + interval * ticks));
+        let tick = before + u64::from(ticks);
         self.tick.set(tick);
         let deactivated = if tick > before {
             self.deactivate_idle(tick)

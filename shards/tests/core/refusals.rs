@@ -2,7 +2,7 @@
 //! expiry), replies out of turn, panics and the lifecycle of agents.
 
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use quire_shards::*;
@@ -124,11 +124,15 @@ fn call_times_out_when_nobody_answers() {
         .unwrap();
     sim.settle();
     assert!(log.borrow().is_empty());
-    let due = sim.shards[0]
-        .next_timer()
-        .expect("the call's timeout is armed");
-    assert_eq!(sim.shards[0].fire_timers(due - Duration::from_millis(1)), 0);
-    assert_eq!(sim.shards[0].fire_timers(due), 1);
+    // The timeout runs from the caller's turn, on the shard's clock.
+    assert_eq!(
+        sim.shards[0].next_timer(),
+        Some(sim.clock.now() + Duration::from_millis(50))
+    );
+    assert_eq!(sim.advance(Duration::from_micros(49_999)), 0);
+    sim.settle();
+    assert!(log.borrow().is_empty(), "not a microsecond early");
+    assert_eq!(sim.advance(Duration::from_micros(1)), 1);
     sim.settle();
     assert_eq!(*log.borrow(), ["failed Timeout"]);
     assert_eq!(sim.totals().call_timeouts, 1);
@@ -150,8 +154,9 @@ fn client_call_times_out() {
         )
         .unwrap();
     sim.settle();
+    assert_eq!(sim.advance(Duration::from_millis(9)), 0);
     assert!(rx.try_recv().is_err());
-    sim.shards[0].fire_timers(Instant::now() + Duration::from_secs(1));
+    assert_eq!(sim.advance(Duration::from_millis(1)), 1);
     assert!(matches!(
         rx.try_recv().unwrap(),
         Err(CallFailure {
@@ -180,7 +185,7 @@ fn a_reply_after_the_timeout_is_counted_not_delivered() {
         .unwrap();
     sim.shards[0].run(usize::MAX);
     // The call is on its way; its timeout fires before the reply comes back.
-    sim.shards[0].fire_timers(Instant::now() + Duration::from_secs(1));
+    assert_eq!(sim.advance(Duration::from_millis(1)), 1);
     sim.settle();
     assert_eq!(*log.borrow(), ["failed Timeout"]);
     assert_eq!(sim.totals().late_replies, 1);
@@ -190,21 +195,28 @@ fn a_reply_after_the_timeout_is_counted_not_delivered() {
 fn expired_messages_are_dead_letters_returned_to_their_sender() {
     let mut sim = Sim::new(1, 4);
     let log: Log = Rc::default();
-    sim.register("slow", Recorder(Rc::default()));
+    let seen: Log = Rc::default();
+    sim.register("slow", Recorder(seen.clone()));
     sim.register(
         "sender",
         scripted(&log, |ctx, _, _| {
-            ctx.send_with("slow", "stale", SendOptions::default().ttl(Duration::ZERO))
-                .unwrap();
+            let ttl = |ms| SendOptions::default().ttl(Duration::from_millis(ms));
+            ctx.send_with("slow", "stale", ttl(5)).unwrap();
+            ctx.send_with("slow", "fresh", ttl(6)).unwrap();
         }),
     );
     sim.shards[0]
         .admit_client("sender".into(), Bytes::new(), SendOptions::default())
         .unwrap();
+    // The sender's turn only; then 5 ms pass before "slow" gets its turn:
+    // a message is not handled once its deadline has come.
+    assert_eq!(sim.shards[0].run(1), 1);
+    sim.advance(Duration::from_millis(5));
     sim.settle();
     let t = sim.totals();
     assert_eq!(t.dead_letters(), 1);
     assert_eq!(*log.borrow(), ["undelivered stale Expired"]);
+    assert_eq!(*seen.borrow(), ["Normal fresh"]);
     assert_eq!(t.handled + t.rejected_total(), t.sent);
 }
 
@@ -385,7 +397,8 @@ fn send_after_delivers_when_the_timer_fires() {
         .unwrap();
     sim.settle();
     assert_eq!(*log.borrow(), ["start"]);
-    sim.shards[0].fire_timers(Instant::now() + Duration::from_secs(1));
+    assert_eq!(sim.advance(Duration::from_micros(4_999)), 0);
+    assert_eq!(sim.advance(Duration::from_micros(1)), 1);
     sim.settle();
     assert_eq!(*log.borrow(), ["start", "tick"]);
 }

@@ -7,9 +7,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use quire_shards::*;
 
-/// Shards of one simulated node, connected by moving outboxes by hand.
+/// Shards of one simulated node, connected by moving outboxes by hand,
+/// on one manual clock: time moves only when a test calls [`Sim::advance`].
 pub struct Sim {
     pub shards: Vec<ShardCore>,
+    pub clock: ManualClock,
 }
 
 impl Sim {
@@ -18,14 +20,23 @@ impl Sim {
     }
 
     pub fn with(n: usize, tweak: impl Fn(&mut ShardConfig)) -> Self {
+        let clock = ManualClock::new();
         let shards = (0..n)
             .map(|i| {
                 let mut cfg = ShardConfig::new(i as u16, n);
                 tweak(&mut cfg);
-                ShardCore::new(cfg)
+                ShardCore::with_clock(cfg, clock.clone().into())
             })
             .collect();
-        Self { shards }
+        Self { shards, clock }
+    }
+
+    /// Moves the clock on by `by` and fires what fell due on every shard
+    /// (without settling); returns how many timers fired.
+    pub fn advance(&mut self, by: Duration) -> usize {
+        self.clock.advance(by);
+        let now = self.clock.now();
+        self.shards.iter_mut().map(|s| s.fire_timers(now)).sum()
     }
 
     pub fn owner(&self, name: &str) -> usize {

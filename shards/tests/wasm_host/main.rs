@@ -3,154 +3,18 @@
 //! quarantine, hot reload, activation and deactivation. Driven through
 //! `ShardCore` alone (no executors): deterministic and fast.
 
-use std::rc::Rc;
+mod host;
+mod supervision;
+
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use quire_shards::wasm::{
-    AgentLimits, OnRepeatedFailure, Supervision, WasmAgent, WasmEngine, WasmError, WasmShard,
-    WasmShardConfig, WasmSpec,
+    AgentLimits, Supervision, WasmEngine, WasmError, WasmShardConfig, WasmSpec,
 };
-use quire_shards::{
-    AgentId, AgentState, CallError, CallFailure, Envelope, Rejection, SendOptions, ShardConfig,
-    ShardCore,
-};
+use quire_shards::{AgentState, CallError, Rejection, SendOptions};
 
-fn module(body: &str) -> Vec<u8> {
-    quire_shards::testing::wat_agent(body)
-}
-
-fn echo() -> Vec<u8> {
-    quire_shards::testing::wat_echo()
-}
-
-/// Replies with "v2" (for reloads).
-fn echo_v2() -> Vec<u8> {
-    module(
-        r#"(data (i32.const 16) "v2")
-           (func (export "quire_handle") (param i32 i64 i32 i32 i32) (result i32)
-             (drop (call $reply (i32.const 16) (i32.const 2))) i32.const 0)"#,
-    )
-}
-
-fn counter() -> Vec<u8> {
-    quire_shards::testing::wat_counter()
-}
-
-/// Loops forever on a message whose payload starts with "loop"; echoes otherwise.
-fn looper() -> Vec<u8> {
-    module(
-        r#"(func (export "quire_handle") (param i32 i64 i32 i32 i32) (result i32)
-             (if (i32.eq (i32.load8_u (local.get 3)) (i32.const 108))
-               (then (loop $forever (br $forever))))
-             (drop (call $reply (local.get 3) (local.get 4))) i32.const 0)"#,
-    )
-}
-
-/// Grows its memory until refused, then traps (as a Rust guest's allocator would).
-fn memory_bomb() -> Vec<u8> {
-    module(
-        r#"(func (export "quire_handle") (param i32 i64 i32 i32 i32) (result i32)
-             (loop $grow
-               (br_if $grow (i32.ne (memory.grow (i32.const 16)) (i32.const -1))))
-             unreachable)"#,
-    )
-}
-
-/// Traps at once.
-fn trapper() -> Vec<u8> {
-    module(
-        r#"(func (export "quire_handle") (param i32 i64 i32 i32 i32) (result i32)
-             unreachable)"#,
-    )
-}
-
-/// Replies with 2 MiB of its memory.
-fn huge_reply() -> Vec<u8> {
-    module(
-        r#"(func (export "quire_handle") (param i32 i64 i32 i32 i32) (result i32)
-             (drop (memory.grow (i32.const 40)))
-             (drop (call $reply (i32.const 0) (i32.const 2097152))) i32.const 0)"#,
-    )
-}
-
-/// Sends 100 000 messages to "sink" per message it handles, then replies.
-fn flooder() -> Vec<u8> {
-    module(
-        r#"(data (i32.const 0) "sink")
-           (func (export "quire_handle") (param i32 i64 i32 i32 i32) (result i32) (local $i i32)
-             (loop $more
-               (drop (call $send (i32.const 0) (i32.const 4) (i32.const 0) (i32.const 0)))
-               (local.set $i (i32.add (local.get $i) (i32.const 1)))
-               (br_if $more (i32.lt_u (local.get $i) (i32.const 100000))))
-             (drop (call $reply (i32.const 0) (i32.const 0))) i32.const 0)"#,
-    )
-}
-
-struct Host {
-    shard: ShardCore,
-    wasm: Rc<WasmShard>,
-}
-
-impl Host {
-    fn new() -> Self {
-        Self::with(WasmShardConfig::default())
-    }
-
-    fn with(config: WasmShardConfig) -> Self {
-        let cfg = ShardConfig {
-            mailbox_capacity: 64,
-            ..ShardConfig::new(0, 1)
-        };
-        Self {
-            shard: ShardCore::new(cfg),
-            wasm: WasmShard::new(WasmEngine::new(None), config),
-        }
-    }
-
-    fn deploy(&mut self, name: &str, bytes: &[u8], limits: AgentLimits, supervision: Supervision) {
-        let module = self.wasm.engine().compile(bytes).expect("module compiles");
-        let agent = WasmAgent::new(&self.wasm, module, limits, supervision);
-        self.shard
-            .register(AgentId::from(name), Box::new(agent))
-            .expect("registers");
-    }
-
-    fn deploy_default(&mut self, name: &str, bytes: &[u8]) {
-        self.deploy(name, bytes, AgentLimits::default(), Supervision::default());
-    }
-
-    fn call(&mut self, to: &str, payload: &[u8]) -> Result<Envelope, CallFailure> {
-        let (tx, rx) = mpsc::channel();
-        let waiter = Box::new(move |r| tx.send(r).expect("receiver waits"));
-        // Let what is queued finish first.
-        self.shard.run_until_idle();
-        let _ = self.shard.admit_client_call(
-            to.into(),
-            bytes::Bytes::copy_from_slice(payload),
-            SendOptions::default(),
-            Duration::from_secs(5),
-            waiter,
-        );
-        for _ in 0..10_000 {
-            self.shard.run(usize::MAX);
-            if let Ok(r) = rx.try_recv() {
-                return r;
-            }
-        }
-        panic!("no answer to a call to {to}");
-    }
-}
-
-fn rejected(r: Result<Envelope, CallFailure>) -> Rejection {
-    match r {
-        Err(CallFailure {
-            error: CallError::Rejected(reason),
-            ..
-        }) => reason,
-        other => panic!("expected a rejection, got {other:?}"),
-    }
-}
+use host::*;
 
 #[test]
 fn echo_round_trip() {
@@ -243,24 +107,6 @@ fn an_infinite_loop_runs_out_of_fuel_and_the_agent_goes_on() {
     assert_eq!((status.failures, status.restarts), (1, 1));
 }
 
-/// Spins three million times and returns (no reply: a reply sent before
-/// the limit is found stands, since the time is measured when the handler
-/// returns).
-fn spinner() -> Vec<u8> {
-    spinner_of(3_000_000)
-}
-
-/// Counts to `n` and returns.
-fn spinner_of(n: u32) -> Vec<u8> {
-    module(&format!(
-        r#"(func (export "quire_handle") (param i32 i64 i32 i32 i32) (result i32) (local $i i32)
-             (loop $more
-               (local.set $i (i32.add (local.get $i) (i32.const 1)))
-               (br_if $more (i32.lt_u (local.get $i) (i32.const {n}))))
-             i32.const 0)"#
-    ))
-}
-
 #[test]
 fn a_time_limit_fails_a_slow_message() {
     let mut h = Host::new();
@@ -349,51 +195,6 @@ fn a_flood_is_bounded_by_queues_and_fuel() {
 }
 
 #[test]
-fn repeated_failures_quarantine_then_restart() {
-    let mut h = Host::new();
-    let supervision = Supervision {
-        max_failures: 3,
-        window_ms: 60_000,
-        policy: OnRepeatedFailure::Restart,
-        quarantine_ms: 200,
-        ..Supervision::default()
-    };
-    h.deploy("trap", &trapper(), AgentLimits::default(), supervision);
-    for _ in 0..3 {
-        assert_eq!(rejected(h.call("trap", b"x")), Rejection::AgentTrapped);
-    }
-    assert_eq!(rejected(h.call("trap", b"x")), Rejection::Quarantined);
-    assert_eq!(
-        h.shard.list_agents()[0].status.state,
-        AgentState::Quarantined
-    );
-    std::thread::sleep(Duration::from_millis(250));
-    // Out of quarantine: it runs (and traps) again.
-    assert_eq!(rejected(h.call("trap", b"x")), Rejection::AgentTrapped);
-    assert_eq!(h.wasm.stats().quarantines, 1);
-}
-
-#[test]
-fn stop_policy_quarantines_until_a_reload() {
-    let mut h = Host::new();
-    let supervision = Supervision {
-        max_failures: 2,
-        policy: OnRepeatedFailure::Stop,
-        ..Supervision::default()
-    };
-    h.deploy("a", &trapper(), AgentLimits::default(), supervision);
-    for _ in 0..2 {
-        assert_eq!(rejected(h.call("a", b"x")), Rejection::AgentTrapped);
-    }
-    assert_eq!(rejected(h.call("a", b"x")), Rejection::Quarantined);
-    let fixed = h.wasm.engine().compile(&echo()).unwrap();
-    let record =
-        WasmSpec::new(fixed.hash().clone(), AgentLimits::default(), supervision).record("a");
-    h.shard.redeploy(record).expect("reload");
-    assert_eq!(&h.call("a", b"fixed").unwrap().payload[..], b"fixed");
-}
-
-#[test]
 fn hot_reload_loses_no_queued_message() {
     let mut h = Host::new();
     h.deploy_default("svc", &echo());
@@ -460,13 +261,16 @@ fn agents_activate_on_demand_and_deactivate_when_idle() {
     );
     assert_eq!(h.wasm.stats().pool_hits, 1);
     // Idle long enough: deactivated, state kept.
-    let start = Instant::now();
-    let mut deactivated = 0;
-    while deactivated == 0 && start.elapsed() < Duration::from_secs(2) {
-        std::thread::sleep(h.wasm.sweep_interval());
-        deactivated += h.wasm.sweep(Instant::now());
+    // Four sweep ticks untouched deactivate an agent; the first sweep
+    // starts the ticks.
+    let tick = h.wasm.sweep_interval();
+    assert_eq!(h.wasm.sweep(h.clock.now()), 0);
+    for _ in 0..3 {
+        h.clock.advance(tick);
+        assert_eq!(h.wasm.sweep(h.clock.now()), 0);
     }
-    assert_eq!(deactivated, 1);
+    h.clock.advance(tick);
+    assert_eq!(h.wasm.sweep(h.clock.now()), 1);
     let c3 = h
         .shard
         .list_agents()
@@ -532,38 +336,6 @@ fn reads_past_the_memory_trap_even_inside_its_reservation() {
     );
     h.deploy_default("grown", &grow);
     assert_eq!(rejected(h.call("grown", b"x")), Rejection::AgentTrapped);
-}
-
-#[test]
-fn a_failing_agent_ends_its_turn_so_neighbours_run_between_its_failures() {
-    let mut h = Host::new();
-    let limits = AgentLimits {
-        fuel_per_message: 100_000,
-        ..AgentLimits::default()
-    };
-    h.deploy("loop", &looper(), limits, Supervision::default());
-    h.deploy_default("echo", &echo());
-    for _ in 0..3 {
-        h.shard
-            .admit_client("loop".into(), "loop".into(), SendOptions::default())
-            .unwrap();
-    }
-    let (tx, rx) = mpsc::channel();
-    h.shard
-        .admit_client_call(
-            "echo".into(),
-            "hi".into(),
-            SendOptions::default(),
-            Duration::from_secs(5),
-            Box::new(move |r| tx.send(r).unwrap()),
-        )
-        .unwrap();
-    // Two messages' worth of turns: one failure, then the echo.
-    h.shard.run(2);
-    assert_eq!(&rx.try_recv().unwrap().unwrap().payload[..], b"hi");
-    assert_eq!(h.shard.stats().rejected_for(Rejection::FuelExhausted), 1);
-    h.shard.run_until_idle();
-    assert_eq!(h.shard.stats().rejected_for(Rejection::FuelExhausted), 3);
 }
 
 /// Fills 60 000 bytes 10 000 times (600 MB moved) and replies: a few
