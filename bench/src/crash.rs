@@ -12,7 +12,7 @@
 //!
 //! The **harness** (`quire-bench crash`) runs the cycles, then starts the
 //! node once more in-process, lets it finish what recovery redelivered, and
-//! checks every partition with [`Partition::verify`]:
+//! checks every partition with [`quire_storage::integrity::verify_partition`]:
 //! - every acknowledged id is recorded by its counter (handled after recovery);
 //! - each counter's count equals its records (no message handled twice once
 //!   its handling was committed: a second handling would count without a
@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use quire_runtime::builtin_kinds::{builtin_kinds, decode_count, COUNT_KEY};
 use quire_runtime::{DeployError, Node};
 use quire_shards::{RegisterError, SendOptions};
-use quire_storage::{partition_path, Durability, NodeManifest, Partition};
+use quire_storage::{partition_path, Durability, NodeManifest};
 
 /// `quire-bench crash` options.
 #[derive(clap::Args, Debug, Clone)]
@@ -338,7 +338,8 @@ fn verify(dir: &Path, shards: usize, durability: Durability) -> Result<CrashRepo
     let mut counts: HashMap<String, u64> = HashMap::new();
     let mut records: HashMap<String, HashSet<u64>> = HashMap::new();
     for shard in 0..manifest.shards {
-        let rec = Partition::verify(partition_path(&node_dir, shard)).map_err(|e| e.to_string())?;
+        let rec = quire_storage::integrity::verify_partition(partition_path(&node_dir, shard))
+            .map_err(|e| e.to_string())?;
         if !rec.inbox.is_empty() {
             return Err(format!(
                 "shard {shard} still holds {} unfinished messages after the final drain",

@@ -22,11 +22,14 @@
 //! println!("{}", node.shutdown());
 //! ```
 
+mod activity;
+pub mod admin_endpoint;
 pub mod agent_kinds;
 pub mod builtin_kinds;
 pub mod certs;
 pub mod client;
 pub mod cluster;
+mod command;
 pub mod config;
 pub mod cpuset;
 pub mod demo;
@@ -41,6 +44,7 @@ pub mod ports;
 pub mod preflight;
 pub mod profile;
 pub mod protocol;
+mod shard_cell;
 mod shard_runtime;
 mod shard_storage;
 mod signal;
@@ -51,7 +55,7 @@ mod watchdog;
 
 pub use agent_kinds::AgentKinds;
 pub use client::{Client, DeployError, DurableError, DurableReceipt, PendingDurable};
+pub use command::AgentFactory;
 pub use node::{Node, NodeBuilder, ShutdownReport, StartError};
-pub use shard_runtime::AgentFactory;
 pub use shard_storage::RecoveryReport;
 pub use wasm_agents::WasmOptions;

@@ -75,9 +75,9 @@ pub(crate) struct ShardPulse {
     /// length (ns): the shard logs it, naming the agent.
     pub last_stall: (std::sync::atomic::AtomicUsize, AtomicU64),
     /// The reactor's phase, published by the shard's tasks.
-    pub activity: crate::profile::ActivityProbe,
+    pub activity: crate::activity::ActivityProbe,
     /// What `activity` held when the last counted stall was seen.
-    pub last_stall_activity: crate::profile::ActivityProbe,
+    pub last_stall_activity: crate::activity::ActivityProbe,
     /// CPU time the shard's thread had during the last counted stall (ns):
     /// far less than the stall's length means the thread was off its CPU
     /// (another thread had it, or a blocking call), not running a task.
@@ -129,7 +129,7 @@ struct StallSeen {
     /// The running slot when it was seen.
     running: usize,
     /// The reactor's phase when it was seen.
-    activity: crate::profile::Activity,
+    activity: crate::activity::Activity,
     /// When it was seen and the thread's CPU time then.
     cpu_at_sight: Option<(Instant, u64)>,
     /// The thread's page faults (minor + major) when it was seen.

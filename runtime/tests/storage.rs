@@ -31,7 +31,7 @@ fn counters(dir: &Path) -> Vec<(String, u64, usize)> {
     let n = NodeManifest::read(dir).unwrap().unwrap().shards;
     let mut out = Vec::new();
     for shard in 0..n {
-        let rec = Partition::verify(partition_path(dir, shard)).unwrap();
+        let rec = quire_storage::integrity::verify_partition(partition_path(dir, shard)).unwrap();
         for a in rec.agents {
             let count = rec
                 .state
@@ -190,7 +190,8 @@ fn recovery_redelivers_accepted_messages_that_were_not_finished() {
     let report = node.shutdown();
     assert_eq!(report.totals().durable_redelivered, 3);
     assert_eq!(counters(dir.path()), vec![("c7".to_string(), 3, 3)]);
-    let rec = Partition::verify(partition_path(dir.path(), owner)).unwrap();
+    let rec =
+        quire_storage::integrity::verify_partition(partition_path(dir.path(), owner)).unwrap();
     assert!(rec.inbox.is_empty());
     assert!(rec.state.iter().any(|s| s.key == record_key(b"r3")));
 }

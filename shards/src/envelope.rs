@@ -6,7 +6,7 @@
 //! (docs/protocol.md).
 
 use std::num::NonZeroU64;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -237,5 +237,44 @@ impl Envelope {
     /// The receiver's name, when the receiver is an agent.
     pub fn to_agent(&self) -> Option<&AgentId> {
         self.to.agent()
+    }
+}
+
+/// Per-message options for [`Context::send_with`] and [`Context::call_with`].
+///
+/// ```
+/// use std::time::Duration;
+/// use quire_shards::{Priority, SendOptions};
+/// let opts = SendOptions::default().priority(Priority::High).ttl(Duration::from_millis(5));
+/// assert_eq!(opts.priority, Priority::High);
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SendOptions {
+    /// Scheduling class at the receiver.
+    pub priority: Priority,
+    /// Time to live: after it the message is a dead letter.
+    pub ttl: Option<Duration>,
+    /// The conversation to file the message under (default: the current
+    /// message's, or a new one).
+    pub conversation: Option<ConversationId>,
+}
+
+impl SendOptions {
+    /// Sets the priority.
+    pub fn priority(mut self, priority: Priority) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    /// Sets the time to live.
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// Sets the conversation id.
+    pub fn conversation(mut self, id: ConversationId) -> Self {
+        self.conversation = Some(id);
+        self
     }
 }

@@ -98,6 +98,13 @@ pub fn inspect_data_dir(dir: &Path) -> Result<NodeManifest, StorageError> {
     Ok(manifest)
 }
 
+/// Opens the partition file at `path`, which must exist, and verifies
+/// every page checksum and every record (the crash test's "opens
+/// cleanly"); returns what it holds. The check a node makes at start.
+pub fn verify_partition(path: impl AsRef<Path>) -> Result<Recovered, StorageError> {
+    open_verified(path.as_ref(), true).map(|(_, rec)| rec)
+}
+
 /// Opens the partition at `path` and verifies it whole (every page
 /// checksum, every record), returning it with everything it holds. With
 /// `must_exist` a missing or empty file is an error instead of a new

@@ -168,13 +168,6 @@ impl Partition {
         &self.file
     }
 
-    /// Opens `path` and verifies every page checksum and every record
-    /// (the crash test's "opens cleanly"); returns what it holds. The same
-    /// check a node makes at start ([`crate::integrity::open_verified`]).
-    pub fn verify(path: impl AsRef<Path>) -> Result<Recovered, StorageError> {
-        crate::integrity::open_verified(path.as_ref(), true).map(|(_, rec)| rec)
-    }
-
     /// Verifies every page checksum: an error naming the file when a page
     /// is damaged (or had to be repaired).
     pub fn check_integrity(&self) -> Result<(), StorageError> {

@@ -165,7 +165,7 @@ fn a_truncated_partition_is_an_error_never_a_panic_or_silent_loss() {
             .unwrap()
             .set_len(cut)
             .unwrap();
-        match Partition::verify(&copy) {
+        match quire_storage::integrity::verify_partition(&copy) {
             Err(e) => assert!(e.to_string().contains(&format!("cut-{cut}.redb")), "{e}"),
             // redb may fall back to an older commit it still has whole; then
             // what it returns must be whole too, never a partial agent.

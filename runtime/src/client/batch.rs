@@ -9,7 +9,7 @@ use quire_shards::wasm::ModuleHash;
 use quire_shards::{owning_shard, Agent, AgentId, RegisterError};
 
 use super::{Client, DeployError, RegisterResult};
-use crate::shard_runtime::{AgentFactory, Command};
+use crate::command::{AgentFactory, Command};
 use crate::wasm_agents::WasmOptions;
 use quire_shards::AgentRecord;
 

@@ -20,10 +20,11 @@ use quire_shards::{
     Rejection, SendOptions, ShardStats,
 };
 
-use quire_shards::wasm::{ModuleHash, WasmEngine, WasmError, WasmShardStats, WasmSpec};
+use quire_shards::wasm::{ModuleHash, WasmEngine, WasmShardStats, WasmSpec};
 use quire_shards::AgentInfo;
 
-use crate::shard_runtime::{AgentFactory, Command, Probe};
+use crate::command::{AgentFactory, Command, Probe, ShardNames};
+pub use crate::command::{DeployError, DurableError, DurableReceipt};
 use crate::wasm_agents::{WasmDefaults, WasmOptions};
 
 /// A cheap-to-clone, `Send + Sync` handle to a running node.
@@ -59,17 +60,6 @@ pub struct Client {
     dedup_ids: Arc<AtomicU64>,
 }
 
-/// A durable send's acknowledgement: the message is committed (or was
-/// already, under the same de-duplication id).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DurableReceipt {
-    /// The message's id on the node; `None` for a duplicate.
-    pub id: Option<MessageId>,
-    /// The same de-duplication id was accepted before: nothing new was
-    /// queued, and the first one is (or was) delivered exactly once.
-    pub duplicate: bool,
-}
-
 /// The acknowledgement of a durable message sent with
 /// [`Client::send_durable_pipelined`], still to come.
 #[must_use = "the message is only known to be durable once its acknowledgement arrives"]
@@ -92,46 +82,6 @@ impl PendingDurable {
             .recv()
             .unwrap_or(Err(DurableError::Rejected(Rejection::ShuttingDown)))
     }
-}
-
-/// Why a durable send was not acknowledged. Either way the message may be
-/// sent again with the same de-duplication id without risk of a double.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DurableError {
-    /// Refused at once (full mailbox, no such agent, shutting down).
-    #[error("refused: {0}")]
-    Rejected(Rejection),
-    /// The shard's partition could not commit it.
-    #[error("storage failed: {0}")]
-    Storage(String),
-}
-
-/// Why a deploy failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DeployError {
-    /// The kind is unknown, or its factory refused the config.
-    #[error("cannot build agent {name}: {reason}")]
-    Build {
-        /// The agent.
-        name: String,
-        /// The factory's words.
-        reason: String,
-    },
-    /// The name is taken, or the node is stopping.
-    #[error(transparent)]
-    Register(RegisterError),
-    /// The definition could not be committed.
-    #[error("storage failed: {0}")]
-    Storage(String),
-    /// The WebAssembly module was refused (does not compile, not an agent,
-    /// over a limit).
-    #[error("cannot deploy agent {name}: {source}")]
-    Module {
-        /// The agent.
-        name: String,
-        /// Why.
-        source: WasmError,
-    },
 }
 
 /// Why an agent could not be registered through a client.
@@ -514,7 +464,7 @@ impl Client {
         &self,
         wanted: &[Vec<usize>],
         timeout: std::time::Duration,
-    ) -> Vec<Option<crate::profile::ShardNames>> {
+    ) -> Vec<Option<ShardNames>> {
         self.ask_each_blocking(
             |i, done| Command::NameSlots {
                 slots: wanted.get(i).cloned().unwrap_or_default(),

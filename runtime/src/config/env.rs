@@ -5,14 +5,15 @@ use std::path::Path;
 
 use super::{ConfigError, NodeConfig};
 
-/// `QUIRE_*` variables that are not config keys (read by other parts).
+/// `QUIRE_*` variables that are not config keys (read by other parts;
+/// named here, not imported, so that the config depends on none of them).
 const NOT_CONFIG_VARS: [&str; 6] = [
     "QUIRE_LOG",
     "QUIRE_NODE",
     "QUIRE_ADMIN_TOKEN",
     "QUIRE_SYSFS",
     "QUIRE_BIN",
-    crate::watchdog::SAFETY_NET_LOG,
+    "QUIRE_SAFETY_NET_LOG", // the watchdog's SAFETY_NET_LOG
 ];
 
 /// Config sections, longest first (so `wasm_limits_*` is not read as

@@ -1,5 +1,7 @@
-//! Per-shard metrics: what a shard reports when scraped, and the admin HTTP
-//! endpoint that serves them in Prometheus text format.
+//! Per-shard metrics: what a shard reports when scraped, as data, and its
+//! Prometheus text. A leaf: the shard runtime fills it
+//! (`shard_runtime::collect`), the admin endpoint ([`crate::admin_endpoint`])
+//! serves it.
 //!
 //! Hot paths never touch this module: shards count into their own
 //! [`quire_shards::ShardStats`] (plain adds, sampled hdrhistograms) as they
@@ -9,18 +11,18 @@
 //! thread renders the answers. Nothing is shared, nothing is locked.
 //!
 //! - [`summary`]: a latency histogram reduced to quantiles, sum and count;
-//! - [`collect`]: a shard's figures as samples (runs on the shard);
 //! - [`exposition`]: samples as Prometheus text (pure);
-//! - [`stalls`]: glommio stall detection reports, counted per shard;
-//! - [`endpoint`]: `GET /metrics` and `GET /health` on a thread of its own.
+//! - [`stalls`]: glommio stall detection reports, counted per shard.
 
-pub(crate) mod collect;
-pub mod endpoint;
 pub mod exposition;
 pub mod stalls;
 pub mod summary;
 
-pub use endpoint::MetricsEndpoint;
+use std::time::Duration;
+
+/// How long a scrape (or a profile's figures) waits for a shard's answer.
+pub const SCRAPE_TIMEOUT: Duration = Duration::from_secs(1);
+
 pub use exposition::render;
 pub use summary::LatencySummary;
 

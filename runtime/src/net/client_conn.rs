@@ -15,7 +15,7 @@ use super::io::{closing_error, ReadEnd};
 use super::unanswered::Unanswered;
 use super::{Accepted, NetShard};
 use crate::protocol::{Access, ErrorCode, Frame, Limits, Role, Scope, VERSION};
-use crate::shard_runtime::Shared;
+use crate::shard_cell::ShardCell;
 
 /// The largest frame body a connection may send: connections with the
 /// admin scope may send deploys up to the module limit.
@@ -29,7 +29,7 @@ fn max_frame(net: &NetShard, access: &Access) -> usize {
 }
 
 /// Serves one client connection: the handshake, then its frames.
-pub(crate) async fn serve_client(shared: Rc<Shared>, net: Rc<NetShard>, conn: Accepted) {
+pub(crate) async fn serve_client(shared: Rc<ShardCell>, net: Rc<NetShard>, conn: Accepted) {
     let Accepted {
         mut frames,
         out,

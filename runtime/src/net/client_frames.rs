@@ -19,7 +19,7 @@ use crate::cluster::MemberState;
 use crate::protocol::{
     core_priority, AgentLocation, AgentRow, ErrorCode, Frame, MemberRow, StatsRow,
 };
-use crate::shard_runtime::Shared;
+use crate::shard_cell::ShardCell;
 use crate::wasm_agents::WasmOptions;
 
 /// A call with no timeout of its own gets this one.
@@ -82,7 +82,7 @@ pub(super) fn error(req: u64, code: ErrorCode, message: impl Into<String>) -> Fr
 
 /// Handles one frame; `Err` closes the connection with that error.
 pub(super) fn handle(
-    shared: &Rc<Shared>,
+    shared: &Rc<ShardCell>,
     net: &Rc<NetShard>,
     out: &Rc<Outgoing>,
     pending: &Rc<Unanswered>,
@@ -104,7 +104,7 @@ pub(super) fn handle(
                 conversation: None,
             };
             if let Some(key) = durable_key {
-                if shared.storage().is_none() {
+                if !shared.durable {
                     out.push(&error(
                         req,
                         ErrorCode::Rejected,

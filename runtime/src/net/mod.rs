@@ -30,9 +30,10 @@ pub(crate) use tls::TlsSetup;
 
 use crate::client::Client;
 use crate::cluster::{ClusterView, MemberInfo, Membership, MembershipStop, NodeIdentity};
+use crate::command::Command;
 use crate::config::{ClusterSection, ConfigError, NetworkSection};
 use crate::protocol;
-use crate::shard_runtime::{Command, Shared};
+use crate::shard_cell::ShardCell;
 
 /// Network settings every shard of a node shares.
 #[derive(Clone)]
@@ -216,7 +217,7 @@ impl NetShard {
     /// Starts the links the core asked for and wakes every link with
     /// envelopes waiting. Called by the dispatcher after each turn; returns
     /// how many links it woke.
-    pub fn flush_links(self: &Rc<Self>, shared: &Rc<Shared>) -> usize {
+    pub fn flush_links(self: &Rc<Self>, shared: &Rc<ShardCell>) -> usize {
         let new = self.view.borrow_mut().take_new_links();
         for index in new {
             let link = Rc::new(peer::Link::new(index));
@@ -246,7 +247,7 @@ impl NetShard {
 
     /// Takes a new member list (from the membership on shard 0): links to
     /// nodes now down fail what waits on them with `NodeDown`.
-    pub fn apply_members(&self, shared: &Shared, members: Vec<MemberInfo>) {
+    pub fn apply_members(&self, shared: &ShardCell, members: Vec<MemberInfo>) {
         let down = self.view.borrow_mut().apply(members);
         for index in down {
             let link = self.links.borrow().get(index).cloned();
@@ -307,14 +308,14 @@ pub(crate) struct Accepted {
 /// with `serve` in a task of its own (after its TLS handshake, when `tls`
 /// is set).
 async fn accept_loop<F, Fut>(
-    shared: Rc<Shared>,
+    shared: Rc<ShardCell>,
     net: Rc<NetShard>,
     listener: glommio::net::TcpListener,
     what: &'static str,
     tls: Option<Arc<rustls::ServerConfig>>,
     serve: F,
 ) where
-    F: Fn(Rc<Shared>, Rc<NetShard>, Accepted) -> Fut + Clone + 'static,
+    F: Fn(Rc<ShardCell>, Rc<NetShard>, Accepted) -> Fut + Clone + 'static,
     Fut: std::future::Future<Output = ()> + 'static,
 {
     while !net.stopped.get() {
@@ -341,7 +342,7 @@ async fn accept_loop<F, Fut>(
 /// tasks' halves; `None` when it failed (logged, and answered when the
 /// client spoke clear text to a TLS port).
 async fn open(
-    shared: &Rc<Shared>,
+    shared: &Rc<ShardCell>,
     net: &Rc<NetShard>,
     mut stream: glommio::net::TcpStream,
     tls: Option<Arc<rustls::ServerConfig>>,
@@ -413,7 +414,7 @@ async fn open(
 }
 
 /// Starts the shard's listeners (and membership on shard 0).
-pub(crate) fn start(shared: &Rc<Shared>, net: &Rc<NetShard>, wiring: NetWiring) {
+pub(crate) fn start(shared: &Rc<ShardCell>, net: &Rc<NetShard>, wiring: NetWiring) {
     // SAFETY: the descriptors come from listeners bound for this shard and
     // are owned by the glommio sockets from here on.
     let clients = unsafe { glommio::net::TcpListener::from_raw_fd(wiring.clients.into_raw_fd()) };

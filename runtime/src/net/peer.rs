@@ -23,7 +23,7 @@ use super::io::{closing_error, split, FrameReader, Outgoing, ReadEnd};
 use super::tls_session::{self, ReadSide, WriteSide};
 use super::{Accepted, NetShard};
 use crate::protocol::{self, ErrorCode, Frame, Limits, LinkFrame, Role, VERSION};
-use crate::shard_runtime::Shared;
+use crate::shard_cell::ShardCell;
 use crate::signal::Signal;
 
 /// One outbound link: this shard to one shard of another node.
@@ -50,7 +50,7 @@ impl Link {
 
     /// Fails every envelope waiting for this link and every call waiting
     /// on an answer through it.
-    pub fn fail_all(&self, shared: &Shared, reason: Rejection) {
+    pub fn fail_all(&self, shared: &ShardCell, reason: Rejection) {
         if self.index == usize::MAX {
             return;
         }
@@ -78,7 +78,7 @@ impl Link {
 
 /// Keeps link `link` connected while its node is up, and moves the
 /// envelopes the core queues for it.
-pub(crate) async fn run_link(shared: Rc<Shared>, net: Rc<NetShard>, link: Rc<Link>) {
+pub(crate) async fn run_link(shared: Rc<ShardCell>, net: Rc<NetShard>, link: Rc<Link>) {
     let mut backoff = Duration::from_millis(20);
     loop {
         if net.stopped.get() {
@@ -188,7 +188,7 @@ async fn connect(
 /// Moves envelopes both ways on one connected link until it breaks, the
 /// node is declared down or the shard stops.
 async fn serve_link(
-    shared: &Rc<Shared>,
+    shared: &Rc<ShardCell>,
     net: &Rc<NetShard>,
     link: &Rc<Link>,
     mut frames: FrameReader,
@@ -281,7 +281,7 @@ async fn serve_link(
 }
 
 /// Serves a link another node's shard opened to this one.
-pub(crate) async fn serve_inbound(shared: Rc<Shared>, net: Rc<NetShard>, conn: Accepted) {
+pub(crate) async fn serve_inbound(shared: Rc<ShardCell>, net: Rc<NetShard>, conn: Accepted) {
     let Accepted {
         mut frames,
         out,
@@ -345,7 +345,7 @@ pub(crate) async fn serve_inbound(shared: Rc<Shared>, net: Rc<NetShard>, conn: A
 }
 
 async fn read_inbound(
-    shared: &Rc<Shared>,
+    shared: &Rc<ShardCell>,
     net: &Rc<NetShard>,
     out: &Rc<Outgoing>,
     frames: &mut FrameReader,
@@ -390,7 +390,7 @@ async fn read_inbound(
 
 /// An envelope from another node: a call is admitted like a client's call
 /// and answered on this connection; anything else is routed here.
-fn admit_inbound(shared: &Rc<Shared>, out: &Rc<Outgoing>, env: Envelope, timeout: Duration) {
+fn admit_inbound(shared: &Rc<ShardCell>, out: &Rc<Outgoing>, env: Envelope, timeout: Duration) {
     tracing::trace!(kind = ?env.kind, from = ?env.from, to = ?env.to, "envelope from a link");
     let mut core = shared.core.borrow_mut();
     // A call, or a client's confirmed send (answered once queued): both are

@@ -24,10 +24,11 @@ use quire_storage::{partition_path, Durability, StorageError};
 
 use crate::agent_kinds::AgentKinds;
 use crate::client::Client;
+use crate::command::Command;
 use crate::config::NodeConfig;
 use crate::placement::{inherited_affinity, Placement, PlacementError, PlacementRequest};
 use crate::preflight::{check_host, PreflightError};
-use crate::shard_runtime::{run_shard, Batch, Command, Doorbell, ShardWiring};
+use crate::shard_runtime::{run_shard, Batch, Doorbell, ShardWiring};
 use crate::shard_storage::{restore, RecoveryReport, StorageSetup};
 use crate::topology::{MachineTopology, TopologyError};
 use crate::wasm_agents::WasmDefaults;

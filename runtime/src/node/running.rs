@@ -15,7 +15,7 @@ pub struct Node {
     pub(super) placement: Placement,
     pub(super) threads: Vec<JoinHandle<ShardStats>>,
     pub(super) watchdog: crate::watchdog::Watchdog,
-    pub(super) metrics: Option<crate::metrics::MetricsEndpoint>,
+    pub(super) metrics: Option<crate::admin_endpoint::MetricsEndpoint>,
     pub(super) grace: Duration,
 }
 
@@ -185,7 +185,7 @@ impl Node {
                 );
                 return false;
             }
-            let probes: Vec<crate::shard_runtime::Probe> = answers.into_iter().flatten().collect();
+            let probes: Vec<crate::command::Probe> = answers.into_iter().flatten().collect();
             let out: u64 = probes.iter().map(|p| p.cross_out).sum();
             let inn: u64 = probes.iter().map(|p| p.cross_in).sum();
             let settled = probes.iter().all(|p| p.idle) && out == inn;

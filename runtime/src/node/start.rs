@@ -69,13 +69,17 @@ impl NodeBuilder {
         };
         let metrics = match config.metrics.listen_addr()? {
             Some(addr) => Some(
-                crate::metrics::MetricsEndpoint::with_profiler(addr, client.clone(), profiler)
-                    .map_err(|e| {
-                        StartError::Metrics(format!(
+                crate::admin_endpoint::MetricsEndpoint::with_profiler(
+                    addr,
+                    client.clone(),
+                    profiler,
+                )
+                .map_err(|e| {
+                    StartError::Metrics(format!(
                         "{e} (choose another with metrics.listen or quire node --metrics ADDR, \
                              or none with --no-metrics)"
                     ))
-                    })?,
+                })?,
             ),
             None => None,
         };

@@ -26,7 +26,7 @@ pub fn check_config(file: &std::path::Path, shards: Option<usize>) -> Result<Vec
 /// `quire storage check`: the same checks a node makes when it starts on
 /// `dir`, partition by partition; the lines to print.
 pub fn check_storage(dir: &std::path::Path) -> Result<Vec<String>, String> {
-    use quire_storage::{partition_path, Partition};
+    use quire_storage::partition_path;
     let manifest = quire_storage::integrity::inspect_data_dir(dir).map_err(|e| e.to_string())?;
     let mut lines = vec![format!(
         "{}: node {}, {} shard(s), format {}",
@@ -37,7 +37,7 @@ pub fn check_storage(dir: &std::path::Path) -> Result<Vec<String>, String> {
     )];
     for shard in 0..manifest.shards {
         let path = partition_path(dir, shard);
-        let rec = Partition::verify(&path).map_err(|e| e.to_string())?;
+        let rec = quire_storage::integrity::verify_partition(&path).map_err(|e| e.to_string())?;
         lines.push(format!(
             "{}: ok, {} agents, {} state entries ({} bytes), {} unfinished durable messages",
             path.display(),

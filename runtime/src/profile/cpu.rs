@@ -5,7 +5,7 @@
 //! profile's duration. Each look reads three things the shard already
 //! publishes or the kernel keeps: whether the shard's thread is on (or
 //! waiting for) a CPU (`/proc/self/task/TID/stat`), the reactor's phase
-//! ([`super::Activity`]), and whose turn it is (the core's running slot).
+//! ([`crate::activity::Activity`]), and whose turn it is (the core's running slot).
 //! Nothing on a shard's hot path changes while profiling: the shards keep
 //! making the same relaxed stores as always. The shard's CPU time over the
 //! profile (the kernel's utime + stime) is reported next to the samples.
@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::Activity;
+use crate::activity::Activity;
 use crate::thread_stat::ThreadStat;
 use crate::watchdog::ShardPulse;
 

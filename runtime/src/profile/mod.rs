@@ -4,7 +4,6 @@
 //! heap holds. Sampling runs on a thread of its own; shards only keep
 //! publishing what they always publish.
 
-mod activity;
 pub mod cpu;
 pub mod memory;
 
@@ -12,21 +11,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use activity::{Activity, ActivityProbe};
+pub use crate::activity::{Activity, ActivityProbe};
 pub use cpu::CpuProfile;
 pub use memory::MemoryProfile;
 
 use crate::client::Client;
 use crate::watchdog::ShardPulse;
-
-/// What a shard tells a profile once sampling ends.
-#[derive(Debug, Default)]
-pub(crate) struct ShardNames {
-    /// The agents in the sampled slots (slot + 1, name).
-    pub names: Vec<(usize, String)>,
-    /// The agent with the most messages waiting, and how many.
-    pub fullest_mailbox: Option<(String, u64)>,
-}
 
 /// Longest profile window taken.
 pub const MAX_WINDOW: Duration = Duration::from_secs(300);
@@ -73,7 +63,7 @@ impl Profiler {
         let (before, heap_profile, after) = memory::heap_profile(window);
         let shards = self
             .client
-            .metrics_blocking(crate::metrics::endpoint::SCRAPE_TIMEOUT)
+            .metrics_blocking(crate::metrics::SCRAPE_TIMEOUT)
             .into_iter()
             .flatten()
             .map(|m| {

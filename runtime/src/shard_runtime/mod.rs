@@ -22,15 +22,13 @@
 //! sees it change within nanoseconds and takes the batch, which is then
 //! certain to be there.
 
-mod command;
+mod collect;
 mod doorbell;
 mod rescue;
 mod serve;
 mod shared;
 mod tasks;
 
-pub use command::AgentFactory;
-pub(crate) use command::*;
 pub(crate) use doorbell::Doorbell;
 use serve::serve;
 pub(crate) use shared::*;
@@ -47,25 +45,27 @@ mod atomics {
     pub(super) use std::sync::atomic::{AtomicU64, Ordering};
 }
 
-use bytes::Bytes;
 use futures_lite::future;
 use glommio::channels::shared_channel::{
     ConnectedReceiver, ConnectedSender, SharedReceiver, SharedSender,
 };
 use glommio::{GlommioError, ResourceType};
 use quire_shards::{
-    Agent, AgentId, AgentRecord, CallError, DurableAdmission, Envelope, MessageId, RegisterError,
-    Rejection, SendOptions, ShardConfig, ShardCore, ShardStats,
+    AgentRecord, DurableAdmission, Envelope, RegisterError, Rejection, ShardConfig, ShardCore,
+    ShardStats,
 };
 
-use quire_shards::wasm::{WasmEngine, WasmShard, WasmShardConfig, WasmShardStats};
-use quire_shards::AgentInfo;
+use quire_shards::wasm::{WasmEngine, WasmShard, WasmShardConfig};
 
+use crate::activity::Activity;
 use crate::agent_kinds::AgentKinds;
-use crate::client::{DeployError, DurableError, DurableReceipt};
-use crate::profile::Activity;
+use crate::command::{Command, DeployError, DurableError, DurableReceipt, Probe};
+use crate::shard_cell::ShardCell;
 use crate::shard_storage::{ShardStorage, StorageSetup};
 use crate::signal::Signal;
+
+/// What crosses the mesh: envelopes in send order.
+pub(crate) type Batch = Vec<Envelope>;
 
 /// Longest time a shard's reactor sleeps without looking around (see the
 /// timers task).
@@ -135,18 +135,15 @@ pub(crate) async fn run_shard(
     }
     connecting.set(false);
 
+    let durable = wiring.storage.is_some();
     let shared = Rc::new(Shared {
-        core: RefCell::new(core),
-        intake_limit: wiring.intake_limit,
-        work: Signal::default(),
-        io_pending: Rc::new(Cell::new(false)),
+        cell: Rc::new(ShardCell::new(core, wiring.intake_limit, durable)),
         net: net.clone(),
         timer: Signal::default(),
         outbound,
         inbound,
         commands: wiring.commands,
         in_flight: Cell::new(0),
-        stopped: Cell::new(false),
         kinds: wiring.kinds,
         storage: wiring
             .storage
@@ -159,7 +156,7 @@ pub(crate) async fn run_shard(
         reactor_busy: Cell::new(Duration::ZERO),
     });
     if let (Some(net), Some(wiring)) = (&net, net_wiring) {
-        crate::net::start(&shared, net, wiring);
+        crate::net::start(&shared.cell, net, wiring);
     }
     let mut tasks = Vec::new();
     for i in 0..shared.outbound.len() {

@@ -178,7 +178,7 @@ pub(super) fn serve(shared: &Shared, cmd: Command) {
         }
         Command::Metrics { done } => {
             drop(core);
-            let _ = done.send(crate::metrics::collect::collect(shared));
+            let _ = done.send(super::collect::collect(shared));
         }
         Command::NameSlots { slots, done } => {
             let names = slots
@@ -188,7 +188,7 @@ pub(super) fn serve(shared: &Shared, cmd: Command) {
             let fullest_mailbox = core
                 .fullest_mailbox()
                 .map(|(id, n)| (id.to_string(), n as u64));
-            let _ = done.send(crate::profile::ShardNames {
+            let _ = done.send(crate::command::ShardNames {
                 names,
                 fullest_mailbox,
             });

@@ -72,15 +72,10 @@ impl Inbound {
     }
 }
 
+/// Everything a shard's tasks share; the part the network shares too is
+/// its [`ShardCell`] (reached through `Deref`: `shared.core`, `shared.work`).
 pub(crate) struct Shared {
-    pub(crate) core: RefCell<ShardCore>,
-    /// Messages queued here above which socket readers stop and let the
-    /// dispatcher catch up (see `queues.intake_limit`).
-    pub(crate) intake_limit: usize,
-    pub(crate) work: Signal,
-    /// Set when a connection's writer or a link was woken: the dispatcher
-    /// then yields, so that they write before it spins or runs on.
-    pub(crate) io_pending: Rc<Cell<bool>>,
+    pub(crate) cell: Rc<ShardCell>,
     pub(super) net: Option<Rc<crate::net::NetShard>>,
     pub(super) timer: Signal,
     pub(super) outbound: Vec<Outbound>,
@@ -88,7 +83,6 @@ pub(crate) struct Shared {
     pub(super) commands: flume::Receiver<Command>,
     /// Batches taken from an outbox and not yet on a channel.
     pub(super) in_flight: Cell<usize>,
-    pub(super) stopped: Cell<bool>,
     pub(super) kinds: AgentKinds,
     pub(super) storage: Option<ShardStorage>,
     pub(super) wasm: Rc<WasmShard>,
@@ -105,18 +99,15 @@ pub(crate) struct Shared {
     pub(super) reactor_busy: Cell<Duration>,
 }
 
-impl Shared {
-    /// Lets the dispatcher run while this shard holds `intake_limit` or more
-    /// queued messages: a socket reader calls it after admitting, so that a
-    /// fast sender fills its own outbox (and gets `QueueFull` there) rather
-    /// than overflowing mailboxes here.
-    pub(crate) async fn make_room(&self) {
-        while self.core.borrow().queued() >= self.intake_limit && !self.stopped.get() {
-            self.work.notify();
-            future::yield_now().await;
-        }
-    }
+impl std::ops::Deref for Shared {
+    type Target = ShardCell;
 
+    fn deref(&self) -> &ShardCell {
+        &self.cell
+    }
+}
+
+impl Shared {
     /// Wakes the committer when the core journaled something.
     #[inline]
     pub(super) fn note_writes(&self) {

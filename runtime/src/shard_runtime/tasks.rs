@@ -54,7 +54,7 @@ pub(super) async fn dispatcher(
         activity.set(Activity::Flush);
         progress += shared.flush_outbound();
         if let Some(net) = &shared.net {
-            net.flush_links(shared);
+            net.flush_links(&shared.cell);
         }
         activity.set(Activity::Reactor);
         if shared.core.borrow_mut().take_timer_rearm() {

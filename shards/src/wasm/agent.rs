@@ -14,9 +14,10 @@ use super::engine::{ModuleHash, WasmModule};
 use super::instance::{id_to_guest, Event, LiveInstance, Violation};
 use super::limits::{AgentLimits, OnRepeatedFailure, Supervision};
 use super::shard::{Activation, WasmShard};
-use crate::agent::{Agent, AgentState, AgentStatus, Context};
+use crate::agent_status::{AgentState, AgentStatus};
 use crate::envelope::{Envelope, Kind, MessageId};
 use crate::error::{CallError, Rejection};
+use crate::shard_core::{Agent, Context};
 use quire_storage::AgentRecord;
 
 /// The agent kind WebAssembly agents are deployed as.

@@ -12,10 +12,10 @@ use wasmer::{Function, FunctionEnv, FunctionEnvMut, Global, Memory, MemoryView, 
 use super::abi::{code, rejection_code};
 use super::instance::{id_to_guest, Violation};
 use super::limits::AgentLimits;
-use crate::agent::Context;
 use crate::agent_id::AgentId;
 use crate::envelope::MessageId;
 use crate::error::Rejection;
+use crate::shard_core::Context;
 
 /// Calls whose timeout the guest leaves at 0 get this one.
 const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(5);

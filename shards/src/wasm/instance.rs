@@ -24,9 +24,9 @@ use super::host::{self, HostEnv};
 use super::limits::AgentLimits;
 use super::preempt::{CallWatch, ShardPreemption};
 use super::tunables::{grows_refused, with_budget, InstanceBudget};
-use crate::agent::Context;
 use crate::envelope::MessageId;
 use crate::error::Rejection;
+use crate::shard_core::Context;
 
 /// How an event ended when it did not end well.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,9 +10,9 @@ use quire_storage::AgentRecord;
 use super::agent::{WasmAgent, WasmSpec, WASM_KIND};
 use super::engine::WasmModule;
 use super::shard::WasmShard;
-use crate::agent::Agent;
 use crate::agent_id::AgentId;
-use crate::core::Activator;
+use crate::shard_core::Activator;
+use crate::shard_core::Agent;
 
 /// The kind a pattern's record is stored as (it is not an agent itself).
 pub const WASM_PATTERN_KIND: &str = "wasm-pattern";

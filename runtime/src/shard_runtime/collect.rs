@@ -10,8 +10,8 @@ use std::time::Instant;
 
 use quire_shards::Rejection;
 
-use super::{LatencySummary, Sample, SampleKind, ShardMetrics, SummarySample};
-use crate::shard_runtime::Shared;
+use super::Shared;
+use crate::metrics::{LatencySummary, Sample, SampleKind, ShardMetrics, SummarySample};
 
 fn counter(name: &'static str, help: &'static str, value: u64) -> Sample {
     Sample {

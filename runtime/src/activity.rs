@@ -1,6 +1,8 @@
 //! What a shard's reactor is doing, published for samplers (the CPU
-//! profile) the way the core publishes whose turn it is: one relaxed store
-//! when the shard's dispatcher or a runtime task enters a phase.
+//! profile, the watchdog's stall reports) the way the core publishes whose
+//! turn it is: one relaxed store when the shard's dispatcher or a runtime
+//! task enters a phase. A leaf: the shard runtime writes it, the profile
+//! and the watchdog read it.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 

@@ -30,10 +30,10 @@ use bytes::Bytes;
 
 use quire_storage::{AgentRecord, DurableMessage, Mutation, WriteBatch};
 
-use crate::agent::{Agent, AgentState, AgentStatus, Context, Current, SendOptions};
 use crate::agent_id::{AgentId, ShardId};
+use crate::agent_status::{AgentState, AgentStatus};
 use crate::clock::Clock;
-use crate::envelope::{Address, ClientTicket, Envelope, Kind, MessageId, Priority};
+use crate::envelope::{Address, ClientTicket, Envelope, Kind, MessageId, Priority, SendOptions};
 use crate::error::{CallError, CallFailure, Rejection};
 use crate::journal::{DurableAdmission, Journal};
 use crate::mailbox::Mailbox;
@@ -41,11 +41,16 @@ use crate::output_commit::HeldReplies;
 use crate::stats::ShardStats;
 
 mod admission;
+mod agent;
 mod dispatch;
 mod journaling;
 mod registry;
 mod routing;
 mod timers;
+
+pub use agent::Agent;
+pub use dispatch::context::Context;
+pub(crate) use dispatch::context::Current;
 
 /// Sizes and bounds of one shard.
 ///

@@ -1,10 +1,18 @@
-//! What client handles ask of a shard (`Command`), and the shard's answer
-//! to a shutdown probe.
+//! The vocabulary between a node's handles and its shards: what a
+//! [`crate::Client`] (and the network, the membership, the admin endpoint)
+//! asks of a shard ([`Command`]), and the answers that come back
+//! ([`DeployError`], [`DurableReceipt`], [`DurableError`], a shutdown
+//! [`Probe`], [`ShardNames`]). A leaf: it names data, never a task, so the
+//! client and the shard runtime both depend on it and not on each other.
 
-use super::*;
+use std::time::Duration;
 
-/// What crosses the mesh: envelopes in send order.
-pub(crate) type Batch = Vec<Envelope>;
+use bytes::Bytes;
+use quire_shards::wasm::{WasmError, WasmShardStats};
+use quire_shards::{
+    Agent, AgentId, AgentInfo, AgentRecord, CallError, Envelope, MessageId, RegisterError,
+    Rejection, SendOptions, ShardStats,
+};
 
 /// Builds an agent on its shard's thread (agents need not be `Send`).
 pub type AgentFactory = Box<dyn FnOnce() -> Box<dyn Agent> + Send>;
@@ -97,7 +105,7 @@ pub(crate) enum Command {
     /// CPU profile.
     NameSlots {
         slots: Vec<usize>,
-        done: flume::Sender<crate::profile::ShardNames>,
+        done: flume::Sender<ShardNames>,
     },
     /// The cluster's members changed (sent by the membership on shard 0).
     Members {
@@ -113,4 +121,64 @@ pub(crate) struct Probe {
     pub idle: bool,
     pub cross_out: u64,
     pub cross_in: u64,
+}
+
+/// What a shard tells a profile once sampling ends.
+#[derive(Debug, Default)]
+pub(crate) struct ShardNames {
+    /// The agents in the sampled slots (slot + 1, name).
+    pub names: Vec<(usize, String)>,
+    /// The agent with the most messages waiting, and how many.
+    pub fullest_mailbox: Option<(String, u64)>,
+}
+
+/// A durable send's acknowledgement: the message is committed (or was
+/// already, under the same de-duplication id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurableReceipt {
+    /// The message's id on the node; `None` for a duplicate.
+    pub id: Option<MessageId>,
+    /// The same de-duplication id was accepted before: nothing new was
+    /// queued, and the first one is (or was) delivered exactly once.
+    pub duplicate: bool,
+}
+
+/// Why a durable send was not acknowledged. Either way the message may be
+/// sent again with the same de-duplication id without risk of a double.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurableError {
+    /// Refused at once (full mailbox, no such agent, shutting down).
+    #[error("refused: {0}")]
+    Rejected(Rejection),
+    /// The shard's partition could not commit it.
+    #[error("storage failed: {0}")]
+    Storage(String),
+}
+
+/// Why a deploy failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeployError {
+    /// The kind is unknown, or its factory refused the config.
+    #[error("cannot build agent {name}: {reason}")]
+    Build {
+        /// The agent.
+        name: String,
+        /// The factory's words.
+        reason: String,
+    },
+    /// The name is taken, or the node is stopping.
+    #[error(transparent)]
+    Register(RegisterError),
+    /// The definition could not be committed.
+    #[error("storage failed: {0}")]
+    Storage(String),
+    /// The WebAssembly module was refused (does not compile, not an agent,
+    /// over a limit).
+    #[error("cannot deploy agent {name}: {source}")]
+    Module {
+        /// The agent.
+        name: String,
+        /// Why.
+        source: WasmError,
+    },
 }

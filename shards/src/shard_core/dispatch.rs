@@ -3,6 +3,8 @@
 
 use super::*;
 
+pub(crate) mod context;
+
 impl ShardCore {
     /// Publishes, in `probe`, which agent has its turn (slot + 1, 0 between
     /// turns): two relaxed stores per turn. [`Self::slot_name`] names it.

@@ -13,15 +13,13 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::client::Client;
+use crate::metrics::SCRAPE_TIMEOUT;
 use crate::profile::Profiler;
-
-/// How long a scrape waits for a shard's answer.
-pub const SCRAPE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A running endpoint; stops when dropped.
 ///
 /// ```no_run
-/// use quire_runtime::metrics::MetricsEndpoint;
+/// use quire_runtime::admin_endpoint::MetricsEndpoint;
 /// use quire_runtime::Node;
 ///
 /// let node = Node::builder().shards(1).start().unwrap();
@@ -197,7 +195,7 @@ fn answer(client: &Client, method: &tiny_http::Method, url: &str) -> (u16, &'sta
                 .map(|(i, a)| (format!("{i}"), if a.is_some() { 1.0 } else { 0.0 }))
                 .collect();
             let shards: Vec<_> = answers.into_iter().flatten().collect();
-            let mut text = super::render(
+            let mut text = crate::metrics::render(
                 &shards,
                 &[
                     (
