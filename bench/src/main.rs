@@ -22,11 +22,11 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 )]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Benchmark,
 }
 
 #[derive(Subcommand)]
-enum Command {
+enum Benchmark {
     /// The standard suite: latency, throughput, scalability, spawn, memory
     /// per agent, WebAssembly overhead, peak load, sustained, burst; each
     /// next to its peers, into a JSON summary and a markdown report.
@@ -82,23 +82,23 @@ fn main() -> ExitCode {
     let _log = quire_runtime::logging::init("warn");
     let cli = Cli::parse();
     let result = match &cli.command {
-        Command::Run(opts) => suite::run_suite(opts).map(|_| ()),
-        Command::Custom(opts) => suite::custom(opts).map(|_| ()),
-        Command::Stress(opts) => suite::stress(opts).map(|_| ()),
-        Command::Sweep(opts) => suite::sweep(opts).map(|_| ()),
-        Command::Compare(opts) => suite::compare(opts),
-        Command::Routing(opts) => routing_suite::run(opts).map(|_| ()),
-        Command::Crash(opts) => crash::run(opts).map(|_| ()),
-        Command::Storage(opts) => storage_suite::run(opts).map(|_| ()),
-        Command::Wasm(opts) => wasm_suite::run(opts).map(|_| ()),
-        Command::Net(opts) => net_suite::run(opts).map(|_| ()),
-        Command::Profiles(opts) => profile_suite::run(opts).map(|_| ()),
-        Command::OutputCommit(opts) => quire_bench::output_commit::run(opts).map(|_| ()),
-        Command::Capacity(opts) => quire_bench::capacity::run(opts).map(|figures| {
+        Benchmark::Run(opts) => suite::run_suite(opts).map(|_| ()),
+        Benchmark::Custom(opts) => suite::custom(opts).map(|_| ()),
+        Benchmark::Stress(opts) => suite::stress(opts).map(|_| ()),
+        Benchmark::Sweep(opts) => suite::sweep(opts).map(|_| ()),
+        Benchmark::Compare(opts) => suite::compare(opts),
+        Benchmark::Routing(opts) => routing_suite::run(opts).map(|_| ()),
+        Benchmark::Crash(opts) => crash::run(opts).map(|_| ()),
+        Benchmark::Storage(opts) => storage_suite::run(opts).map(|_| ()),
+        Benchmark::Wasm(opts) => wasm_suite::run(opts).map(|_| ()),
+        Benchmark::Net(opts) => net_suite::run(opts).map(|_| ()),
+        Benchmark::Profiles(opts) => profile_suite::run(opts).map(|_| ()),
+        Benchmark::OutputCommit(opts) => quire_bench::output_commit::run(opts).map(|_| ()),
+        Benchmark::Capacity(opts) => quire_bench::capacity::run(opts).map(|figures| {
             print!("{}", quire_bench::capacity::markdown(&figures));
         }),
-        Command::Sandbox(opts) => quire_bench::sandbox_suite::run(opts).map(|_| ()),
-        Command::CrashWorker(opts) => crash::worker(opts),
+        Benchmark::Sandbox(opts) => quire_bench::sandbox_suite::run(opts).map(|_| ()),
+        Benchmark::CrashWorker(opts) => crash::worker(opts),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -26,11 +26,13 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use quire_shards::{Agent, AgentRecord};
+use quire_shards::{Agent, AgentRecord, DefinitionError};
 
 /// Builds an agent of one kind from its record; runs on the owning shard's
-/// thread. An `Err` (a config the kind cannot use) refuses the deploy.
-pub type KindFactory = Arc<dyn Fn(&AgentRecord) -> Result<Box<dyn Agent>, String> + Send + Sync>;
+/// thread. An `Err` (a config the kind cannot use) refuses the deploy; a
+/// factory's own words go in [`DefinitionError::Refused`] (`"...".into()`).
+pub type KindFactory =
+    Arc<dyn Fn(&AgentRecord) -> Result<Box<dyn Agent>, DefinitionError> + Send + Sync>;
 
 /// The kinds a node can deploy, by name.
 #[derive(Clone, Default)]
@@ -48,7 +50,7 @@ impl AgentKinds {
     /// Adds (or replaces) the factory of `kind`.
     pub fn add<F>(&mut self, kind: impl Into<String>, factory: F) -> &mut Self
     where
-        F: Fn(&AgentRecord) -> Result<Box<dyn Agent>, String> + Send + Sync + 'static,
+        F: Fn(&AgentRecord) -> Result<Box<dyn Agent>, DefinitionError> + Send + Sync + 'static,
     {
         self.kinds.insert(kind.into(), Arc::new(factory));
         self
@@ -70,14 +72,14 @@ impl AgentKinds {
     }
 
     /// Builds the agent `record` describes.
-    pub fn build(&self, record: &AgentRecord) -> Result<Box<dyn Agent>, String> {
-        let factory = self.kinds.get(&record.kind).ok_or_else(|| {
-            format!(
-                "unknown agent kind {:?} (this node knows: {})",
-                record.kind,
-                self.names().join(", ")
-            )
-        })?;
+    pub fn build(&self, record: &AgentRecord) -> Result<Box<dyn Agent>, DefinitionError> {
+        let factory = self
+            .kinds
+            .get(&record.kind)
+            .ok_or_else(|| DefinitionError::UnknownKind {
+                kind: record.kind.clone(),
+                known: self.names().into_iter().map(str::to_string).collect(),
+            })?;
         factory(record)
     }
 }

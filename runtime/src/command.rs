@@ -10,8 +10,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use quire_shards::wasm::{WasmError, WasmShardStats};
 use quire_shards::{
-    Agent, AgentId, AgentInfo, AgentRecord, CallError, Envelope, MessageId, RegisterError,
-    Rejection, SendOptions, ShardStats,
+    Agent, AgentId, AgentInfo, AgentRecord, CallError, DefinitionError, Envelope, MessageId,
+    RegisterError, Rejection, SendOptions, ShardStats,
 };
 
 /// Builds an agent on its shard's thread (agents need not be `Send`).
@@ -163,8 +163,8 @@ pub enum DeployError {
     Build {
         /// The agent.
         name: String,
-        /// The factory's words.
-        reason: String,
+        /// What was wrong with its definition.
+        reason: DefinitionError,
     },
     /// The name is taken, or the node is stopping.
     #[error(transparent)]

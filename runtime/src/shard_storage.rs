@@ -132,10 +132,13 @@ pub(crate) fn restore(
             }
             continue;
         }
-        let built = kinds.build(record).and_then(|agent| {
-            core.restore_agent(AgentId::from(record.name.as_str()), agent)
-                .map_err(|e| e.to_string())
-        });
+        let built = kinds
+            .build(record)
+            .map_err(|e| e.to_string())
+            .and_then(|agent| {
+                core.restore_agent(AgentId::from(record.name.as_str()), agent)
+                    .map_err(|e| e.to_string())
+            });
         match built {
             Ok(()) => report.agents += 1,
             Err(e) => {

@@ -12,7 +12,7 @@ use std::rc::Rc;
 use quire_shards::wasm::{
     AgentLimits, ModuleHash, Supervision, WasmAgent, WasmShard, WasmSpec, WASM_PATTERN_KIND,
 };
-use quire_shards::{Agent, AgentRecord};
+use quire_shards::{Agent, AgentRecord, DefinitionError};
 
 use crate::agent_kinds::AgentKinds;
 
@@ -30,26 +30,26 @@ pub(crate) fn install(host: Rc<WasmShard>) {
 pub(crate) fn add_kind(kinds: &mut AgentKinds) {
     kinds.add(quire_shards::wasm::WASM_KIND, build);
     kinds.add(WASM_PATTERN_KIND, |record| {
-        Err(format!("{} is a name pattern, not an agent", record.name))
+        Err(format!("{} is a name pattern, not an agent", record.name).into())
     });
 }
 
 /// Puts back a name pattern at recovery, on the calling shard thread.
-pub(crate) fn restore_pattern(record: &AgentRecord) -> Result<(), String> {
+pub(crate) fn restore_pattern(record: &AgentRecord) -> Result<(), DefinitionError> {
     SHARD_HOST.with(|h| {
         h.borrow()
             .as_ref()
-            .ok_or_else(|| "this thread is not a shard with a wasm host".to_string())?
+            .ok_or(DefinitionError::from(NOT_A_SHARD))?
             .add_pattern(record)
     })
 }
 
-fn build(record: &AgentRecord) -> Result<Box<dyn Agent>, String> {
+const NOT_A_SHARD: &str = "this thread is not a shard with a wasm host";
+
+fn build(record: &AgentRecord) -> Result<Box<dyn Agent>, DefinitionError> {
     SHARD_HOST.with(|h| {
         let host = h.borrow();
-        let host = host
-            .as_ref()
-            .ok_or("this thread is not a shard with a wasm host")?;
+        let host = host.as_ref().ok_or(DefinitionError::from(NOT_A_SHARD))?;
         Ok(Box::new(WasmAgent::from_record(host, record)?) as Box<dyn Agent>)
     })
 }

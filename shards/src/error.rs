@@ -234,3 +234,85 @@ pub enum CallError {
     #[error("the call was rejected: {0}")]
     Rejected(#[from] Rejection),
 }
+
+/// Why an agent's definition (its [`crate::AgentRecord`]: kind and config)
+/// cannot be used: at deploy, at a reload, when a node rebuilds its agents
+/// at start. Each says what was wrong in words an operator can act on.
+///
+/// ```
+/// use quire_shards::DefinitionError;
+/// let e = DefinitionError::OutOfBounds { field: "fuel_per_message", rule: "at least 1" };
+/// assert_eq!(e.to_string(), "fuel_per_message must be at least 1");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DefinitionError {
+    /// The record is of another kind than the one reading it.
+    #[error("agent {name} is of kind {kind:?}, not {expected}")]
+    WrongKind {
+        /// The agent.
+        name: String,
+        /// Its record's kind.
+        kind: String,
+        /// The kind that was expected.
+        expected: &'static str,
+    },
+    /// Its config bytes do not decode.
+    #[error("agent {name}: unreadable {what}: {detail}")]
+    Unreadable {
+        /// The agent.
+        name: String,
+        /// What was being read, e.g. `wasm spec`.
+        what: &'static str,
+        /// The decoder's words.
+        detail: String,
+    },
+    /// A limit or setting is out of its bounds.
+    #[error("{field} must be {rule}")]
+    OutOfBounds {
+        /// The setting's name, as the config spells it.
+        field: &'static str,
+        /// What it must be, e.g. `at least 1`.
+        rule: &'static str,
+    },
+    /// A module reference that is not a BLAKE3 hash.
+    #[error("{0:?} is not a module hash")]
+    NotAModuleHash(String),
+    /// The module it names could not be loaded (unknown, does not compile,
+    /// not an agent).
+    #[error("{0}")]
+    Module(String),
+    /// A name pattern that is not a prefix followed by one `*`.
+    #[error("{0:?} is not a name pattern: write a prefix followed by one '*', like \"sensor-*\"")]
+    NotAPattern(String),
+    /// No factory is registered for its kind.
+    #[error("unknown agent kind {kind:?} (this node knows: {})", known.join(", "))]
+    UnknownKind {
+        /// The record's kind.
+        kind: String,
+        /// The kinds the node knows.
+        known: Vec<String>,
+    },
+    /// Agents of this kind keep their definition for life.
+    #[error("agents of kind {kind:?} cannot be reloaded")]
+    NotReloadable {
+        /// The kind.
+        kind: String,
+    },
+    /// The kind's own words (a native kind's factory).
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl From<String> for DefinitionError {
+    /// A native kind's factory refusing in its own words.
+    fn from(words: String) -> Self {
+        Self::Refused(words)
+    }
+}
+
+impl From<&str> for DefinitionError {
+    fn from(words: &str) -> Self {
+        Self::Refused(words.to_string())
+    }
+}

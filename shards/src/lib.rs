@@ -26,7 +26,7 @@ pub use clock::{Clock, ManualClock};
 pub use envelope::{
     Address, ClientTicket, ConversationId, Envelope, Kind, MessageId, Priority, SendOptions,
 };
-pub use error::{CallError, CallFailure, Rejection};
+pub use error::{CallError, CallFailure, DefinitionError, Rejection};
 pub use journal::DurableAdmission;
 pub use mailbox::Mailbox;
 pub use quire_storage::{AgentRecord, DurableMessage};

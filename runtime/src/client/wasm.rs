@@ -72,7 +72,7 @@ impl Client {
         })?;
         let id = AgentId::new(pattern).map_err(|e| DeployError::Build {
             name: pattern.to_string(),
-            reason: e.to_string(),
+            reason: e.to_string().into(),
         })?;
         let (record, hash) = self.wasm_record(&id, module.into(), opts).await?;
         let spec = WasmSpec::from_record(&record).map_err(|reason| DeployError::Build {
@@ -150,7 +150,7 @@ impl Client {
             })
             .map_err(|e| DeployError::Build {
                 name: id.to_string(),
-                reason: format!("cannot start a compile thread: {e}"),
+                reason: format!("cannot start a compile thread: {e}").into(),
             })?;
         rx.recv_async()
             .await

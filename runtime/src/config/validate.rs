@@ -79,7 +79,7 @@ impl NodeConfig {
             .validate()
             .map_err(|problem| ConfigError::Invalid {
                 key: "wasm.limits",
-                problem,
+                problem: problem.to_string(),
             })?;
         for (key, value) in [
             ("wasm.max_module_bytes", self.wasm.max_module_bytes as u64),

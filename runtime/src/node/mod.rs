@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 use glommio::channels::shared_channel;
 use glommio::{CpuSet, LocalExecutorBuilder, PoolPlacement};
 use quire_shards::wasm::{WasmEngine, WasmShard, WasmSpec, WASM_KIND, WASM_PATTERN_KIND};
-use quire_shards::{Agent, AgentRecord, Rejection, ShardConfig, ShardCore, ShardStats};
+use quire_shards::{
+    Agent, AgentRecord, DefinitionError, Rejection, ShardConfig, ShardCore, ShardStats,
+};
 use quire_storage::faults::FaultSwitch;
 use quire_storage::{partition_path, Durability, StorageError};
 
@@ -177,7 +179,7 @@ impl NodeBuilder {
     /// ```
     pub fn agent_kind<F>(mut self, kind: &str, factory: F) -> Self
     where
-        F: Fn(&AgentRecord) -> Result<Box<dyn Agent>, String> + Send + Sync + 'static,
+        F: Fn(&AgentRecord) -> Result<Box<dyn Agent>, DefinitionError> + Send + Sync + 'static,
     {
         self.kinds.add(kind, factory);
         self

@@ -13,7 +13,7 @@ use quire_storage::AgentRecord;
 use super::Context;
 use crate::agent_status::AgentStatus;
 use crate::envelope::{Envelope, MessageId};
-use crate::error::{CallError, Rejection};
+use crate::error::{CallError, DefinitionError, Rejection};
 
 /// An in-process agent. It lives on the shard that owns its name and is only
 /// ever touched by that shard's thread, so it need not be `Send` or `Sync`.
@@ -55,11 +55,10 @@ pub trait Agent: 'static {
     /// next message is handled by the new version. An `Err` refuses the
     /// reload and leaves the agent as it was. Agents that cannot change keep
     /// this default, which refuses.
-    fn reconfigure(&mut self, record: &AgentRecord) -> Result<(), String> {
-        Err(format!(
-            "agents of kind {:?} cannot be reloaded",
-            record.kind
-        ))
+    fn reconfigure(&mut self, record: &AgentRecord) -> Result<(), DefinitionError> {
+        Err(DefinitionError::NotReloadable {
+            kind: record.kind.clone(),
+        })
     }
 
     /// How the agent is doing at `now` (the shard's clock), for `list`;

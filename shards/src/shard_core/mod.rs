@@ -34,7 +34,7 @@ use crate::agent_id::{AgentId, ShardId};
 use crate::agent_status::{AgentState, AgentStatus};
 use crate::clock::Clock;
 use crate::envelope::{Address, ClientTicket, Envelope, Kind, MessageId, Priority, SendOptions};
-use crate::error::{CallError, CallFailure, Rejection};
+use crate::error::{CallError, CallFailure, DefinitionError, Rejection};
 use crate::journal::{DurableAdmission, Journal};
 use crate::mailbox::Mailbox;
 use crate::output_commit::HeldReplies;
@@ -149,7 +149,7 @@ pub enum RegisterError {
         /// The name.
         id: AgentId,
         /// Why.
-        reason: String,
+        reason: DefinitionError,
     },
     /// The change could not be committed to the shard's partition.
     #[error("storage failed: {0}")]

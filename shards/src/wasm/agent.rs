@@ -16,7 +16,7 @@ use super::limits::{AgentLimits, OnRepeatedFailure, Supervision};
 use super::shard::{Activation, WasmShard};
 use crate::agent_status::{AgentState, AgentStatus};
 use crate::envelope::{Envelope, Kind, MessageId};
-use crate::error::{CallError, Rejection};
+use crate::error::{CallError, DefinitionError, Rejection};
 use crate::shard_core::{Agent, Context};
 use quire_storage::AgentRecord;
 
@@ -60,21 +60,25 @@ impl WasmSpec {
     }
 
     /// Reads the spec of a `wasm` record.
-    pub fn from_record(record: &AgentRecord) -> Result<Self, String> {
+    pub fn from_record(record: &AgentRecord) -> Result<Self, DefinitionError> {
         if record.kind != WASM_KIND {
-            return Err(format!(
-                "agent {} is of kind {:?}, not wasm",
-                record.name, record.kind
-            ));
+            return Err(DefinitionError::WrongKind {
+                name: record.name.clone(),
+                kind: record.kind.clone(),
+                expected: WASM_KIND,
+            });
         }
-        rmp_serde::from_slice(&record.config)
-            .map_err(|e| format!("agent {}: unreadable wasm spec: {e}", record.name))
+        rmp_serde::from_slice(&record.config).map_err(|e| DefinitionError::Unreadable {
+            name: record.name.clone(),
+            what: "wasm spec",
+            detail: e.to_string(),
+        })
     }
 
     /// The module hash, parsed.
-    pub fn module_hash(&self) -> Result<ModuleHash, String> {
+    pub fn module_hash(&self) -> Result<ModuleHash, DefinitionError> {
         ModuleHash::parse(&self.module)
-            .ok_or_else(|| format!("{:?} is not a module hash", self.module))
+            .ok_or_else(|| DefinitionError::NotAModuleHash(self.module.clone()))
     }
 }
 
@@ -127,13 +131,16 @@ pub struct WasmAgent {
 impl WasmAgent {
     /// An agent of `record` on the shard whose wasm host is `shard`. Makes
     /// no instance: the first message activates it.
-    pub fn from_record(shard: &Rc<WasmShard>, record: &AgentRecord) -> Result<Self, String> {
+    pub fn from_record(
+        shard: &Rc<WasmShard>,
+        record: &AgentRecord,
+    ) -> Result<Self, DefinitionError> {
         let spec = WasmSpec::from_record(record)?;
         spec.limits.validate()?;
         let module = shard
             .engine()
             .module(&spec.module_hash()?)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| DefinitionError::Module(e.to_string()))?;
         Ok(Self::new(shard, module, spec.limits, spec.supervision))
     }
 
@@ -451,14 +458,14 @@ impl Agent for WasmAgent {
         }
     }
 
-    fn reconfigure(&mut self, record: &AgentRecord) -> Result<(), String> {
+    fn reconfigure(&mut self, record: &AgentRecord) -> Result<(), DefinitionError> {
         let spec = WasmSpec::from_record(record)?;
         spec.limits.validate()?;
         let module = self
             .shard
             .engine()
             .module(&spec.module_hash()?)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| DefinitionError::Module(e.to_string()))?;
         // The running version keeps answering for the calls it made;
         // everything from now on goes to the new one.
         if let Some(old) = self.activation.live.borrow_mut().take() {

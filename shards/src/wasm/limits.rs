@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::DefinitionError;
+
 /// What one agent may use. Node-wide defaults come from the configuration;
 /// a deploy may override them.
 ///
@@ -58,18 +60,19 @@ impl AgentLimits {
     }
 
     /// Checks the values make sense; the error names the field.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), DefinitionError> {
+        let out_of_bounds = |field, rule| Err(DefinitionError::OutOfBounds { field, rule });
         if self.max_memory_bytes < 65_536 {
-            return Err("max_memory_bytes must be at least 65536 (one wasm page)".into());
+            return out_of_bounds("max_memory_bytes", "at least 65536 (one wasm page)");
         }
         if self.fuel_per_message == 0 {
-            return Err("fuel_per_message must be at least 1".into());
+            return out_of_bounds("fuel_per_message", "at least 1");
         }
         if self.max_time_us == 0 {
-            return Err("max_time_us must be at least 1".into());
+            return out_of_bounds("max_time_us", "at least 1");
         }
         if self.max_key_bytes == 0 {
-            return Err("max_key_bytes must be at least 1".into());
+            return out_of_bounds("max_key_bytes", "at least 1");
         }
         Ok(())
     }

@@ -11,6 +11,7 @@ use super::agent::{WasmAgent, WasmSpec, WASM_KIND};
 use super::engine::WasmModule;
 use super::shard::WasmShard;
 use crate::agent_id::AgentId;
+use crate::error::DefinitionError;
 use crate::shard_core::Activator;
 use crate::shard_core::Agent;
 
@@ -25,12 +26,10 @@ pub const WASM_PATTERN_KIND: &str = "wasm-pattern";
 /// assert!(pattern_prefix("sensor").is_err());
 /// assert!(pattern_prefix("*").is_err());
 /// ```
-pub fn pattern_prefix(pattern: &str) -> Result<&str, String> {
+pub fn pattern_prefix(pattern: &str) -> Result<&str, DefinitionError> {
     match pattern.strip_suffix('*') {
         Some(prefix) if !prefix.is_empty() && !prefix.contains('*') => Ok(prefix),
-        _ => Err(format!(
-            "{pattern:?} is not a name pattern: write a prefix followed by one '*', like \"sensor-*\""
-        )),
+        _ => Err(DefinitionError::NotAPattern(pattern.to_string())),
     }
 }
 
@@ -43,12 +42,13 @@ pub(crate) struct NamePattern {
 impl WasmShard {
     /// Adds (or replaces) the pattern `record` defines (kind `wasm-pattern`,
     /// name the pattern, config a [`WasmSpec`]).
-    pub fn add_pattern(&self, record: &AgentRecord) -> Result<(), String> {
+    pub fn add_pattern(&self, record: &AgentRecord) -> Result<(), DefinitionError> {
         if record.kind != WASM_PATTERN_KIND {
-            return Err(format!(
-                "{} is not a {WASM_PATTERN_KIND} record",
-                record.name
-            ));
+            return Err(DefinitionError::WrongKind {
+                name: record.name.clone(),
+                kind: record.kind.clone(),
+                expected: WASM_PATTERN_KIND,
+            });
         }
         let prefix = pattern_prefix(&record.name)?.to_string();
         let as_agent = AgentRecord::new(record.name.clone(), WASM_KIND, record.config.clone());
@@ -57,7 +57,7 @@ impl WasmShard {
         let module = self
             .engine()
             .module(&spec.module_hash()?)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| DefinitionError::Module(e.to_string()))?;
         let mut patterns = self.patterns.borrow_mut();
         patterns.retain(|p| p.prefix != prefix);
         patterns.push(NamePattern {

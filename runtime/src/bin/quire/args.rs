@@ -13,7 +13,7 @@ use quire_storage::Durability;
 )]
 pub struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Verb,
 }
 
 #[derive(clap::Args, Clone)]
@@ -133,7 +133,7 @@ pub struct NetArgs {
 }
 
 #[derive(Subcommand)]
-pub enum Command {
+pub enum Verb {
     /// Run a node: its shards, client port and metrics until Ctrl-C (or
     /// --duration); --demo adds the demo agents and a latency summary.
     Node {

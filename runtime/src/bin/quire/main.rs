@@ -10,7 +10,7 @@ use quire_client::ClientError;
 use quire_runtime::config::DEFAULT_CONFIG_TOML;
 use quire_shards::owning_shard;
 
-use args::{Cli, Command, ConfigCommand, StorageCommand};
+use args::{Cli, ConfigCommand, StorageCommand, Verb};
 use node_cmd::{builder, doctor, run_node};
 use ops_cmd::{diagnose, print_lines, profile};
 use remote_cmd::{decode_payload, encode_payload, remote};
@@ -42,13 +42,13 @@ fn main() -> ExitCode {
     let _log = quire_runtime::logging::init("warn");
     let cli = Cli::parse();
     let result = match &cli.command {
-        Command::Node {
+        Verb::Node {
             placement,
             spin_us,
             duration,
             net,
         } => run_node(placement, *spin_us, *duration, net),
-        Command::Send {
+        Verb::Send {
             to,
             agent,
             payload,
@@ -67,7 +67,7 @@ fn main() -> ExitCode {
             }
             Ok(())
         }),
-        Command::Call {
+        Verb::Call {
             to,
             agent,
             payload,
@@ -77,7 +77,7 @@ fn main() -> ExitCode {
             println!("{}", decode_payload(&reply));
             Ok(())
         }),
-        Command::Deploy {
+        Verb::Deploy {
             to,
             file,
             name,
@@ -125,18 +125,18 @@ fn main() -> ExitCode {
                 }),
             }
         }
-        Command::Undeploy { to, name } => remote(to, |c| {
+        Verb::Undeploy { to, name } => remote(to, |c| {
             c.undeploy(name)?;
             println!("undeployed {name}");
             Ok(())
         }),
-        Command::Agents { to } => remote(to, |c| {
+        Verb::Agents { to } => remote(to, |c| {
             let agents = c.agents()?;
             remote_cmd::print_agents(&agents);
             println!("{} agent(s) on {}", agents.len(), c.node());
             Ok(())
         }),
-        Command::Patterns { to } => remote(to, |c| {
+        Verb::Patterns { to } => remote(to, |c| {
             let patterns = c.patterns()?;
             for (pattern, version) in &patterns {
                 println!("{pattern:<32} {version}");
@@ -144,7 +144,7 @@ fn main() -> ExitCode {
             println!("{} pattern(s) on {}", patterns.len(), c.node());
             Ok(())
         }),
-        Command::Info { to, name } => remote(to, |c| {
+        Verb::Info { to, name } => remote(to, |c| {
             let agent = c.info(name)?;
             remote_cmd::print_agents(std::slice::from_ref(&agent));
             println!(
@@ -153,7 +153,7 @@ fn main() -> ExitCode {
             );
             Ok(())
         }),
-        Command::Reload {
+        Verb::Reload {
             to,
             file,
             name,
@@ -168,35 +168,35 @@ fn main() -> ExitCode {
                 }),
             }
         }
-        Command::Stop { to, name } => remote(to, |c| {
+        Verb::Stop { to, name } => remote(to, |c| {
             c.stop(name)?;
             println!("stopped {name}");
             Ok(())
         }),
-        Command::Start { to, name } => remote(to, |c| {
+        Verb::Start { to, name } => remote(to, |c| {
             c.start(name)?;
             println!("started {name}");
             Ok(())
         }),
-        Command::Stats { to } => remote(to, |c| {
+        Verb::Stats { to } => remote(to, |c| {
             for row in c.stats()? {
                 let line: Vec<String> = row.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 println!("{}", line.join(" "));
             }
             Ok(())
         }),
-        Command::Where { name, to } => remote(to, |c| {
+        Verb::Where { name, to } => remote(to, |c| {
             println!("{}", remote_cmd::where_is(c, name, to)?);
             Ok(())
         }),
-        Command::Cluster { to } => remote(to, |c| {
+        Verb::Cluster { to } => remote(to, |c| {
             println!("{:<24} {:<24} {:<8} shards", "node", "address", "state");
             for m in c.cluster()? {
                 println!("{:<24} {:<24} {:<8} {}", m.name, m.addr, m.state, m.shards);
             }
             Ok(())
         }),
-        Command::Certs {
+        Verb::Certs {
             out,
             nodes,
             hosts,
@@ -215,15 +215,15 @@ fn main() -> ExitCode {
                 })
                 .map_err(|e| e.to_string())
         }
-        Command::Placement { placement } => builder(placement)
+        Verb::Placement { placement } => builder(placement)
             .and_then(|(b, _)| b.plan().map_err(|e| e.to_string()))
             .map(|plan| print!("{plan}")),
-        Command::Doctor {
+        Verb::Doctor {
             placement,
             root,
             limits,
         } => doctor(placement, root.as_deref(), limits),
-        Command::Profile {
+        Verb::Profile {
             kind,
             admin,
             duration,
@@ -231,15 +231,15 @@ fn main() -> ExitCode {
             hz,
             folded,
         } => profile(*kind, admin, *duration, out.as_deref(), *hz, *folded),
-        Command::Diagnose { admin, duration } => diagnose(admin, *duration),
-        Command::Config(ConfigCommand::Default) => {
+        Verb::Diagnose { admin, duration } => diagnose(admin, *duration),
+        Verb::Config(ConfigCommand::Default) => {
             print!("{DEFAULT_CONFIG_TOML}");
             Ok(())
         }
-        Command::Config(ConfigCommand::Check { file, shards }) => {
+        Verb::Config(ConfigCommand::Check { file, shards }) => {
             quire_runtime::ops::check_config(file, *shards).map(print_lines)
         }
-        Command::Storage(StorageCommand::Reshard { data_dir, shards }) => {
+        Verb::Storage(StorageCommand::Reshard { data_dir, shards }) => {
             quire_storage::reshard::reshard(data_dir, *shards, |name, n| {
                 owning_shard(name, n) as usize
             })
@@ -257,7 +257,7 @@ fn main() -> ExitCode {
             })
             .map_err(|e| e.to_string())
         }
-        Command::Storage(StorageCommand::Check { data_dir }) => {
+        Verb::Storage(StorageCommand::Check { data_dir }) => {
             quire_runtime::ops::check_storage(data_dir).map(print_lines)
         }
     };
