@@ -22,6 +22,8 @@
 //! println!("{}", node.shutdown());
 //! ```
 
+#![warn(missing_docs)]
+
 mod activity;
 pub mod admin_endpoint;
 pub mod agent_kinds;

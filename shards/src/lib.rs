@@ -5,6 +5,8 @@
 //! drives one `ShardCore` per pinned core, moves envelopes between them over
 //! glommio's SPSC channels, and encodes them at node edges (its `protocol`).
 
+#![warn(missing_docs)]
+
 mod agent_id;
 mod agent_status;
 mod clock;

@@ -34,6 +34,8 @@
 //! assert_eq!(recovered.state[0].value.as_ref(), b"41");
 //! ```
 
+#![warn(missing_docs)]
+
 mod batch;
 mod dedup;
 mod error;

@@ -50,17 +50,22 @@ pub enum StartError {
     /// The configuration is invalid.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
-    /// An executor could not be created.
+    /// The data directory or a partition cannot be used.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// A deployed agent's kind has no factory on this node.
     #[error(
         "{file}: agent {agent} is of kind {kind:?}, which this node does not know (known: {known}); \
          register the kind with NodeBuilder::agent_kind"
     )]
     UnknownAgentKind {
+        /// The partition that holds the agent.
         file: String,
+        /// The agent.
         agent: String,
+        /// Its kind.
         kind: String,
+        /// The kinds this node knows, comma-separated.
         known: String,
     },
     /// A deployed WebAssembly agent's module can be neither loaded from
@@ -77,6 +82,7 @@ pub enum StartError {
     /// The metrics endpoint could not listen.
     #[error("{0}")]
     Metrics(String),
+    /// An executor could not be created.
     #[error("shard {shard} could not start its executor on CPU {cpu}: {reason}")]
     Executor {
         /// The shard.
@@ -137,7 +143,6 @@ impl NodeBuilder {
         self
     }
 
-    /// Plans against this affinity mask instead of the calling thread's.
     /// Sets the durability mode (`storage.durability`).
     pub fn durability(mut self, mode: Durability) -> Self {
         self.config.storage.durability = mode;
@@ -209,6 +214,8 @@ impl NodeBuilder {
         self
     }
 
+    /// Plans against this affinity mask (these CPUs) instead of the
+    /// calling thread's.
     pub fn affinity(mut self, cpus: Vec<usize>) -> Self {
         self.affinity = Some(cpus);
         self
