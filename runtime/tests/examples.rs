@@ -54,3 +54,17 @@ fn the_wasm_agent_counts_under_its_limits() {
     }
     assert!(out.contains("counter on shard 0: Running"), "{out}");
 }
+
+#[test]
+fn the_two_nodes_meet_and_a_call_crosses_between_them() {
+    let out = run("two_node_cluster");
+    assert!(
+        out.contains("members: [\"node-a\", \"node-b\"]")
+            || out.contains("members: [\"node-b\", \"node-a\"]"),
+        "{out}"
+    );
+    assert!(
+        out.contains("called on node-a, answered from node-b"),
+        "{out}"
+    );
+}
