@@ -132,7 +132,7 @@ pub(super) fn refusal(
     window: usize,
     frame: &Frame,
 ) -> Option<Frame> {
-    let req = request_number(frame)?;
+    let req = frame.request_number()?;
     if let Some(needed) = Scope::needed_by(frame) {
         if !access.scopes.contains(needed) {
             return Some(Frame::Error {
@@ -161,42 +161,6 @@ pub(super) fn refusal(
         });
     }
     None
-}
-
-/// A client request's number (0 for a fire-and-forget `SEND`); `None` for
-/// frames that are not client requests (the handler refuses those).
-/// Matched without a wildcard: a new request frame must be placed here,
-/// or it would pass the gate unchecked.
-fn request_number(frame: &Frame) -> Option<u64> {
-    match frame {
-        Frame::Send { req, .. }
-        | Frame::Call { req, .. }
-        | Frame::Deploy { req, .. }
-        | Frame::DeployMany { req, .. }
-        | Frame::Undeploy { req, .. }
-        | Frame::Reload { req, .. }
-        | Frame::Stop { req, .. }
-        | Frame::Start { req, .. }
-        | Frame::AgentInfo { req, .. }
-        | Frame::ListPatterns { req }
-        | Frame::ListAgents { req }
-        | Frame::Stats { req }
-        | Frame::Cluster { req }
-        | Frame::Where { req, .. }
-        | Frame::Ping { req } => Some(*req),
-        Frame::Hello { .. }
-        | Frame::Welcome { .. }
-        | Frame::Reply { .. }
-        | Frame::Ok { .. }
-        | Frame::Deployed { .. }
-        | Frame::Agents { .. }
-        | Frame::StatsReply { .. }
-        | Frame::Members { .. }
-        | Frame::Location { .. }
-        | Frame::Patterns { .. }
-        | Frame::Pong { .. }
-        | Frame::Error { .. } => None,
-    }
 }
 
 #[cfg(test)]

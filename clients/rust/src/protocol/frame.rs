@@ -509,42 +509,6 @@ impl Frame {
             Frame::Error { .. } => "ERROR",
         }
     }
-
-    /// The request a node's answer answers (`Some(0)`: an `ERROR` about
-    /// the connection); `None` for a frame that is no answer. Matched
-    /// without a wildcard, so a new answer frame cannot be forgotten by a
-    /// client waiting for it.
-    pub fn answer_to(&self) -> Option<u64> {
-        match self {
-            Frame::Reply { req, .. }
-            | Frame::Ok { req, .. }
-            | Frame::Deployed { req, .. }
-            | Frame::Agents { req, .. }
-            | Frame::StatsReply { req, .. }
-            | Frame::Members { req, .. }
-            | Frame::Location { req, .. }
-            | Frame::Patterns { req, .. }
-            | Frame::Pong { req }
-            | Frame::Error { req, .. } => Some(*req),
-            Frame::Hello { .. }
-            | Frame::Welcome { .. }
-            | Frame::Send { .. }
-            | Frame::Call { .. }
-            | Frame::Deploy { .. }
-            | Frame::DeployMany { .. }
-            | Frame::Undeploy { .. }
-            | Frame::ListAgents { .. }
-            | Frame::Stats { .. }
-            | Frame::Cluster { .. }
-            | Frame::Where { .. }
-            | Frame::Reload { .. }
-            | Frame::Stop { .. }
-            | Frame::Start { .. }
-            | Frame::AgentInfo { .. }
-            | Frame::ListPatterns { .. }
-            | Frame::Ping { .. } => None,
-        }
-    }
 }
 
 /// Why bytes are not a frame.

@@ -7,6 +7,7 @@ mod deploy_options;
 mod encode;
 mod frame;
 pub mod msgpack;
+mod numbering;
 mod priority;
 mod scope;
 
