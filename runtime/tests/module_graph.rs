@@ -37,9 +37,12 @@ fn code_of(text: &str) -> String {
         None => text,
     };
     text.lines()
-        .map(|line| match line.trim_start().starts_with("//") {
-            true => "",
-            false => line,
+        .map(|line| {
+            if line.trim_start().starts_with("//") {
+                ""
+            } else {
+                line
+            }
         })
         .collect::<Vec<_>>()
         .join("\n")

@@ -316,10 +316,7 @@ fn preload_modules(setups: &[StorageSetup], wasm: &WasmEngine) -> Result<(), Sta
             let as_agent = AgentRecord::new(record.name.clone(), WASM_KIND, record.config.clone());
             let loaded = WasmSpec::from_record(&as_agent)
                 .and_then(|spec| spec.module_hash())
-                .and_then(|hash| {
-                    wasm.module(&hash)
-                        .map_err(|e| DefinitionError::Module(e.to_string()))
-                });
+                .and_then(|hash| wasm.module(&hash).map_err(DefinitionError::from));
             if let Err(reason) = loaded {
                 return Err(StartError::AgentModule {
                     file: setup.partition.file().display().to_string(),

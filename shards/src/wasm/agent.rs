@@ -137,10 +137,7 @@ impl WasmAgent {
     ) -> Result<Self, DefinitionError> {
         let spec = WasmSpec::from_record(record)?;
         spec.limits.validate()?;
-        let module = shard
-            .engine()
-            .module(&spec.module_hash()?)
-            .map_err(|e| DefinitionError::Module(e.to_string()))?;
+        let module = shard.engine().module(&spec.module_hash()?)?;
         Ok(Self::new(shard, module, spec.limits, spec.supervision))
     }
 
@@ -220,17 +217,17 @@ impl WasmAgent {
             elapsed.saturating_sub(ctx.turn_quota())
         };
         let window = Duration::from_millis(self.supervision.cost_window_ms.max(1));
-        if self
-            .cost
-            .started
-            .is_none_or(|started| now.saturating_duration_since(started) >= window)
-        {
-            self.cost = CostWindow {
-                started: Some(now),
-                busy: Duration::ZERO,
-                refused: 0,
-            };
-        }
+        let window_started = match self.cost.started {
+            Some(started) if now.saturating_duration_since(started) < window => started,
+            _ => {
+                self.cost = CostWindow {
+                    started: Some(now),
+                    busy: Duration::ZERO,
+                    refused: 0,
+                };
+                now
+            }
+        };
         self.cost.busy += elapsed;
         self.cost.refused += u64::from(refused);
         let busy_cap = window * self.supervision.max_busy_percent.min(100) / 100;
@@ -246,7 +243,7 @@ impl WasmAgent {
             self.cost.refused
         ));
         if !quarantined {
-            self.quarantine = Quarantine::Throttled(self.cost.started.unwrap_or(now) + window);
+            self.quarantine = Quarantine::Throttled(window_started + window);
         }
         self.shard.count_throttle();
         ctx.end_turn();
@@ -461,11 +458,7 @@ impl Agent for WasmAgent {
     fn reconfigure(&mut self, record: &AgentRecord) -> Result<(), DefinitionError> {
         let spec = WasmSpec::from_record(record)?;
         spec.limits.validate()?;
-        let module = self
-            .shard
-            .engine()
-            .module(&spec.module_hash()?)
-            .map_err(|e| DefinitionError::Module(e.to_string()))?;
+        let module = self.shard.engine().module(&spec.module_hash()?)?;
         // The running version keeps answering for the calls it made;
         // everything from now on goes to the new one.
         if let Some(old) = self.activation.live.borrow_mut().take() {

@@ -92,6 +92,13 @@ impl WasmModule {
     }
 }
 
+impl From<WasmError> for crate::error::DefinitionError {
+    /// The module a definition names could not be loaded.
+    fn from(e: WasmError) -> Self {
+        Self::Module(e.to_string())
+    }
+}
+
 /// Why a module could not be compiled or loaded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WasmError {

@@ -54,10 +54,7 @@ impl WasmShard {
         let as_agent = AgentRecord::new(record.name.clone(), WASM_KIND, record.config.clone());
         let spec = WasmSpec::from_record(&as_agent)?;
         spec.limits.validate()?;
-        let module = self
-            .engine()
-            .module(&spec.module_hash()?)
-            .map_err(|e| DefinitionError::Module(e.to_string()))?;
+        let module = self.engine().module(&spec.module_hash()?)?;
         let mut patterns = self.patterns.borrow_mut();
         patterns.retain(|p| p.prefix != prefix);
         patterns.push(NamePattern {
